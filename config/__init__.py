@@ -1,0 +1,1 @@
+"""Packaged configuration defaults (installed as ``gwfollow.defaults``)."""

@@ -1,0 +1,2 @@
+"""One module per ``gwfollow`` sub-command, each with ``configure(parser)``,
+``main(args)`` and an ``EXAMPLE`` shown by ``--help``."""

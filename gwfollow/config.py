@@ -1,0 +1,162 @@
+"""Configuration: ``config/default.toml`` read once into frozen dataclasses.
+
+A deployment file overrides the defaults key by key, and environment
+variables ``GWFOLLOW_<SECTION>_<KEY>`` override both.  Unknown sections or
+keys are errors (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SkyMapConfig:
+    """Reading sky maps and the credible levels derived from them."""
+
+    levels: tuple[float, ...] = (0.5, 0.9)
+    boundary: str = "split"
+    norm_tolerance: float = 0.01
+    norm_warning: float = 1e-6
+    max_size_mib: float = 2048
+
+    def validate(self) -> None:
+        for lv in self.levels:
+            if not 0.0 < lv <= 1.0:
+                raise ConfigError(f"skymap.levels: {lv!r} is not in (0, 1]")
+        if self.boundary not in ("split", "exclude", "include"):
+            raise ConfigError(
+                f"skymap.boundary: {self.boundary!r} is not one of split, exclude, include"
+            )
+        if not 0 <= self.norm_warning <= self.norm_tolerance:
+            raise ConfigError("skymap: need 0 <= norm_warning <= norm_tolerance")
+        if self.max_size_mib <= 0:
+            raise ConfigError("skymap.max_size_mib must be positive")
+
+
+@dataclass(frozen=True)
+class MocConfig:
+    """Space-time MOC settings."""
+
+    stmoc_duration_s: float = 86400.0
+    stmoc_time_order: int = 61
+
+    def validate(self) -> None:
+        if self.stmoc_duration_s <= 0:
+            raise ConfigError("moc.stmoc_duration_s must be positive")
+        if not 0 <= self.stmoc_time_order <= 61:
+            raise ConfigError("moc.stmoc_time_order must be in 0..61")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration."""
+
+    skymap: SkyMapConfig = SkyMapConfig()
+    moc: MocConfig = MocConfig()
+
+    def validate(self) -> None:
+        self.skymap.validate()
+        self.moc.validate()
+
+
+_SECTIONS = {"skymap": SkyMapConfig, "moc": MocConfig}
+
+
+def _coerce(section: str, key: str, default: Any, value: Any) -> Any:
+    try:
+        if isinstance(default, tuple):
+            if isinstance(value, str):
+                value = [v for v in value.replace(",", " ").split()]
+            return tuple(type(default[0])(v) if default else v for v in value)
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        return type(default)(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{section}.{key}: cannot use {value!r} ({exc})") from None
+
+
+def _merge(base: dict[str, dict[str, Any]], override: dict[str, Any], origin: str) -> None:
+    for section, values in override.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"{origin}: unknown section [{section}]")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{origin}: [{section}] must be a table")
+        known = {f.name for f in fields(_SECTIONS[section])}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"{origin}: unknown key {section}.{key}")
+            base.setdefault(section, {})[key] = value
+
+
+def _read_toml(text: str, origin: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{origin}: {exc}", hint="fix the TOML syntax") from None
+
+
+def default_toml_text() -> str:
+    """Text of the packaged ``config/default.toml``."""
+    return resources.files("gwfollow.defaults").joinpath("default.toml").read_text()
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
+    """Read the defaults, then ``path`` (if given), then environment overrides.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        A deployment TOML file.
+    env : dict, optional
+        Environment to read ``GWFOLLOW_*`` variables from (default ``os.environ``).
+
+    Returns
+    -------
+    Config
+        Frozen and validated.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    _merge(merged, _read_toml(default_toml_text(), "config/default.toml"), "config/default.toml")
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
+        _merge(merged, _read_toml(text, str(p)), str(p))
+    env = os.environ if env is None else env
+    for name, value in env.items():
+        if not name.startswith("GWFOLLOW_"):
+            continue
+        rest = name[len("GWFOLLOW_"):].lower()
+        section, _, key = rest.partition("_")
+        if section in _SECTIONS and key in {f.name for f in fields(_SECTIONS[section])}:
+            merged.setdefault(section, {})[key] = value
+    built: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        defaults = cls()
+        kwargs = {
+            key: _coerce(section, key, getattr(defaults, key), value)
+            for key, value in merged.get(section, {}).items()
+        }
+        built[section] = cls(**kwargs)
+    cfg = Config(**built)
+    cfg.validate()
+    return cfg
+
+
+@functools.cache
+def default_config() -> Config:
+    """The configuration from defaults and environment, read once per process."""
+    return load_config()

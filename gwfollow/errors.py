@@ -1,0 +1,96 @@
+"""Every error gwfollow raises on purpose, in one tree.
+
+Each error subclasses :class:`GwfollowError` and the builtin it refines
+(a malformed file is also a ``ValueError``), carries the context needed to
+act on it (``source``, ``column``, ...) and a ``hint`` that tells the user
+what to do.  The command-line tools print ``str(error)`` on one line and
+exit with status 2.
+"""
+
+from __future__ import annotations
+
+
+class GwfollowError(Exception):
+    """Base of all gwfollow errors.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong, naming the bad value.
+    hint : str, optional
+        What the user can do about it.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+class ConfigError(GwfollowError, ValueError):
+    """A configuration file or value is invalid."""
+
+
+class SkyMapError(GwfollowError, ValueError):
+    """A sky map cannot be used.
+
+    Attributes
+    ----------
+    source : str
+        File name or a description of the bytes (``"<bytes>"``).
+    column : str or None
+        The offending column, when one is to blame.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str = "<bytes>",
+        column: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        where = source if column is None else f"{source}, column {column}"
+        super().__init__(f"{where}: {message}", hint=hint)
+        self.source = source
+        self.column = column
+
+
+class CorruptSkyMapError(SkyMapError):
+    """The bytes are not a readable FITS file (truncated, bad gzip, bad header)."""
+
+
+class UnsupportedSkyMapError(SkyMapError):
+    """A valid FITS file that is not a HEALPix sky map gwfollow can read."""
+
+
+class MissingColumnError(SkyMapError, KeyError):
+    """A required column (UNIQ, PROBDENSITY, PROB ...) is absent."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return GwfollowError.__str__(self)
+
+
+class InvalidValueError(SkyMapError):
+    """NaN, infinite or negative values where probabilities are expected."""
+
+
+class InvalidCellsError(SkyMapError):
+    """UNIQ values that are not HEALPix cells, or cells that overlap."""
+
+
+class NormalizationError(SkyMapError):
+    """The probabilities sum far from 1."""
+
+
+class MocError(GwfollowError, ValueError):
+    """A MOC or a MOC operation's argument is invalid (bad level, format...)."""
+
+
+class SkyMapWarning(UserWarning):
+    """A sky map was read but something about it deserves attention."""

@@ -1,0 +1,48 @@
+"""numba kernels of gwfollow: numpy arrays in, numpy arrays out.
+
+No astropy, no I/O: units are converted by the callers in :mod:`gwfollow`.
+Every kernel is compiled with ``cache=True``; :func:`warm_up` compiles (or
+loads from the cache) all of them on tiny inputs so that the first alert
+never waits for the JIT.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import credible, flatmap, healpix, probability, ranges
+
+__all__ = ["credible", "flatmap", "healpix", "probability", "ranges", "warm_up"]
+
+
+def warm_up() -> None:
+    """Compile or load every kernel once, on tiny inputs."""
+    uniq = np.arange(4, 16, dtype=np.int64)
+    dens = np.linspace(1.0, 2.0, 12)
+    order, ipix = healpix.uniq_to_order_ipix(uniq)
+    healpix.order_ipix_to_uniq(order, ipix)
+    healpix.check_cells(uniq)
+    healpix.cells_cover_sphere(uniq)
+    healpix.lonlat_to_nest(10, np.zeros(1), np.zeros(1))
+    healpix.nest_to_ring_order(0)
+    val = credible.cell_probabilities(order, dens)
+    idx = credible.rank_by_density(dens)
+    cs = credible.sequential_cumsum(val, idx)
+    credible.n_whole_cells(cs, 0.5)
+    credible.split_crossing_cell(0, 0, 0.5, 0.2, 3)
+    rng, by_start = credible.spatial_order(uniq)
+    pos = credible.inverse_permutation(idx)
+    credible.ranges_of_top_cells(rng, by_start, pos, 3)
+    a = ranges.normalize(rng[:3])
+    b = ranges.normalize(rng[2:6])
+    ranges.union(a, b)
+    ranges.intersection(a, b)
+    ranges.difference(a, b)
+    ranges.complement(a)
+    ranges.count_pixels(a)
+    ranges.is_canonical(a)
+    ranges.contains(a, np.zeros(1, dtype=np.int64))
+    ranges.degrade(a, 3)
+    ranges.to_uniq(a)
+    probability.probability_in_ranges(rng, val, a)
+    flatmap.collapse_uniform(np.ones((12 * 4, 1), dtype=np.float64), 1)

@@ -1,0 +1,279 @@
+"""MOC set algebra on sorted, disjoint depth-29 ranges.
+
+A MOC (IVOA MOC 2.0, section 4.2) is represented here as an ``(n, 2)``
+int64 array of half-open ranges ``[start, end)`` of depth-29 NESTED pixels,
+sorted by ``start``, disjoint and non-adjacent (adjacent ranges are merged).
+That is the canonical form: two equal MOCs have identical arrays.
+
+All functions take and return numpy arrays and run in linear time in the
+number of ranges (a sweep over both inputs), except :func:`normalize`,
+which sorts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+NPIX29 = 12 * (1 << 58)
+"""Number of depth-29 HEALPix pixels on the sphere."""
+
+
+@njit(cache=True)
+def _merge_sorted(r: np.ndarray) -> np.ndarray:
+    # r is sorted by start; fuse overlapping or adjacent ranges, drop empty ones.
+    n = r.shape[0]
+    out = np.empty((n, 2), dtype=np.int64)
+    k = 0
+    for i in range(n):
+        s = r[i, 0]
+        e = r[i, 1]
+        if e <= s:
+            continue
+        if k > 0 and s <= out[k - 1, 1]:
+            if e > out[k - 1, 1]:
+                out[k - 1, 1] = e
+        else:
+            out[k, 0] = s
+            out[k, 1] = e
+            k += 1
+    return out[:k].copy()
+
+
+@njit(cache=True)
+def normalize(r: np.ndarray) -> np.ndarray:
+    """Sort ranges and merge overlapping or adjacent ones (canonical form)."""
+    if r.shape[0] == 0:
+        return np.empty((0, 2), dtype=np.int64)
+    idx = np.argsort(r[:, 0])
+    s = np.empty((r.shape[0], 2), dtype=np.int64)
+    for i in range(idx.shape[0]):
+        s[i, 0] = r[idx[i], 0]
+        s[i, 1] = r[idx[i], 1]
+    return _merge_sorted(s)
+
+
+@njit(cache=True)
+def is_canonical(r: np.ndarray) -> bool:
+    """True when ranges are non-empty, sorted, disjoint and non-adjacent."""
+    for i in range(r.shape[0]):
+        if r[i, 1] <= r[i, 0]:
+            return False
+        if i > 0 and r[i, 0] <= r[i - 1, 1]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Union of two canonical range sets."""
+    na = a.shape[0]
+    nb = b.shape[0]
+    m = np.empty((na + nb, 2), dtype=np.int64)
+    i = 0
+    j = 0
+    k = 0
+    while i < na or j < nb:
+        if j >= nb or (i < na and a[i, 0] <= b[j, 0]):
+            m[k, 0] = a[i, 0]
+            m[k, 1] = a[i, 1]
+            i += 1
+        else:
+            m[k, 0] = b[j, 0]
+            m[k, 1] = b[j, 1]
+            j += 1
+        k += 1
+    return _merge_sorted(m)
+
+
+@njit(cache=True)
+def intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection of two canonical range sets."""
+    na = a.shape[0]
+    nb = b.shape[0]
+    out = np.empty((na + nb, 2), dtype=np.int64)
+    i = 0
+    j = 0
+    k = 0
+    while i < na and j < nb:
+        s = max(a[i, 0], b[j, 0])
+        e = min(a[i, 1], b[j, 1])
+        if s < e:
+            out[k, 0] = s
+            out[k, 1] = e
+            k += 1
+        if a[i, 1] < b[j, 1]:
+            i += 1
+        else:
+            j += 1
+    return out[:k].copy()
+
+
+@njit(cache=True)
+def complement(a: np.ndarray, total: np.int64 = NPIX29) -> np.ndarray:
+    """Complement of a canonical range set within ``[0, total)``."""
+    n = a.shape[0]
+    out = np.empty((n + 1, 2), dtype=np.int64)
+    k = 0
+    prev = np.int64(0)
+    for i in range(n):
+        if a[i, 0] > prev:
+            out[k, 0] = prev
+            out[k, 1] = a[i, 0]
+            k += 1
+        prev = a[i, 1]
+    if prev < total:
+        out[k, 0] = prev
+        out[k, 1] = total
+        k += 1
+    return out[:k].copy()
+
+
+@njit(cache=True)
+def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Set difference ``a - b`` of two canonical range sets."""
+    na = a.shape[0]
+    nb = b.shape[0]
+    out = np.empty((na + nb, 2), dtype=np.int64)
+    k = 0
+    j = 0
+    for i in range(na):
+        s = a[i, 0]
+        e = a[i, 1]
+        while j < nb and b[j, 1] <= s:
+            j += 1
+        jj = j
+        while jj < nb and b[jj, 0] < e:
+            if b[jj, 0] > s:
+                out[k, 0] = s
+                out[k, 1] = b[jj, 0]
+                k += 1
+            if b[jj, 1] > s:
+                s = b[jj, 1]
+            if s >= e:
+                break
+            jj += 1
+        if s < e:
+            out[k, 0] = s
+            out[k, 1] = e
+            k += 1
+    return out[:k].copy()
+
+
+@njit(cache=True)
+def count_pixels(a: np.ndarray) -> np.int64:
+    """Number of depth-29 pixels covered (``sum(end - start)``)."""
+    total = np.int64(0)
+    for i in range(a.shape[0]):
+        total += a[i, 1] - a[i, 0]
+    return total
+
+
+@njit(cache=True)
+def contains(a: np.ndarray, pix29: np.ndarray) -> np.ndarray:
+    """Membership of depth-29 pixels in a canonical range set.
+
+    Binary search over range starts: O(m log n) for m pixels and n ranges.
+    """
+    m = pix29.shape[0]
+    out = np.zeros(m, dtype=np.bool_)
+    n = a.shape[0]
+    if n == 0:
+        return out
+    starts = a[:, 0].copy()
+    for i in range(m):
+        p = pix29[i]
+        k = np.searchsorted(starts, p, side="right") - 1
+        if k >= 0 and p < a[k, 1]:
+            out[i] = True
+    return out
+
+
+@njit(cache=True)
+def overlap_lengths(cells: np.ndarray, moc: np.ndarray) -> np.ndarray:
+    """Depth-29 pixel count of each cell range that lies inside ``moc``.
+
+    Parameters
+    ----------
+    cells : (n, 2) int64
+        Depth-29 ranges of cells, in any order, possibly not canonical.
+    moc : (m, 2) int64
+        Canonical range set.
+
+    Returns
+    -------
+    ndarray of int64
+        For each cell, the number of its depth-29 pixels in ``moc``; a cell
+        partly inside gets its exact share.
+    """
+    n = cells.shape[0]
+    out = np.zeros(n, dtype=np.int64)
+    m = moc.shape[0]
+    if m == 0:
+        return out
+    starts = moc[:, 0].copy()
+    ends = moc[:, 1].copy()
+    for i in range(n):
+        s = cells[i, 0]
+        e = cells[i, 1]
+        # First MOC range that may overlap [s, e): the last with start <= s,
+        # if it reaches past s, else the next one.
+        k = np.searchsorted(ends, s, side="right")
+        acc = np.int64(0)
+        while k < m and starts[k] < e:
+            lo = max(s, starts[k])
+            hi = min(e, ends[k])
+            if hi > lo:
+                acc += hi - lo
+            k += 1
+        out[i] = acc
+    return out
+
+
+@njit(cache=True)
+def degrade(a: np.ndarray, order: int) -> np.ndarray:
+    """Smallest range set at ``order`` that contains ``a`` (cells partly in are kept)."""
+    s = 2 * (29 - order)
+    n = a.shape[0]
+    out = np.empty((n, 2), dtype=np.int64)
+    for i in range(n):
+        out[i, 0] = (a[i, 0] >> s) << s
+        out[i, 1] = ((a[i, 1] + (np.int64(1) << s) - 1) >> s) << s
+    return _merge_sorted(out)
+
+
+@njit(cache=True)
+def to_uniq(a: np.ndarray) -> np.ndarray:
+    """Decompose canonical ranges into the fewest NUNIQ cells, sorted by uniq.
+
+    Each range is split greedily into the largest aligned HEALPix cells it
+    contains (IVOA MOC 2.0, section 4.3.1).
+    """
+    # First count, then fill.
+    total = 0
+    for pas in range(2):
+        k = 0
+        out = np.empty(total, dtype=np.int64)
+        for i in range(a.shape[0]):
+            s = a[i, 0]
+            e = a[i, 1]
+            while s < e:
+                # Largest level (depth-29 block of 4**lvl pixels) aligned at s
+                # that fits in [s, e).
+                lvl = 0
+                while lvl < 29:
+                    size = np.int64(1) << (2 * (lvl + 1))
+                    if (s & (size - 1)) != 0 or s + size > e:
+                        break
+                    lvl += 1
+                if pas == 1:
+                    order = 29 - lvl
+                    out[k] = (np.int64(4) << (2 * order)) + (s >> (2 * lvl))
+                k += 1
+                s += np.int64(1) << (2 * lvl)
+        if pas == 0:
+            total = k
+        else:
+            out.sort()
+            return out
+    return np.empty(0, dtype=np.int64)
