@@ -56,19 +56,21 @@ class BinTable:
 def _parse_value(raw: str) -> Any:
     s = raw.strip()
     if s.startswith("'"):
-        # A string: up to the closing quote, '' is an escaped quote.
-        out = []
+        # A string: up to the closing quote; '' is an escaped quote.
+        parts = []
         i = 1
-        while i < len(s):
-            if s[i] == "'":
-                if i + 1 < len(s) and s[i + 1] == "'":
-                    out.append("'")
-                    i += 2
-                    continue
+        while True:
+            j = s.find("'", i)
+            if j < 0:
+                parts.append(s[i:])
                 break
-            out.append(s[i])
-            i += 1
-        return "".join(out).rstrip()
+            parts.append(s[i:j])
+            if s.startswith("'", j + 1):
+                parts.append("'")
+                i = j + 2
+                continue
+            break
+        return "".join(parts).rstrip()
     s = s.split("/", 1)[0].strip()
     if s == "T":
         return True

@@ -74,31 +74,24 @@ def _check_boundary(boundary: str) -> str:
 
 @dataclass(frozen=True)
 class _Ranking:
-    """Everything the selection of several levels shares (one sort)."""
+    """What the selection of several levels shares: one (partial) sort."""
 
-    values: npt.NDArray[np.float64]
     idx: npt.NDArray[np.int64]
     cumsum: npt.NDArray[np.float64]
-    rng: npt.NDArray[np.int64]
-    by_start: npt.NDArray[np.int64]
     pos: npt.NDArray[np.int64]
 
 
-def _ranking(skymap: SkyMap) -> _Ranking:
-    values = skymap.cell_probabilities()
-    idx = kcred.rank_by_density(skymap.probdensity)
-    cumsum = kcred.sequential_cumsum(values, idx)
-    rng, by_start = kcred.spatial_order(skymap.uniq)
-    pos = kcred.inverse_permutation(idx)
-    return _Ranking(values, idx, cumsum, rng, by_start, pos)
+def _ranking(skymap: SkyMap, max_level: float) -> _Ranking:
+    idx, cumsum = kcred.rank_top(skymap.probdensity, skymap.prob, max_level)
+    return _Ranking(idx, cumsum, kcred.rank_positions(idx, len(skymap)))
 
 
 def _level_ranges(skymap: SkyMap, r: _Ranking, level: float, boundary: str) -> npt.NDArray[np.int64]:
     n = r.idx.shape[0]
     k = int(kcred.n_whole_cells(r.cumsum, level))
     if boundary == "include" and k < n:
-        return kcred.ranges_of_top_cells(r.rng, r.by_start, r.pos, k + 1)
-    whole = kcred.ranges_of_top_cells(r.rng, r.by_start, r.pos, k)
+        return kcred.ranges_of_top_cells(skymap.ranges, skymap.by_start, r.pos, k + 1)
+    whole = kcred.ranges_of_top_cells(skymap.ranges, skymap.by_start, r.pos, k)
     if boundary == "split" and k < n:
         acc = r.cumsum[k - 1] if k > 0 else 0.0
         if acc < level:
@@ -106,7 +99,7 @@ def _level_ranges(skymap: SkyMap, r: _Ranking, level: float, boundary: str) -> n
             part = kcred.split_crossing_cell(
                 int(skymap.order[c]),
                 int(skymap.ipix[c]),
-                float(r.values[c]),
+                float(skymap.prob[c]),
                 level - acc,
                 int(skymap.meta.moc_order),
             )
@@ -125,7 +118,9 @@ def credible_ranges(
     """
     _check_boundary(boundary)
     lvls = [_check_level(lv) for lv in levels]
-    r = _ranking(skymap)
+    if not lvls:
+        return []
+    r = _ranking(skymap, max(lvls))
     return [_level_ranges(skymap, r, lv, boundary) for lv in lvls]
 
 
@@ -181,8 +176,7 @@ def credible_moc(skymap: SkyMap, level: float, boundary: str = "split") -> MOC:
 
 def probability_in_ranges(skymap: SkyMap, ranges: npt.NDArray[np.int64]) -> float:
     """Probability of ``skymap`` inside canonical ranges (exact for partial cells)."""
-    rng, _ = kcred.spatial_order(skymap.uniq)
-    return float(kprob.probability_in_ranges(rng, skymap.cell_probabilities(), ranges))
+    return float(kprob.probability_in_ranges(skymap.ranges, skymap.prob, ranges))
 
 
 def probability_in_moc(skymap: SkyMap, moc: MOC) -> float:

@@ -119,6 +119,12 @@ class SkyMap:
         Metadata.
     order, ipix : ndarray of int64
         HEALPix order and NESTED index of each cell.
+    ranges : (n, 2) ndarray of int64
+        Depth-29 range of each cell.
+    by_start : ndarray of int64
+        Rows sorted by range start (the cells in sky order).
+    prob : ndarray of float64
+        Probability of each cell (density times area).
     raw : bytes
         The bytes as received, kept for provenance (:attr:`sha256`).
     """
@@ -131,6 +137,9 @@ class SkyMap:
     meta: SkyMapMeta
     order: npt.NDArray[np.int64] = field(repr=False)
     ipix: npt.NDArray[np.int64] = field(repr=False)
+    ranges: npt.NDArray[np.int64] = field(repr=False)
+    by_start: npt.NDArray[np.int64] = field(repr=False)
+    prob: npt.NDArray[np.float64] = field(repr=False)
     raw: bytes = field(repr=False, default=b"")
 
     @functools.cached_property
@@ -157,7 +166,7 @@ class SkyMap:
 
     def cell_probabilities(self) -> npt.NDArray[np.float64]:
         """Probability of each cell (density times cell area)."""
-        return kcred.cell_probabilities(self.order, self.probdensity)
+        return self.prob
 
     def __repr__(self) -> str:
         m = self.meta
@@ -366,7 +375,7 @@ def _as_f8(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float64)
 
 
-def _multiorder(t: _Table, source: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+def _multiorder(t: _Table, source: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], tuple]:
     ucol = t.find("UNIQ")
     if ucol is None:
         raise MissingColumnError(
@@ -392,7 +401,7 @@ def _multiorder(t: _Table, source: str) -> tuple[np.ndarray, np.ndarray, dict[st
     dens = _as_f8(t.get(pcol))
     if dens.ndim != 1:
         raise UnsupportedSkyMapError("PROBDENSITY must be a scalar column", source=source, column=pcol)
-    code, where = khp.check_cells(uniq)
+    code, where, *cells = khp.prepare_cells(uniq)
     if code == 1:
         raise InvalidCellsError(
             f"row {where}: {int(uniq[where])} is not a HEALPix NUNIQ index (order 0..29)",
@@ -413,7 +422,7 @@ def _multiorder(t: _Table, source: str) -> tuple[np.ndarray, np.ndarray, dict[st
         name = t.find(c)
         if name is not None:
             extra[c] = _as_f8(t.get(name))
-    return uniq, dens, extra
+    return uniq, dens, extra, tuple(cells)
 
 
 def _flat(t: _Table, source: str, ordering: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], int]:
@@ -477,7 +486,7 @@ def _build(t: _Table, raw: bytes, source: str, cfg: SkyMapConfig) -> SkyMap:
     has_uniq = t.find("UNIQ") is not None
     nside: int | None = None
     if ordering == "NUNIQ" or (has_uniq and ordering in ("", "NUNIQ")):
-        uniq, dens, extra = _multiorder(t, source)
+        uniq, dens, extra, cells = _multiorder(t, source)
         ordering = "NUNIQ"
     elif ordering in ("NESTED", "RING"):
         if str(h.get("INDXSCHM", "IMPLICIT")).strip().upper() == "EXPLICIT" and not has_uniq:
@@ -488,13 +497,17 @@ def _build(t: _Table, raw: bytes, source: str, cfg: SkyMapConfig) -> SkyMap:
                 "ligo-skymap-unflatten",
             )
         uniq, dens, extra, nside = _flat(t, source, ordering)
+        code, _, *cells_l = khp.prepare_cells(uniq)
+        if code:  # pragma: no cover - the collapse emits a valid tiling
+            raise InvalidCellsError("internal error: collapsed cells are not a tiling", source=source)
+        cells = tuple(cells_l)
     else:
         raise UnsupportedSkyMapError(
             f"ORDERING is {ordering or 'missing'}; expected NUNIQ, NESTED or RING",
             source=source,
             hint="is this a HEALPix sky map?",
         )
-    order, ipix = khp.uniq_to_order_ipix(uniq)
+    order, ipix, ranges, by_start = cells
     prob = kcred.cell_probabilities(order, dens)
     total = float(prob.sum())
     warn = _check_norm(total, cfg, source, "PROBDENSITY" if ordering == "NUNIQ" else "PROB")
@@ -527,6 +540,9 @@ def _build(t: _Table, raw: bytes, source: str, cfg: SkyMapConfig) -> SkyMap:
         meta=meta,
         order=order,
         ipix=ipix,
+        ranges=ranges,
+        by_start=by_start,
+        prob=prob,
         raw=raw,
     )
 

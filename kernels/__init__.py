@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import credible, flatmap, healpix, probability, ranges
+from . import credible, flatmap, healpix, probability, ranges, sort
 
-__all__ = ["credible", "flatmap", "healpix", "probability", "ranges", "warm_up"]
+__all__ = ["credible", "flatmap", "healpix", "probability", "ranges", "sort", "warm_up"]
 
 
 def warm_up() -> None:
@@ -23,11 +23,17 @@ def warm_up() -> None:
     healpix.order_ipix_to_uniq(order, ipix)
     healpix.check_cells(uniq)
     healpix.cells_cover_sphere(uniq)
+    healpix.prepare_cells(uniq)
+    healpix.prepare_cells(uniq[::-1].copy())
+    sort.argsort_desc_stable(dens)
+    sort.argsort_nonneg_i64(uniq)
     healpix.lonlat_to_nest(10, np.zeros(1), np.zeros(1))
     healpix.nest_to_ring_order(0)
     val = credible.cell_probabilities(order, dens)
     idx = credible.rank_by_density(dens)
     cs = credible.sequential_cumsum(val, idx)
+    top, _ = credible.rank_top(dens, val, 0.5)
+    credible.rank_positions(top, 12)
     credible.n_whole_cells(cs, 0.5)
     credible.split_crossing_cell(0, 0, 0.5, 0.2, 3)
     rng, by_start = credible.spatial_order(uniq)

@@ -26,6 +26,9 @@ from numba import njit
 
 from .healpix import uniq_to_order_ipix
 from .ranges import _merge_sorted
+from .sort import radix_argsort_u64
+
+_HIST_BITS = 12
 
 PI_OVER_3 = np.pi / 3.0
 """Area of a base (order-0) HEALPix cell in steradians: 4 pi / 12."""
@@ -39,9 +42,12 @@ def cell_probabilities(order: np.ndarray, probdensity: np.ndarray) -> np.ndarray
     factor is a power of two, so this is exactly the value mocpy forms.
     """
     n = order.shape[0]
+    scale = np.empty(30, dtype=np.float64)
+    for o in range(30):
+        scale[o] = np.ldexp(1.0, -2 * o)
     out = np.empty(n, dtype=np.float64)
     for i in range(n):
-        out[i] = np.ldexp(probdensity[i] * PI_OVER_3, -2 * np.int32(order[i]))
+        out[i] = (probdensity[i] * PI_OVER_3) * scale[order[i]]
     return out
 
 
@@ -49,6 +55,81 @@ def cell_probabilities(order: np.ndarray, probdensity: np.ndarray) -> np.ndarray
 def rank_by_density(probdensity: np.ndarray) -> np.ndarray:
     """Indices of cells by decreasing density, ties in input order (stable)."""
     return np.argsort(-probdensity, kind="mergesort")
+
+
+@njit(cache=True)
+def rank_top(probdensity: np.ndarray, prob: np.ndarray, max_level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rank only the cells needed to reach ``max_level``, and their cumulative sum.
+
+    A histogram of the density's top 16 bits (sign, exponent and 4 mantissa
+    bits: buckets 4% wide), weighted by probability, finds the densest
+    buckets that hold ``max_level`` with a margin; only their cells are
+    radix-sorted.  The crossing cell of every level ``<= max_level`` is
+    among them, so the result equals the leading part of a full ranking
+    (stable: ties in row order).
+
+    Returns
+    -------
+    idx : ndarray of int64
+        Row indices by decreasing density (a prefix of the full ranking;
+        all rows when ``max_level`` is not reached with margin).
+    cumsum : ndarray of float64
+        Sequential cumulative probability along ``idx``.
+    """
+    n = probdensity.shape[0]
+    keys = np.empty(n, dtype=np.uint64)
+    bits = (probdensity + 0.0).view(np.uint64)
+    for i in range(n):
+        keys[i] = ~bits[i]
+    nb = 1 << _HIST_BITS
+    hist = np.zeros(nb, dtype=np.float64)
+    sh = np.uint64(64 - _HIST_BITS)
+    for i in range(n):
+        hist[np.int64(keys[i] >> sh)] += prob[i]
+    # Margin: the bucket sums are added in another order than the ranking.
+    target = max_level + 1e-9
+    acc = 0.0
+    last = nb - 1
+    for b in range(nb):
+        acc += hist[b]
+        if acc >= target:
+            last = b
+            break
+    if last == nb - 1:
+        idx = radix_argsort_u64(keys)
+    else:
+        lim = np.uint64(last)
+        m = 0
+        for i in range(n):
+            if (keys[i] >> sh) <= lim:
+                m += 1
+        cand = np.empty(m, dtype=np.int64)
+        ck = np.empty(m, dtype=np.uint64)
+        m = 0
+        for i in range(n):
+            if (keys[i] >> sh) <= lim:
+                cand[m] = i
+                ck[m] = keys[i]
+                m += 1
+        order = radix_argsort_u64(ck)
+        idx = np.empty(m, dtype=np.int64)
+        for j in range(m):
+            idx[j] = cand[order[j]]
+    cumsum = np.empty(idx.shape[0], dtype=np.float64)
+    s = 0.0
+    for j in range(idx.shape[0]):
+        s = s + prob[idx[j]]
+        cumsum[j] = s
+    return idx, cumsum
+
+
+@njit(cache=True)
+def rank_positions(idx: np.ndarray, n: int) -> np.ndarray:
+    """Rank of each row (``n`` for rows outside the partial ranking ``idx``)."""
+    pos = np.full(n, n, dtype=np.int64)
+    for r in range(idx.shape[0]):
+        pos[idx[r]] = r
+    return pos
 
 
 @njit(cache=True)

@@ -13,8 +13,12 @@ Angles are radians.  Orders are ``int64`` in ``[0, 29]``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
+
+from .sort import argsort_nonneg_i64
 
 MAX_ORDER = 29
 """Deepest HEALPix order a MOC may use (IVOA MOC 2.0)."""
@@ -26,8 +30,12 @@ _INV_HALFPI = 2.0 / np.pi
 @njit(cache=True)
 def _order_of_uniq(u: int) -> int:
     # uniq = 4 * 4**order + ipix with 0 <= ipix < 12 * 4**order, so
-    # 4**(order+1) <= uniq < 16 * 4**order: order = floor(log4(uniq)) - 1.
-    # Count the bit length without floating point.
+    # 4**(order+1) <= uniq < 16 * 4**order: order = floor(log4(uniq)) - 1,
+    # i.e. (bit_length(uniq) - 1) // 2 - 1.  Below 2**53 the conversion to
+    # float is exact and frexp's exponent is the bit length.
+    if u < (np.int64(1) << 53):
+        _, e = math.frexp(float(u))
+        return (e - 1) // 2 - 1
     n = 0
     v = u >> 2
     while v >= 4:
@@ -264,3 +272,37 @@ def nest_to_ring_order(order: int) -> np.ndarray:
             jp += nl4
         out[pix] = start + jp - 1
     return out
+
+
+@njit(cache=True)
+def prepare_cells(uniq: np.ndarray):
+    """Validate NUNIQ cells and order them along the sky, in one pass.
+
+    Returns
+    -------
+    code, where : int
+        0 when valid; 1 when row ``where`` is not a NUNIQ index; 2 when row
+        ``where`` overlaps another cell.
+    order, ipix : ndarray of int64
+    ranges : (n, 2) int64
+        Depth-29 range of each cell, in row order.
+    by_start : ndarray of int64
+        Row indices sorted by range start (a radix sort: the low
+        ``2 * (29 - max_order)`` bits of every start are zero and skipped).
+    """
+    n = uniq.shape[0]
+    order, ipix = uniq_to_order_ipix(uniq)
+    rng = np.empty((n, 2), dtype=np.int64)
+    empty = np.empty(0, dtype=np.int64)
+    for i in range(n):
+        o = order[i]
+        if o < 0 or ipix[i] < 0 or ipix[i] >= 12 * (np.int64(1) << (2 * o)):
+            return 1, i, order, ipix, rng, empty
+        s = 2 * (MAX_ORDER - o)
+        rng[i, 0] = ipix[i] << s
+        rng[i, 1] = (ipix[i] + 1) << s
+    by_start = argsort_nonneg_i64(rng[:, 0].copy())
+    for k in range(1, n):
+        if rng[by_start[k], 0] < rng[by_start[k - 1], 1]:
+            return 2, by_start[k], order, ipix, rng, by_start
+    return 0, -1, order, ipix, rng, by_start
