@@ -57,18 +57,138 @@ class MocConfig:
 
 
 @dataclass(frozen=True)
+class FiltersConfig:
+    """Which alerts are acted on (the others are stored, not processed)."""
+
+    significant_only: bool = False
+    mock_events: bool = True
+    groups: tuple[str, ...] = ("CBC", "Burst")
+    max_far_hz: float = 0.0
+
+    def validate(self) -> None:
+        if self.max_far_hz < 0:
+            raise ConfigError("filters.max_far_hz must be >= 0 (0 disables the cut)")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """The SQLite database."""
+
+    path: str = "gwfollow.sqlite"
+
+    def validate(self) -> None:
+        if not self.path:
+            raise ConfigError("store.path must not be empty")
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """The HTTP service and its worker pool."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 2
+    queue_size: int = 64
+    max_body_mib: float = 64.0
+    write_tokens_sha256: tuple[str, ...] = ()
+    read_tokens_sha256: tuple[str, ...] = ()
+    read_open: bool = True
+
+    def validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"service.port {self.port} is not a TCP port")
+        if self.workers < 1:
+            raise ConfigError("service.workers must be >= 1")
+        if self.queue_size < 1:
+            raise ConfigError("service.queue_size must be >= 1")
+        for t in self.write_tokens_sha256 + self.read_tokens_sha256:
+            if len(t) != 64 or any(c not in "0123456789abcdef" for c in t):
+                raise ConfigError("service tokens must be given as lower-case sha256 hex digests",
+                                  hint="use: gwfollow token")
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    """GCN Kafka (or any Kafka-protocol broker) listener."""
+
+    enabled: bool = False
+    bootstrap: str = "kafka.gcn.nasa.gov:9092"
+    topics: tuple[str, ...] = ("igwn.gwalert",)
+    group_id: str = "gwfollow"
+    auto_offset_reset: str = "latest"
+    session_timeout_ms: int = 10000
+    heartbeat_interval_ms: int = 3000
+    security_protocol: str = "SASL_SSL"
+    sasl_mechanism: str = "OAUTHBEARER"
+    client_id: str = ""
+    client_secret: str = ""
+    token_url: str = "https://auth.gcn.nasa.gov/oauth2/token"
+
+    def validate(self) -> None:
+        if self.security_protocol not in ("PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT"):
+            raise ConfigError(f"kafka.security_protocol {self.security_protocol!r} is not supported")
+        if self.auto_offset_reset not in ("earliest", "latest"):
+            raise ConfigError("kafka.auto_offset_reset must be earliest or latest")
+        if self.enabled and self.security_protocol.startswith("SASL") and not (self.client_id and self.client_secret):
+            raise ConfigError("kafka: SASL needs kafka.client_id and kafka.client_secret",
+                              hint="set GWFOLLOW_KAFKA_CLIENT_ID / GWFOLLOW_KAFKA_CLIENT_SECRET")
+
+
+@dataclass(frozen=True)
+class SpoolConfig:
+    """A directory watched for alert files."""
+
+    enabled: bool = False
+    directory: str = "spool"
+    poll_s: float = 1.0
+
+    def validate(self) -> None:
+        if self.poll_s <= 0:
+            raise ConfigError("spool.poll_s must be positive")
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    """Downloading sky maps that VOEvents point to."""
+
+    timeout_s: float = 30.0
+    retries: int = 4
+    backoff_s: float = 1.0
+    max_mib: float = 256.0
+
+    def validate(self) -> None:
+        if self.timeout_s <= 0 or self.retries < 0 or self.backoff_s < 0 or self.max_mib <= 0:
+            raise ConfigError("fetch: timeout_s and max_mib must be positive, retries and backoff_s >= 0")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration."""
 
     skymap: SkyMapConfig = SkyMapConfig()
     moc: MocConfig = MocConfig()
+    filters: FiltersConfig = FiltersConfig()
+    store: StoreConfig = StoreConfig()
+    service: ServiceConfig = ServiceConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    spool: SpoolConfig = SpoolConfig()
+    fetch: FetchConfig = FetchConfig()
 
     def validate(self) -> None:
-        self.skymap.validate()
-        self.moc.validate()
+        for f in fields(self):
+            getattr(self, f.name).validate()
 
 
-_SECTIONS = {"skymap": SkyMapConfig, "moc": MocConfig}
+_SECTIONS = {
+    "skymap": SkyMapConfig,
+    "moc": MocConfig,
+    "filters": FiltersConfig,
+    "store": StoreConfig,
+    "service": ServiceConfig,
+    "kafka": KafkaConfig,
+    "spool": SpoolConfig,
+    "fetch": FetchConfig,
+}
 
 
 def _coerce(section: str, key: str, default: Any, value: Any) -> Any:
@@ -76,7 +196,9 @@ def _coerce(section: str, key: str, default: Any, value: Any) -> Any:
         if isinstance(default, tuple):
             if isinstance(value, str):
                 value = [v for v in value.replace(",", " ").split()]
-            return tuple(type(default[0])(v) if default else v for v in value)
+            if not isinstance(value, (list, tuple)):
+                raise TypeError("expected a list")
+            return tuple(type(default[0])(v) if default else str(v) for v in value)
         if isinstance(default, bool):
             if isinstance(value, str):
                 return value.strip().lower() in ("1", "true", "yes", "on")

@@ -88,6 +88,58 @@ class NormalizationError(SkyMapError):
     """The probabilities sum far from 1."""
 
 
+class AlertError(GwfollowError, ValueError):
+    """An alert message cannot be used.
+
+    Attributes
+    ----------
+    source : str
+        Where the message came from (``kafka:igwn.gwalert[0]@42``, a file
+        name, ``http``...).
+    """
+
+    def __init__(self, message: str, *, source: str = "<message>", hint: str | None = None) -> None:
+        super().__init__(f"{source}: {message}", hint=hint)
+        self.source = source
+        self.reason = message
+
+
+class AlertParseError(AlertError):
+    """Not JSON / XML / FITS, truncated, or bad base64."""
+
+
+class AlertSchemaError(AlertError):
+    """Well-formed but not a valid IGWN alert (JSON schema) or LVK VOEvent."""
+
+
+class FetchError(GwfollowError, OSError):
+    """Downloading something (a sky map) failed.
+
+    Attributes
+    ----------
+    url : str
+    status : int or None
+        HTTP status, when the server answered.
+    transient : bool
+        True when trying again later may succeed (time-outs, 5xx, 429).
+    """
+
+    def __init__(self, message: str, *, url: str, status: int | None = None,
+                 transient: bool = True, hint: str | None = None) -> None:
+        super().__init__(f"{url}: {message}", hint=hint)
+        self.url = url
+        self.status = status
+        self.transient = transient
+
+
+class StoreError(GwfollowError, RuntimeError):
+    """The database cannot be opened, migrated or written."""
+
+
+class UnknownEventError(GwfollowError, LookupError):
+    """A message refers to a superevent that was never seen (e.g. a retraction)."""
+
+
 class MocError(GwfollowError, ValueError):
     """A MOC or a MOC operation's argument is invalid (bad level, format...)."""
 

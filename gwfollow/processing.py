@@ -1,0 +1,179 @@
+"""The CPU-heavy step of the pipeline, as one pure function.
+
+:func:`process_message` turns a raw message (and, for VOEvents, the sky map
+fetched for it) into everything the store keeps: the parsed alert, each
+sky-map version and its credible-region MOCs serialised as MOC 2.0 FITS.
+It runs in a worker process (:class:`concurrent.futures.ProcessPoolExecutor`)
+so that the event loop never waits for it; its inputs and outputs are plain,
+picklable data.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Config
+from .errors import AlertSchemaError
+
+
+@dataclass(frozen=True)
+class Product:
+    """One stored product (a credible-region MOC).
+
+    Areas in square degrees; ``probability`` is the enclosed probability.
+    """
+
+    kind: str
+    level: float
+    boundary: str
+    format: str
+    data: bytes
+    area_deg2: float
+    probability: float
+    n_cells: int
+    provenance: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ProcessedSkyMap:
+    """A sky-map version and its products."""
+
+    role: str  # "gw" or "combined"
+    sha256: str
+    data: bytes
+    meta: dict[str, Any]
+    products: list[Product]
+
+
+@dataclass(frozen=True)
+class ProcessedAlert:
+    """What :func:`process_message` returns."""
+
+    alert: dict[str, Any]
+    skymaps: list[ProcessedSkyMap] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    acted: bool = True
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class NeedsFetch:
+    """The message points to a sky map that must be downloaded first."""
+
+    url: str
+    alert: dict[str, Any]
+
+
+def filter_reason(alert_summary: dict[str, Any], config: Config) -> str | None:
+    """Why the configured filters reject an alert (None: accepted)."""
+    f = config.filters
+    sid = alert_summary["superevent_id"]
+    if alert_summary["alert_type"] == "RETRACTION":
+        return None
+    event = alert_summary.get("event") or {}
+    if not f.mock_events and sid.startswith("M"):
+        return "filtered: mock event (filters.mock_events = false)"
+    if f.significant_only and event.get("significant") is False:
+        return "filtered: not significant (filters.significant_only = true)"
+    grp = event.get("group")
+    if f.groups and grp is not None and grp not in f.groups:
+        return f"filtered: group {grp} not in filters.groups"
+    far = event.get("far")
+    if f.max_far_hz > 0 and far is not None and far > f.max_far_hz:
+        return f"filtered: FAR {far:.3g} Hz above filters.max_far_hz"
+    return None
+
+
+def _skymap_products(data: bytes, role: str, name: str, config: Config) -> tuple[ProcessedSkyMap, dict[str, float]]:
+    from . import __version__
+    from .kernels import ranges as kr
+    from .mocio import space_moc_fits_bytes
+    from .moc import credible_ranges, probability_in_ranges, ranges_area_deg2
+    from .skymap import read_skymap
+
+    t0 = time.perf_counter()
+    sm = read_skymap(data, name=name, config=config.skymap)
+    t1 = time.perf_counter()
+    levels = list(config.skymap.levels)
+    boundary = config.skymap.boundary
+    products = []
+    for level, r in zip(levels, credible_ranges(sm, levels, boundary)):
+        prov = {
+            "skymap_sha256": sm.sha256,
+            "level": level,
+            "boundary": boundary,
+            "gwfollow": __version__,
+            "moc_order": sm.meta.moc_order,
+        }
+        fits_bytes = space_moc_fits_bytes(
+            r, sm.meta.moc_order,
+            extra={"OBJECT": sm.meta.object_id or "", "CREDLEV": level, "SKYMAPSH": sm.sha256[:64]},
+        )
+        products.append(Product(
+            kind="moc", level=level, boundary=boundary, format="fits", data=fits_bytes,
+            area_deg2=ranges_area_deg2(r), probability=probability_in_ranges(sm, r),
+            n_cells=int(kr.to_uniq(r).shape[0]), provenance=prov,
+        ))
+    t2 = time.perf_counter()
+    m = sm.meta
+    meta = {
+        "object_id": m.object_id, "event_time": m.event_time, "instruments": list(m.instruments),
+        "creator": m.creator, "ordering": m.ordering, "cells": len(sm), "moc_order": m.moc_order,
+        "distmean": m.distmean, "diststd": m.diststd, "has_distance": sm.has_distance,
+        "prob_sum": m.prob_sum, "warnings": list(m.warnings),
+        "areas_deg2": {f"{p.level:g}": p.area_deg2 for p in products},
+    }
+    return (ProcessedSkyMap(role=role, sha256=sm.sha256, data=data, meta=meta, products=products),
+            {f"{role}_skymap_read": t1 - t0, f"{role}_mocs": t2 - t1})
+
+
+def process_message(body: bytes, source: str, config: Config, fetched_skymap: bytes | None = None,
+                    apply_filters: bool = True) -> ProcessedAlert | NeedsFetch:
+    """Parse a message and compute its products.
+
+    Parameters
+    ----------
+    body : bytes
+        The raw message.
+    source : str
+        Where it came from, for messages.
+    config : Config
+    fetched_skymap : bytes, optional
+        The sky map downloaded for a VOEvent (see :class:`NeedsFetch`).
+    apply_filters : bool
+        Apply ``config.filters``; a rejected alert is returned with
+        ``acted=False`` and the reason in ``note``.
+
+    Raises
+    ------
+    AlertError, SkyMapError
+        The message or its sky map is unusable (it goes to dead letters).
+    """
+    from .alerts.parse import parse_alert
+
+    t0 = time.perf_counter()
+    alert = parse_alert(body, source)
+    summary = alert.summary()
+    timings = {"parse": time.perf_counter() - t0}
+    if apply_filters:
+        reason = filter_reason(summary, config)
+        if reason:
+            return ProcessedAlert(alert=summary, timings=timings, acted=False, note=reason)
+    if alert.is_retraction:
+        return ProcessedAlert(alert=summary, timings=timings)
+    skymap = alert.skymap if alert.skymap is not None else fetched_skymap
+    if skymap is None:
+        if alert.skymap_url:
+            return NeedsFetch(url=alert.skymap_url, alert=summary)
+        raise AlertSchemaError(f"{alert.alert_type} alert without a sky map", source=source)
+    maps = []
+    sm, t = _skymap_products(skymap, "gw", f"{source} (sky map)", config)
+    maps.append(sm)
+    timings.update(t)
+    if alert.combined_skymap is not None:
+        sm, t = _skymap_products(alert.combined_skymap, "combined", f"{source} (combined sky map)", config)
+        maps.append(sm)
+        timings.update(t)
+    return ProcessedAlert(alert=summary, skymaps=maps, timings=timings)

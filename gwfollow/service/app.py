@@ -1,0 +1,81 @@
+"""The application factory: owns the store, pipeline and listener lifetimes.
+
+Start-up and shutdown are paired in ``cleanup_ctx`` generators, in order:
+store -> pipeline -> listeners; shutdown runs in reverse, so listeners stop
+taking messages before the pipeline drains, and the store closes last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ..config import Config
+from ..pipeline import Pipeline
+from ..store import Store
+
+log = logging.getLogger("gwfollow.service")
+
+CONFIG = web.AppKey("config", Config)
+STORE = web.AppKey("store", Store)
+PIPELINE = web.AppKey("pipeline", Pipeline)
+LISTENERS = web.AppKey("listeners", list)
+
+
+def make_app(config: Config, *, store: Store | None = None) -> web.Application:
+    """Build the gwfollow application.
+
+    Parameters
+    ----------
+    config : Config
+    store : Store, optional
+        An open store to use (tests); by default ``config.store.path`` is
+        opened at start-up and closed at shutdown.
+    """
+    from . import routes
+
+    app = web.Application(client_max_size=int(config.service.max_body_mib * 2**20),
+                          middlewares=[routes.error_middleware])
+    app[CONFIG] = config
+    app[LISTENERS] = []
+
+    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+        own = store is None
+        app[STORE] = store or Store(config.store.path)
+        yield
+        if own:
+            app[STORE].close()
+
+    async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
+        pipe = Pipeline(config, app[STORE])
+        await pipe.start()
+        app[PIPELINE] = pipe
+        yield
+        await pipe.stop()
+
+    async def listeners_ctx(app: web.Application) -> AsyncIterator[None]:
+        from ..alerts.listeners import KafkaListener, SpoolListener
+
+        tasks = []
+        if config.kafka.enabled:
+            k = KafkaListener(config.kafka, app[PIPELINE])
+            app[LISTENERS].append(k)
+            tasks.append(asyncio.create_task(k.run(), name="gwfollow-kafka"))
+        if config.spool.enabled:
+            s = SpoolListener(config.spool, app[PIPELINE])
+            app[LISTENERS].append(s)
+            tasks.append(asyncio.create_task(s.run(), name="gwfollow-spool"))
+        yield
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+    app.cleanup_ctx.extend([store_ctx, pipeline_ctx, listeners_ctx])
+    routes.add_routes(app)
+    return app

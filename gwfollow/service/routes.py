@@ -1,0 +1,133 @@
+"""HTTP routes under ``/api/v1`` (thin: the work is in the pipeline and store).
+
+Errors are RFC 9457 problem details (``application/problem+json``) with a
+stable ``code``; a stack trace never reaches the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from ..auth import token_matches
+
+log = logging.getLogger("gwfollow.service")
+PROBLEM = "application/problem+json"
+
+
+class Problem(web.HTTPException):
+    """An HTTP error rendered as RFC 9457 problem details."""
+
+    def __init__(self, status: int, code: str, detail: str, **extra: Any) -> None:
+        self.status_code = status
+        super().__init__(content_type=PROBLEM)
+        body = {"type": f"https://gwfollow.invalid/problems/{code}", "title": code.replace("-", " "),
+                "status": status, "code": code, "detail": detail, **extra}
+        import json
+
+        self.text = json.dumps(body)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    try:
+        return await handler(request)
+    except Problem:
+        raise
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            raise Problem(exc.status, exc.reason.lower().replace(" ", "-"), exc.reason) from None
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        raise Problem(500, "internal-error", "the server failed; the error is in its log") from None
+
+
+def _bearer(request: web.Request) -> str | None:
+    h = request.headers.get("Authorization", "")
+    if h.lower().startswith("bearer "):
+        return h[7:].strip()
+    return None
+
+
+def require_write(request: web.Request) -> None:
+    from .app import CONFIG
+
+    cfg = request.app[CONFIG].service
+    tok = _bearer(request)
+    if tok is None:
+        raise Problem(401, "unauthorized", "a bearer token with write scope is required")
+    if not token_matches(tok, cfg.write_tokens_sha256):
+        raise Problem(403, "forbidden", "this token may not write")
+
+
+def require_read(request: web.Request) -> None:
+    from .app import CONFIG
+
+    cfg = request.app[CONFIG].service
+    if cfg.read_open:
+        return
+    tok = _bearer(request)
+    if tok is None:
+        raise Problem(401, "unauthorized", "a bearer token is required")
+    if not (token_matches(tok, cfg.read_tokens_sha256) or token_matches(tok, cfg.write_tokens_sha256)):
+        raise Problem(403, "forbidden", "this token may not read")
+
+
+async def health(request: web.Request) -> web.Response:
+    from .app import LISTENERS, PIPELINE, STORE
+
+    pipe = request.app[PIPELINE]
+    counts = await pipe.db(request.app[STORE].counts)
+    listeners = []
+    for lst in request.app[LISTENERS]:
+        listeners.append({"kind": type(lst).__name__,
+                          "connected": getattr(lst, "connected", True)})
+    return web.json_response({"status": "ok", "queue_depth": pipe.queue_depth, "stats": dict(pipe.stats),
+                              "store": counts, "listeners": listeners})
+
+
+async def post_alert(request: web.Request) -> web.Response:
+    from .app import PIPELINE
+
+    require_write(request)
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise Problem(413, "payload-too-large", "the alert is larger than service.max_body_mib") from None
+    if not body:
+        raise Problem(400, "empty-body", "POST the alert message (JSON, VOEvent XML or FITS) as the body")
+    pipe = request.app[PIPELINE]
+    acc = await pipe.submit(body, f"http:{request.remote or '?'}")
+    return web.json_response({"raw_id": acc.raw_id, "new": acc.new, "status": acc.status}, status=202)
+
+
+async def list_events(request: web.Request) -> web.Response:
+    from .app import PIPELINE, STORE
+
+    require_read(request)
+    evs = await request.app[PIPELINE].db(request.app[STORE].events)
+    return web.json_response({"events": evs})
+
+
+async def get_event(request: web.Request) -> web.Response:
+    from ..replay import event_summary
+    from .app import CONFIG, PIPELINE, STORE
+
+    require_read(request)
+    sid = request.match_info["id"]
+    store = request.app[STORE]
+    ev = await request.app[PIPELINE].db(store.event, sid)
+    if ev is None:
+        raise Problem(404, "unknown-event", f"no event {sid}")
+    summary = await request.app[PIPELINE].db(event_summary, store, sid, request.app[CONFIG])
+    return web.json_response(summary)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/health", health)
+    app.router.add_post("/api/v1/alerts", post_alert)
+    app.router.add_get("/api/v1/events", list_events)
+    app.router.add_get("/api/v1/events/{id}", get_event)

@@ -1,0 +1,436 @@
+"""Durable storage: SQLite in WAL mode, schema with migrations.
+
+What is kept (see ``MIGRATIONS``):
+
+* ``raw_messages``: every message accepted, byte for byte, before anything
+  else happens to it (at-least-once delivery: the Kafka offset is committed
+  only after this row is); unique by content hash, so a redelivered message
+  is recognised and never stored twice.
+* ``events``: one row per superevent, ``active`` or ``retracted``.
+* ``alerts``: parsed alerts, unique on (superevent id, alert type, time
+  created, content hash): processing is idempotent.
+* ``skymaps``: sky-map versions (sha256, bytes, summary).
+* ``products``: MOCs per sky map and level (MOC 2.0 FITS bytes), with a
+  ``withdrawn`` flag set by retractions.
+* ``dead_letters``: messages that could not be parsed or processed, with
+  the reason; the raw bytes stay in ``raw_messages``.
+* ``timings``: seconds spent in each pipeline stage per message.
+
+The store is synchronous (``sqlite3``) and owned by one thread at a time;
+the asynchronous service calls it through a single-thread executor
+(:class:`gwfollow.pipeline.Pipeline`), so the event loop never waits on a
+disk write.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import StoreError, UnknownEventError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .processing import ProcessedAlert
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema.
+    """
+    CREATE TABLE raw_messages (
+        id INTEGER PRIMARY KEY,
+        received_at TEXT NOT NULL,
+        source TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        content_hash TEXT NOT NULL UNIQUE,
+        size INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'processed', 'ignored', 'dead')),
+        status_reason TEXT,
+        deliveries INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX raw_messages_status ON raw_messages(status);
+    CREATE TABLE events (
+        superevent_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'retracted')),
+        grp TEXT,
+        significant INTEGER,
+        is_mock INTEGER NOT NULL DEFAULT 0,
+        first_seen TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        retracted_at TEXT
+    );
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        raw_id INTEGER NOT NULL REFERENCES raw_messages(id),
+        superevent_id TEXT NOT NULL,
+        alert_type TEXT NOT NULL,
+        time_created TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        acted INTEGER NOT NULL DEFAULT 1,
+        note TEXT,
+        summary TEXT NOT NULL,
+        stored_at TEXT NOT NULL,
+        UNIQUE (superevent_id, alert_type, time_created, content_hash)
+    );
+    CREATE INDEX alerts_event ON alerts(superevent_id, time_created);
+    CREATE TABLE skymaps (
+        id INTEGER PRIMARY KEY,
+        superevent_id TEXT NOT NULL,
+        alert_id INTEGER NOT NULL REFERENCES alerts(id),
+        role TEXT NOT NULL DEFAULT 'gw' CHECK (role IN ('gw', 'combined')),
+        sha256 TEXT NOT NULL,
+        data BLOB NOT NULL,
+        meta TEXT NOT NULL,
+        stored_at TEXT NOT NULL,
+        UNIQUE (alert_id, role)
+    );
+    CREATE INDEX skymaps_event ON skymaps(superevent_id);
+    CREATE TABLE products (
+        id INTEGER PRIMARY KEY,
+        superevent_id TEXT NOT NULL,
+        skymap_id INTEGER NOT NULL REFERENCES skymaps(id),
+        kind TEXT NOT NULL,
+        level REAL,
+        boundary TEXT,
+        format TEXT NOT NULL,
+        data BLOB NOT NULL,
+        area_deg2 REAL,
+        probability REAL,
+        n_cells INTEGER,
+        provenance TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        withdrawn INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (skymap_id, kind, level, boundary)
+    );
+    CREATE INDEX products_event ON products(superevent_id);
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY,
+        raw_id INTEGER REFERENCES raw_messages(id),
+        at TEXT NOT NULL,
+        source TEXT NOT NULL,
+        error_type TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE TABLE timings (
+        id INTEGER PRIMARY KEY,
+        raw_id INTEGER NOT NULL,
+        stage TEXT NOT NULL,
+        seconds REAL NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX timings_raw ON timings(raw_id);
+    """,
+)
+
+
+def utcnow() -> str:
+    """Current UTC time, ISO 8601 with microseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """A stored raw message."""
+
+    id: int
+    received_at: str
+    source: str
+    kind: str
+    content_hash: str
+    body: bytes
+    status: str
+    status_reason: str | None
+    deliveries: int
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """Outcome of :meth:`Store.accept_raw`."""
+
+    raw_id: int
+    new: bool
+    status: str
+
+
+class Store:
+    """The SQLite store.
+
+    Parameters
+    ----------
+    path : str or Path
+        Database file (created with its directory), or ``":memory:"``.
+
+    Notes
+    -----
+    One connection, guarded by a lock: methods may be called from any one
+    thread at a time (the service uses a dedicated thread).  Every write is
+    a transaction committed before the method returns (``synchronous=FULL``
+    in WAL mode survives a process kill and a power cut).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the database ({exc})",
+                             hint="check the path and its permissions") from None
+        self._lock = threading.RLock()
+        self.migrate()
+
+    # ----------------------------------------------------------------- basics
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error)."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: cannot start a transaction ({exc})") from None
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            cur = self._db.execute(sql, args)
+            cur.row_factory = sqlite3.Row  # type: ignore[assignment]
+            return cur.fetchall()
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        """Apply the migrations this database has not seen yet."""
+        current = self.schema_version
+        if current > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path}: schema version {current} is newer than this gwfollow knows "
+                f"({len(MIGRATIONS)})", hint="upgrade gwfollow")
+        for version in range(current + 1, len(MIGRATIONS) + 1):
+            with self.transaction() as db:
+                for stmt in MIGRATIONS[version - 1].split(";"):
+                    if stmt.strip():
+                        db.execute(stmt)
+                db.execute(f"PRAGMA user_version={version}")
+
+    # ------------------------------------------------------------ raw intake
+
+    def accept_raw(self, body: bytes, source: str, kind: str, content_hash: str) -> Accepted:
+        """Store a message durably (or recognise a redelivery).
+
+        Returns once the row is committed: only then may the message be
+        acknowledged to its sender (Kafka offset commit, HTTP 202).
+        """
+        with self.transaction() as db:
+            row = db.execute("SELECT id, status FROM raw_messages WHERE content_hash = ?",
+                             (content_hash,)).fetchone()
+            if row is not None:
+                db.execute("UPDATE raw_messages SET deliveries = deliveries + 1 WHERE id = ?", (row[0],))
+                return Accepted(int(row[0]), False, row[1])
+            cur = db.execute(
+                "INSERT INTO raw_messages (received_at, source, kind, content_hash, size, body) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (utcnow(), source, kind, content_hash, len(body), bytes(body)),
+            )
+            return Accepted(int(cur.lastrowid), True, "pending")
+
+    def raw(self, raw_id: int) -> RawMessage:
+        rows = self.query("SELECT * FROM raw_messages WHERE id = ?", (raw_id,))
+        if not rows:
+            raise StoreError(f"no raw message {raw_id}")
+        r = rows[0]
+        return RawMessage(r["id"], r["received_at"], r["source"], r["kind"], r["content_hash"],
+                          bytes(r["body"]), r["status"], r["status_reason"], r["deliveries"])
+
+    def pending_raw_ids(self) -> list[int]:
+        """Messages accepted but not yet processed (to resume after a crash)."""
+        return [r[0] for r in self.query("SELECT id FROM raw_messages WHERE status = 'pending' ORDER BY id")]
+
+    def set_raw_status(self, raw_id: int, status: str, reason: str | None = None) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE raw_messages SET status = ?, status_reason = ? WHERE id = ?",
+                       (status, reason, raw_id))
+
+    def dead_letter(self, raw_id: int | None, source: str, error: BaseException) -> None:
+        """Record why a message could not be used; its raw bytes stay stored."""
+        reason = str(error)
+        with self.transaction() as db:
+            db.execute("INSERT INTO dead_letters (raw_id, at, source, error_type, reason) VALUES (?, ?, ?, ?, ?)",
+                       (raw_id, utcnow(), source, type(error).__name__, reason))
+            if raw_id is not None:
+                db.execute("UPDATE raw_messages SET status = 'dead', status_reason = ? WHERE id = ?",
+                           (reason, raw_id))
+
+    def record_timings(self, raw_id: int, timings: dict[str, float]) -> None:
+        now = utcnow()
+        with self.transaction() as db:
+            db.executemany("INSERT INTO timings (raw_id, stage, seconds, at) VALUES (?, ?, ?, ?)",
+                           [(raw_id, k, float(v), now) for k, v in timings.items()])
+
+    # --------------------------------------------------------------- reading
+
+    def event(self, superevent_id: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM events WHERE superevent_id = ?", (superevent_id,))
+        return dict(rows[0]) if rows else None
+
+    def events(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.query("SELECT * FROM events ORDER BY first_seen, superevent_id")]
+
+    def alerts_of(self, superevent_id: str) -> list[dict[str, Any]]:
+        rows = self.query(
+            "SELECT id, raw_id, superevent_id, alert_type, time_created, content_hash, kind, acted, note, "
+            "summary, stored_at FROM alerts WHERE superevent_id = ? ORDER BY time_created, id", (superevent_id,))
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["summary"] = json.loads(d["summary"])
+            out.append(d)
+        return out
+
+    def skymaps_of(self, superevent_id: str) -> list[dict[str, Any]]:
+        rows = self.query(
+            "SELECT s.id, s.alert_id, s.role, s.sha256, s.meta, s.stored_at, a.time_created, a.alert_type "
+            "FROM skymaps s JOIN alerts a ON a.id = s.alert_id WHERE s.superevent_id = ? "
+            "ORDER BY a.time_created, s.id", (superevent_id,))
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["meta"] = json.loads(d["meta"])
+            out.append(d)
+        return out
+
+    def skymap_bytes(self, skymap_id: int) -> bytes:
+        rows = self.query("SELECT data FROM skymaps WHERE id = ?", (skymap_id,))
+        if not rows:
+            raise StoreError(f"no sky map {skymap_id}")
+        return bytes(rows[0][0])
+
+    def products_of(self, superevent_id: str, include_withdrawn: bool = True) -> list[dict[str, Any]]:
+        sql = ("SELECT id, superevent_id, skymap_id, kind, level, boundary, format, area_deg2, probability, "
+               "n_cells, provenance, created_at, withdrawn FROM products WHERE superevent_id = ?")
+        if not include_withdrawn:
+            sql += " AND withdrawn = 0"
+        out = []
+        for r in self.query(sql + " ORDER BY skymap_id, kind, level", (superevent_id,)):
+            d = dict(r)
+            d["provenance"] = json.loads(d["provenance"])
+            out.append(d)
+        return out
+
+    def product_data(self, product_id: int) -> bytes:
+        rows = self.query("SELECT data FROM products WHERE id = ?", (product_id,))
+        if not rows:
+            raise StoreError(f"no product {product_id}")
+        return bytes(rows[0][0])
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.query("SELECT * FROM dead_letters ORDER BY id")]
+
+    def counts(self) -> dict[str, int]:
+        out = {}
+        for table in ("raw_messages", "events", "alerts", "skymaps", "products", "dead_letters"):
+            out[table] = int(self.query(f"SELECT COUNT(*) FROM {table}")[0][0])
+        return out
+
+    # ---------------------------------------------------------- processing
+
+    def record_alert(self, raw_id: int, result: "ProcessedAlert", acted: bool, note: str | None = None) -> int | None:
+        """Store a processed alert and its products in one transaction.
+
+        Idempotent: when the alert's idempotency key is already stored,
+        nothing is added and None is returned.  A retraction marks the
+        event retracted and withdraws all its products.  The raw message
+        becomes ``processed`` (or ``ignored`` when not acted on) in the
+        same transaction.
+        """
+        a = result.alert
+        now = utcnow()
+        with self.transaction() as db:
+            exists = db.execute(
+                "SELECT id FROM alerts WHERE superevent_id = ? AND alert_type = ? AND time_created = ? "
+                "AND content_hash = ?", (a["superevent_id"], a["alert_type"], a["time_created"], a["content_hash"]),
+            ).fetchone()
+            status = "processed" if acted else "ignored"
+            if exists is not None:
+                db.execute("UPDATE raw_messages SET status = ?, status_reason = ? WHERE id = ?",
+                           (status, "duplicate of alert %d" % exists[0], raw_id))
+                return None
+            ev = db.execute("SELECT state FROM events WHERE superevent_id = ?", (a["superevent_id"],)).fetchone()
+            if ev is None and a["alert_type"] == "RETRACTION":
+                raise UnknownEventError(
+                    f"retraction for unknown event {a['superevent_id']}",
+                    hint="no earlier alert of this event was received; nothing to withdraw")
+            if ev is not None and ev[0] == "retracted" and a["alert_type"] != "RETRACTION" and acted:
+                acted = False
+                note = "event already retracted: stored, not acted on"
+                status = "ignored"
+            event = a.get("event") or {}
+            if ev is None and acted:
+                db.execute(
+                    "INSERT INTO events (superevent_id, state, grp, significant, is_mock, first_seen, updated_at) "
+                    "VALUES (?, 'active', ?, ?, ?, ?, ?)",
+                    (a["superevent_id"], event.get("group"), _bool(event.get("significant")),
+                     int(a["superevent_id"].startswith("M")), now, now))
+            elif acted:
+                db.execute(
+                    "UPDATE events SET updated_at = ?, grp = COALESCE(?, grp), "
+                    "significant = COALESCE(?, significant) WHERE superevent_id = ?",
+                    (now, event.get("group"), _bool(event.get("significant")), a["superevent_id"]))
+            cur = db.execute(
+                "INSERT INTO alerts (raw_id, superevent_id, alert_type, time_created, content_hash, kind, acted, "
+                "note, summary, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (raw_id, a["superevent_id"], a["alert_type"], a["time_created"], a["content_hash"], a["kind"],
+                 int(acted), note, json.dumps(a), now))
+            alert_id = int(cur.lastrowid)
+            if acted and a["alert_type"] == "RETRACTION":
+                db.execute("UPDATE events SET state = 'retracted', retracted_at = ?, updated_at = ? "
+                           "WHERE superevent_id = ?", (now, now, a["superevent_id"]))
+                db.execute("UPDATE products SET withdrawn = 1 WHERE superevent_id = ?", (a["superevent_id"],))
+            if acted:
+                for sm in result.skymaps:
+                    cur = db.execute(
+                        "INSERT INTO skymaps (superevent_id, alert_id, role, sha256, data, meta, stored_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (a["superevent_id"], alert_id, sm.role, sm.sha256, sm.data, json.dumps(sm.meta), now))
+                    sid = int(cur.lastrowid)
+                    for p in sm.products:
+                        db.execute(
+                            "INSERT INTO products (superevent_id, skymap_id, kind, level, boundary, format, data, "
+                            "area_deg2, probability, n_cells, provenance, created_at) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (a["superevent_id"], sid, p.kind, p.level, p.boundary, p.format, p.data,
+                             p.area_deg2, p.probability, p.n_cells, json.dumps(p.provenance), now))
+            db.execute("UPDATE raw_messages SET status = ?, status_reason = ? WHERE id = ?",
+                       (status, note, raw_id))
+            return alert_id
+
+
+def _bool(v: Any) -> int | None:
+    return None if v is None else int(bool(v))
+

@@ -1,0 +1,85 @@
+"""The SQLite store: migrations, durable intake, idempotency, retractions."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+
+import pytest
+
+from gwfollow.config import Config
+from gwfollow.errors import StoreError, UnknownEventError
+from gwfollow.processing import process_message
+from gwfollow.store import MIGRATIONS, Store
+
+from .conftest import shared_path
+
+
+def _accept(store: Store, body: bytes, source: str = "test"):
+    return store.accept_raw(body, source, "json", hashlib.sha256(body).hexdigest())
+
+
+def test_migrations_and_wal(tmp_path) -> None:
+    p = tmp_path / "db" / "g.sqlite"
+    s = Store(p)
+    assert s.schema_version == len(MIGRATIONS)
+    assert s.query("PRAGMA journal_mode")[0][0] == "wal"
+    s.close()
+    s = Store(p)  # reopening applies nothing new
+    assert s.schema_version == len(MIGRATIONS)
+    s.close()
+    db = sqlite3.connect(p)
+    db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 5}")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store(p)
+
+
+def test_accept_raw_is_durable_and_deduplicated(tmp_path) -> None:
+    s = Store(tmp_path / "g.sqlite")
+    a = _accept(s, b"hello")
+    b = _accept(s, b"hello")
+    c = _accept(s, b"other")
+    assert a.new and not b.new and a.raw_id == b.raw_id and c.raw_id != a.raw_id
+    assert s.raw(a.raw_id).deliveries == 2 and s.raw(a.raw_id).body == b"hello"
+    assert s.pending_raw_ids() == [a.raw_id, c.raw_id]
+    s.close()
+    # Another connection (another process after a crash) sees the committed rows.
+    s2 = Store(tmp_path / "g.sqlite")
+    assert s2.counts()["raw_messages"] == 2
+
+
+def test_record_alert_idempotent_and_retraction(tmp_path) -> None:
+    cfg = Config()
+    s = Store(tmp_path / "g.sqlite")
+    pre = shared_path("alerts", "MS181101ab-preliminary.json").read_bytes()
+    ret = shared_path("alerts", "MS181101ab-retraction.json").read_bytes()
+    upd = shared_path("alerts", "MS181101ab-update.json").read_bytes()
+    r1 = _accept(s, pre)
+    res = process_message(pre, "pre", cfg)
+    aid = s.record_alert(r1.raw_id, res, True)
+    assert aid is not None
+    assert s.record_alert(r1.raw_id, res, True) is None  # same key: nothing added
+    assert s.counts()["alerts"] == 1 and s.counts()["products"] == 2
+    prods = s.products_of("MS181101ab")
+    assert {p["level"] for p in prods} == {0.5, 0.9} and not any(p["withdrawn"] for p in prods)
+    r2 = _accept(s, ret)
+    s.record_alert(r2.raw_id, process_message(ret, "ret", cfg), True)
+    assert s.event("MS181101ab")["state"] == "retracted"
+    assert all(p["withdrawn"] for p in s.products_of("MS181101ab"))
+    r3 = _accept(s, upd)
+    s.record_alert(r3.raw_id, process_message(upd, "upd", cfg), True)
+    last = next(a for a in s.alerts_of("MS181101ab") if a["alert_type"] == "UPDATE")
+    assert not last["acted"] and "retracted" in last["note"]
+    assert s.raw(r3.raw_id).status == "ignored"
+    assert s.counts()["skymaps"] == 1  # nothing computed for the late update is stored
+
+
+def test_retraction_for_unknown_event(tmp_path) -> None:
+    s = Store(tmp_path / "g.sqlite")
+    ret = shared_path("alerts", "S241126dm-retraction.json").read_bytes()
+    r = _accept(s, ret)
+    with pytest.raises(UnknownEventError, match="S241126dm"):
+        s.record_alert(r.raw_id, process_message(ret, "ret", Config()), True)
+    assert s.counts()["alerts"] == 0  # rolled back
