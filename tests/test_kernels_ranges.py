@@ -24,7 +24,9 @@ def test_set_algebra_matches_mocpy(a: np.ndarray, b: np.ndarray) -> None:
     ma, mb = _m(a), _m(b)
     assert np.array_equal(kr.union(a, b), ranges_of(ma.union(mb)))
     assert np.array_equal(kr.intersection(a, b), ranges_of(ma.intersection(mb)))
-    assert np.array_equal(kr.difference(a, b), ranges_of(ma.difference(mb)))
+    # mocpy 0.21's own difference() drops everything when b lies wholly after
+    # a (0/0 minus 0/1 gives an empty MOC), so the reference is a & ~b.
+    assert np.array_equal(kr.difference(a, b), ranges_of(ma.intersection(mb.complement())))
     assert np.array_equal(kr.complement(a), ranges_of(ma.complement()))
     for r in (kr.union(a, b), kr.intersection(a, b), kr.difference(a, b), kr.complement(a)):
         assert kr.is_canonical(r)
@@ -50,6 +52,14 @@ def _levels_ipix(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     o, p = uniq_to_order_ipix(cells)
     return p.astype(np.uint64), o.astype(np.uint8)
+
+
+def test_mocpy_difference_bug_is_not_ours() -> None:
+    """Documented for the record: mocpy 0.21 gets this difference wrong."""
+    a = MOC.from_str("0/0")
+    b = MOC.from_str("0/1")
+    assert np.array_equal(kr.difference(ranges_of(a), ranges_of(b)), ranges_of(a))
+    assert a.intersection(b.complement()) == a
 
 
 def test_normalize_merges_overlaps_and_adjacent() -> None:
@@ -95,7 +105,7 @@ def test_real_survey_mocs(a: str, b: str) -> None:
     ra, rb = ranges_of(ma), ranges_of(mb)
     assert np.array_equal(kr.union(ra, rb), ranges_of(ma.union(mb)))
     assert np.array_equal(kr.intersection(ra, rb), ranges_of(ma.intersection(mb)))
-    assert np.array_equal(kr.difference(ra, rb), ranges_of(ma.difference(mb)))
+    assert np.array_equal(kr.difference(ra, rb), ranges_of(ma.intersection(mb.complement())))
 
 
 def _load(p) -> MOC:
