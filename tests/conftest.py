@@ -67,3 +67,12 @@ def sim_path(tmp_path_factory: pytest.TempPathFactory, sim_bytes: bytes) -> Path
     p = tmp_path_factory.mktemp("sim") / "sim.multiorder.fits"
     p.write_bytes(sim_bytes)
     return p
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    """A real Kafka-protocol broker (tansu) on a free loopback port."""
+    from .kafka_broker import KafkaBroker
+
+    with KafkaBroker() as broker:
+        yield broker
