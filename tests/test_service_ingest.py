@@ -1,0 +1,119 @@
+"""HTTP push, spool directory and the OAuth token provider, with real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+import pytest
+from aiohttp import web
+
+from gwfollow.alerts.listeners import OAuthTokenProvider
+from gwfollow.auth import token_digest
+from gwfollow.config import Config, ServiceConfig, SpoolConfig, StoreConfig
+from gwfollow.errors import FetchError
+from gwfollow.service import make_app
+from gwfollow.service.app import STORE
+
+from .conftest import shared_path
+
+WRITE = "write-secret"
+READ = "read-secret"
+
+
+def _cfg(tmp_path, **service) -> Config:
+    svc = ServiceConfig(workers=1, write_tokens_sha256=(token_digest(WRITE),),
+                        read_tokens_sha256=(token_digest(READ),), **service)
+    return dataclasses.replace(Config(), store=StoreConfig(path=str(tmp_path / "s.sqlite")), service=svc)
+
+
+async def _settle(store, n, timeout=60.0):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if store.query("SELECT COUNT(*) FROM raw_messages WHERE status != 'pending'")[0][0] >= n:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(store.counts())
+
+
+async def test_post_alert_auth_and_processing(tmp_path, aiohttp_client) -> None:
+    client = await aiohttp_client(make_app(_cfg(tmp_path)))
+    body = shared_path("alerts", "S241102br-preliminary.json").read_bytes()
+    r = await client.post("/api/v1/alerts", data=body)
+    assert r.status == 401 and r.content_type == "application/problem+json"
+    assert (await r.json())["code"] == "unauthorized"
+    r = await client.post("/api/v1/alerts", data=body, headers={"Authorization": f"Bearer {READ}"})
+    assert r.status == 403
+    r = await client.post("/api/v1/alerts", data=b"", headers={"Authorization": f"Bearer {WRITE}"})
+    assert r.status == 400 and (await r.json())["code"] == "empty-body"
+    r = await client.post("/api/v1/alerts", data=body, headers={"Authorization": f"Bearer {WRITE}"})
+    assert r.status == 202
+    first = await r.json()
+    assert first["new"] is True
+    r = await client.post("/api/v1/alerts", data=body, headers={"Authorization": f"Bearer {WRITE}"})
+    assert (await r.json()) == {"raw_id": first["raw_id"], "new": False, "status": (await r.json())["status"]}
+    r = await client.post("/api/v1/alerts", data=b"garbage", headers={"Authorization": f"Bearer {WRITE}"})
+    assert r.status == 202  # accepted and kept; it becomes a dead letter
+    store = client.app[STORE]
+    await _settle(store, 2)
+    ev = await (await client.get("/api/v1/events/S241102br")).json()
+    assert ev["state"] == "active" and set(ev["areas_deg2"]) == {"0.5", "0.9"}
+    assert (await client.get("/api/v1/events/S000000xx")).status == 404
+    assert len(store.dead_letters()) == 1
+    r = await client.get("/api/v1/nope")
+    assert r.status == 404 and (await r.json())["status"] == 404
+
+
+async def test_body_size_limit(tmp_path, aiohttp_client) -> None:
+    client = await aiohttp_client(make_app(_cfg(tmp_path, max_body_mib=0.01)))
+    r = await client.post("/api/v1/alerts", data=b"x" * 20000, headers={"Authorization": f"Bearer {WRITE}"})
+    assert r.status == 413
+
+
+async def test_read_tokens(tmp_path, aiohttp_client) -> None:
+    client = await aiohttp_client(make_app(_cfg(tmp_path, read_open=False)))
+    assert (await client.get("/api/v1/events")).status == 401
+    assert (await client.get("/api/v1/events", headers={"Authorization": "Bearer nope"})).status == 403
+    assert (await client.get("/api/v1/events", headers={"Authorization": f"Bearer {READ}"})).status == 200
+
+
+async def test_spool_directory(tmp_path, aiohttp_client) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    cfg = dataclasses.replace(_cfg(tmp_path), spool=SpoolConfig(enabled=True, directory=str(spool), poll_s=0.05))
+    client = await aiohttp_client(make_app(cfg))
+    (spool / "a.json.part").write_bytes(shared_path("alerts", "MS181101ab-preliminary.json").read_bytes())
+    (spool / "b.fits").write_bytes(shared_path("skymaps", "S190814bv_bayestar.multiorder.fits").read_bytes())
+    await asyncio.sleep(0.3)
+    assert (spool / "a.json.part").exists()  # still being written: left alone
+    (spool / "a.json.part").rename(spool / "a.json")
+    store = client.app[STORE]
+    await _settle(store, 2)
+    assert sorted(p.name for p in (spool / "done").iterdir()) == ["a.json", "b.fits"]
+    assert {e["superevent_id"] for e in store.events()} == {"MS181101ab", "G347305"}
+
+
+async def test_oauth_token_provider(aiohttp_server) -> None:
+    calls = []
+
+    async def token(request):
+        form = await request.post()
+        calls.append(dict(form))
+        if form.get("client_secret") != "s3cret":
+            return web.json_response({"error": "invalid_client"}, status=401)
+        return web.json_response({"access_token": f"tok{len(calls)}", "expires_in": 61})
+
+    app = web.Application()
+    app.router.add_post("/oauth2/token", token)
+    server = await aiohttp_server(app)
+    url = f"http://127.0.0.1:{server.port}/oauth2/token"
+    p = OAuthTokenProvider(url, "id", "s3cret", margin_s=60.5)
+    assert await p.token() == "tok1"
+    assert calls[0]["grant_type"] == "client_credentials" and calls[0]["client_id"] == "id"
+    await asyncio.sleep(0.6)  # within the refresh margin: a new token is fetched
+    assert await p.token() == "tok2"
+    bad = OAuthTokenProvider(url, "id", "wrong")
+    with pytest.raises(FetchError, match="401") as ei:
+        await bad.token()
+    assert ei.value.status == 401 and not ei.value.transient
