@@ -65,25 +65,39 @@ def is_canonical(r: np.ndarray) -> bool:
 
 
 @njit(cache=True)
+def _trim(out: np.ndarray, k: int) -> np.ndarray:
+    # Return the first k rows; copy only when that frees most of the buffer.
+    if 2 * k < out.shape[0]:
+        return out[:k].copy()
+    return out[:k]
+
+
+@njit(cache=True)
 def union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Union of two canonical range sets."""
+    """Union of two canonical range sets (one merging pass)."""
     na = a.shape[0]
     nb = b.shape[0]
-    m = np.empty((na + nb, 2), dtype=np.int64)
+    out = np.empty((na + nb, 2), dtype=np.int64)
     i = 0
     j = 0
     k = 0
     while i < na or j < nb:
         if j >= nb or (i < na and a[i, 0] <= b[j, 0]):
-            m[k, 0] = a[i, 0]
-            m[k, 1] = a[i, 1]
+            s = a[i, 0]
+            e = a[i, 1]
             i += 1
         else:
-            m[k, 0] = b[j, 0]
-            m[k, 1] = b[j, 1]
+            s = b[j, 0]
+            e = b[j, 1]
             j += 1
-        k += 1
-    return _merge_sorted(m)
+        if k > 0 and s <= out[k - 1, 1]:
+            if e > out[k - 1, 1]:
+                out[k - 1, 1] = e
+        else:
+            out[k, 0] = s
+            out[k, 1] = e
+            k += 1
+    return _trim(out, k)
 
 
 @njit(cache=True)
@@ -96,17 +110,21 @@ def intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     j = 0
     k = 0
     while i < na and j < nb:
-        s = max(a[i, 0], b[j, 0])
-        e = min(a[i, 1], b[j, 1])
+        a0 = a[i, 0]
+        a1 = a[i, 1]
+        b0 = b[j, 0]
+        b1 = b[j, 1]
+        s = a0 if a0 > b0 else b0
+        e = a1 if a1 < b1 else b1
         if s < e:
             out[k, 0] = s
             out[k, 1] = e
             k += 1
-        if a[i, 1] < b[j, 1]:
+        if a1 < b1:
             i += 1
         else:
             j += 1
-    return out[:k].copy()
+    return _trim(out, k)
 
 
 @njit(cache=True)
@@ -157,7 +175,7 @@ def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             out[k, 0] = s
             out[k, 1] = e
             k += 1
-    return out[:k].copy()
+    return _trim(out, k)
 
 
 @njit(cache=True)
