@@ -162,6 +162,24 @@ class FetchConfig:
 
 
 @dataclass(frozen=True)
+class TargetsConfig:
+    """Ranked targets computed for every accepted alert."""
+
+    catalogs: tuple[str, ...] = ("openngc",)
+    galaxy_limit: int = 200
+    galaxy_level: float = 0.999
+    weighting: str = ""
+
+    def validate(self) -> None:
+        if self.galaxy_limit < 0:
+            raise ConfigError("targets.galaxy_limit must be >= 0")
+        if not 0 < self.galaxy_level <= 1:
+            raise ConfigError("targets.galaxy_level must be in (0, 1]")
+        if self.weighting not in ("", "B", "K"):
+            raise ConfigError("targets.weighting must be '', 'B' or 'K'")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration."""
 
@@ -173,6 +191,7 @@ class Config:
     kafka: KafkaConfig = KafkaConfig()
     spool: SpoolConfig = SpoolConfig()
     fetch: FetchConfig = FetchConfig()
+    targets: TargetsConfig = TargetsConfig()
 
     def validate(self) -> None:
         for f in fields(self):
@@ -188,6 +207,7 @@ _SECTIONS = {
     "kafka": KafkaConfig,
     "spool": SpoolConfig,
     "fetch": FetchConfig,
+    "targets": TargetsConfig,
 }
 
 

@@ -20,20 +20,22 @@ from .errors import AlertSchemaError
 
 @dataclass(frozen=True)
 class Product:
-    """One stored product (a credible-region MOC).
+    """One stored product: a credible-region MOC (``kind="moc"``), a ranked
+    galaxy list (``"galaxies"``, ``name`` = catalogue), ...
 
     Areas in square degrees; ``probability`` is the enclosed probability.
     """
 
     kind: str
-    level: float
-    boundary: str
+    level: float | None
+    boundary: str | None
     format: str
     data: bytes
-    area_deg2: float
-    probability: float
-    n_cells: int
+    area_deg2: float | None
+    probability: float | None
+    n_cells: int | None
     provenance: dict[str, Any]
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,9 @@ def _skymap_products(data: bytes, role: str, name: str, config: Config) -> tuple
             n_cells=int(kr.to_uniq(r).shape[0]), provenance=prov,
         ))
     t2 = time.perf_counter()
+    if role == "gw":
+        products.extend(_galaxy_products(sm, config))
+    t3 = time.perf_counter()
     m = sm.meta
     meta = {
         "object_id": m.object_id, "event_time": m.event_time, "instruments": list(m.instruments),
@@ -126,7 +131,37 @@ def _skymap_products(data: bytes, role: str, name: str, config: Config) -> tuple
         "areas_deg2": {f"{p.level:g}": p.area_deg2 for p in products},
     }
     return (ProcessedSkyMap(role=role, sha256=sm.sha256, data=data, meta=meta, products=products),
-            {f"{role}_skymap_read": t1 - t0, f"{role}_mocs": t2 - t1})
+            {f"{role}_skymap_read": t1 - t0, f"{role}_mocs": t2 - t1, f"{role}_galaxies": t3 - t2})
+
+
+_CATALOGS: dict[str, Any] = {}
+
+
+def _catalog(name: str):
+    """Catalogues are loaded and indexed once per worker process."""
+    from .catalogues import load_catalog
+
+    if name not in _CATALOGS:
+        cat = load_catalog(name)
+        cat.index()
+        _CATALOGS[name] = cat
+    return _CATALOGS[name]
+
+
+def _galaxy_products(sm, config: Config) -> list[Product]:
+    from .rank import rank_galaxies
+    from .report import table_bytes
+
+    t = config.targets
+    out = []
+    for name in t.catalogs:
+        cat = _catalog(name)
+        r = rank_galaxies(sm, cat, level=t.galaxy_level, weighting=t.weighting or None,
+                          limit=t.galaxy_limit or None)
+        out.append(Product(kind="galaxies", name=cat.name, level=t.galaxy_level, boundary=None, format="json",
+                           data=table_bytes(r.table(), "json"), area_deg2=None, probability=None,
+                           n_cells=len(r), provenance=r.provenance))
+    return out
 
 
 def process_message(body: bytes, source: str, config: Config, fetched_skymap: bytes | None = None,

@@ -165,7 +165,9 @@ def event_summary(store: Store, superevent_id: str, config: Config) -> dict[str,
     maps = store.skymaps_of(superevent_id)
     products = store.products_of(superevent_id)
     latest = next((m for m in reversed(maps) if m["role"] == "gw"), None)
-    latest_products = [p for p in products if latest and p["skymap_id"] == latest["id"]]
+    latest_products = [p for p in products if latest and p["skymap_id"] == latest["id"] and p["kind"] == "moc"]
+    targets = [{"kind": p["kind"], "name": p["name"], "count": p["n_cells"]}
+               for p in products if latest and p["skymap_id"] == latest["id"] and p["kind"] != "moc"]
     return {
         "superevent_id": superevent_id,
         "state": ev["state"],
@@ -185,6 +187,7 @@ def event_summary(store: Store, superevent_id: str, config: Config) -> dict[str,
         "latest_skymap": latest["sha256"] if latest else None,
         "areas_deg2": {f"{p['level']:g}": p["area_deg2"] for p in latest_products},
         "probabilities": {f"{p['level']:g}": p["probability"] for p in latest_products},
+        "targets": targets,
         "products_withdrawn": bool(products) and all(p["withdrawn"] for p in products),
         "provenance": {"gwfollow": __version__, "levels": list(config.skymap.levels),
                        "boundary": config.skymap.boundary},
@@ -201,14 +204,20 @@ def write_outputs(store: Store, out: Path, config: Config) -> list[Path]:
         summary = event_summary(store, sid, config)
         maps = store.skymaps_of(sid)
         latest = next((m for m in reversed(maps) if m["role"] == "gw"), None)
-        for old in d.glob("moc-*.fits"):
+        for old in [*d.glob("moc-*.fits"), *d.glob("galaxies-*.json")]:
             old.unlink()
         if latest is not None and not summary["retracted"]:
             for p in store.products_of(sid, include_withdrawn=False):
-                if p["skymap_id"] == latest["id"] and p["kind"] == "moc":
+                if p["skymap_id"] != latest["id"]:
+                    continue
+                if p["kind"] == "moc":
                     f = d / f"moc-{p['level']:g}.fits"
-                    f.write_bytes(store.product_data(p["id"]))
-                    written.append(f)
+                elif p["kind"] == "galaxies":
+                    f = d / f"galaxies-{p['name']}.json"
+                else:
+                    continue
+                f.write_bytes(store.product_data(p["id"]))
+                written.append(f)
         f = d / "summary.json"
         f.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         written.append(f)

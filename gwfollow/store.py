@@ -128,6 +128,34 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX timings_raw ON timings(raw_id);
     """,
+    # 2: products get a name (catalogue, telescope, site, coverage), part of their key.
+    """
+    CREATE TABLE products_v2 (
+        id INTEGER PRIMARY KEY,
+        superevent_id TEXT NOT NULL,
+        skymap_id INTEGER NOT NULL REFERENCES skymaps(id),
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        level REAL,
+        boundary TEXT,
+        format TEXT NOT NULL,
+        data BLOB NOT NULL,
+        area_deg2 REAL,
+        probability REAL,
+        n_cells INTEGER,
+        provenance TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        withdrawn INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (skymap_id, kind, name, level, boundary)
+    );
+    INSERT INTO products_v2 (id, superevent_id, skymap_id, kind, name, level, boundary, format, data, area_deg2,
+                             probability, n_cells, provenance, created_at, withdrawn)
+        SELECT id, superevent_id, skymap_id, kind, '', level, boundary, format, data, area_deg2, probability,
+               n_cells, provenance, created_at, withdrawn FROM products;
+    DROP TABLE products;
+    ALTER TABLE products_v2 RENAME TO products;
+    CREATE INDEX products_event ON products(superevent_id);
+    """,
 )
 
 
@@ -332,12 +360,12 @@ class Store:
         return bytes(rows[0][0])
 
     def products_of(self, superevent_id: str, include_withdrawn: bool = True) -> list[dict[str, Any]]:
-        sql = ("SELECT id, superevent_id, skymap_id, kind, level, boundary, format, area_deg2, probability, "
+        sql = ("SELECT id, superevent_id, skymap_id, kind, name, level, boundary, format, area_deg2, probability, "
                "n_cells, provenance, created_at, withdrawn FROM products WHERE superevent_id = ?")
         if not include_withdrawn:
             sql += " AND withdrawn = 0"
         out = []
-        for r in self.query(sql + " ORDER BY skymap_id, kind, level", (superevent_id,)):
+        for r in self.query(sql + " ORDER BY skymap_id, kind, name, level", (superevent_id,)):
             d = dict(r)
             d["provenance"] = json.loads(d["provenance"])
             out.append(d)
@@ -421,10 +449,10 @@ class Store:
                     sid = int(cur.lastrowid)
                     for p in sm.products:
                         db.execute(
-                            "INSERT INTO products (superevent_id, skymap_id, kind, level, boundary, format, data, "
-                            "area_deg2, probability, n_cells, provenance, created_at) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (a["superevent_id"], sid, p.kind, p.level, p.boundary, p.format, p.data,
+                            "INSERT INTO products (superevent_id, skymap_id, kind, name, level, boundary, format, "
+                            "data, area_deg2, probability, n_cells, provenance, created_at) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (a["superevent_id"], sid, p.kind, p.name, p.level, p.boundary, p.format, p.data,
                              p.area_deg2, p.probability, p.n_cells, json.dumps(p.provenance), now))
             db.execute("UPDATE raw_messages SET status = ?, status_reason = ? WHERE id = ?",
                        (status, note, raw_id))

@@ -61,9 +61,11 @@ def test_record_alert_idempotent_and_retraction(tmp_path) -> None:
     aid = s.record_alert(r1.raw_id, res, True)
     assert aid is not None
     assert s.record_alert(r1.raw_id, res, True) is None  # same key: nothing added
-    assert s.counts()["alerts"] == 1 and s.counts()["products"] == 2
+    assert s.counts()["alerts"] == 1 and s.counts()["products"] == 3
     prods = s.products_of("MS181101ab")
-    assert {p["level"] for p in prods} == {0.5, 0.9} and not any(p["withdrawn"] for p in prods)
+    assert {p["level"] for p in prods if p["kind"] == "moc"} == {0.5, 0.9}
+    assert [p["name"] for p in prods if p["kind"] == "galaxies"] == ["OpenNGC"]
+    assert not any(p["withdrawn"] for p in prods)
     r2 = _accept(s, ret)
     s.record_alert(r2.raw_id, process_message(ret, "ret", cfg), True)
     assert s.event("MS181101ab")["state"] == "retracted"
@@ -83,3 +85,25 @@ def test_retraction_for_unknown_event(tmp_path) -> None:
     with pytest.raises(UnknownEventError, match="S241126dm"):
         s.record_alert(r.raw_id, process_message(ret, "ret", Config()), True)
     assert s.counts()["alerts"] == 0  # rolled back
+
+
+def test_migration_from_version_1_keeps_products(tmp_path) -> None:
+    """A database written by schema 1 is upgraded in place without losing rows."""
+    p = tmp_path / "old.sqlite"
+    db = sqlite3.connect(p)
+    db.executescript(MIGRATIONS[0])
+    db.execute("PRAGMA user_version=1")
+    db.execute("INSERT INTO raw_messages (received_at, source, kind, content_hash, size, body) "
+               "VALUES ('t', 's', 'json', 'h', 1, x'00')")
+    db.execute("INSERT INTO alerts (raw_id, superevent_id, alert_type, time_created, content_hash, kind, summary, "
+               "stored_at) VALUES (1, 'S1', 'PRELIMINARY', 't', 'h', 'json', '{}', 't')")
+    db.execute("INSERT INTO skymaps (superevent_id, alert_id, sha256, data, meta, stored_at) "
+               "VALUES ('S1', 1, 'x', x'00', '{}', 't')")
+    db.execute("INSERT INTO products (superevent_id, skymap_id, kind, level, boundary, format, data, provenance, "
+               "created_at) VALUES ('S1', 1, 'moc', 0.9, 'split', 'fits', x'01', '{}', 't')")
+    db.commit()
+    db.close()
+    s = Store(p)
+    assert s.schema_version == len(MIGRATIONS)
+    prods = s.products_of("S1")
+    assert len(prods) == 1 and prods[0]["name"] == "" and prods[0]["level"] == 0.9
