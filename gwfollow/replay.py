@@ -194,8 +194,39 @@ def event_summary(store: Store, superevent_id: str, config: Config) -> dict[str,
     }
 
 
-def write_outputs(store: Store, out: Path, config: Config) -> list[Path]:
-    """One directory per event: ``moc-<level>.fits`` (latest sky map) and ``summary.json``."""
+def write_event_report(store: Store, sid: str, d: Path, config: Config) -> list[Path]:
+    """``report.html`` and ``sky.png`` of an event's latest sky map."""
+    from .report import event_report_html, sky_plot
+    from .skymap import read_skymap
+
+    summary = event_summary(store, sid, config)
+    maps = store.skymaps_of(sid)
+    latest = next((m for m in reversed(maps) if m["role"] == "gw"), None)
+    galaxies: dict[str, list[dict[str, Any]]] = {}
+    written = []
+    image = None
+    if latest is not None:
+        for p in store.products_of(sid):
+            if p["skymap_id"] == latest["id"] and p["kind"] == "galaxies":
+                galaxies[p["name"]] = json.loads(store.product_data(p["id"]))["rows"]
+        sm = read_skymap(store.skymap_bytes(latest["id"]), name=f"{sid} sky map", config=config.skymap)
+        first = next(iter(galaxies.values()), [])[:20]
+        from astropy.table import Table
+
+        targets = Table(rows=[(r["ra"], r["dec"]) for r in first], names=("ra", "dec")) if first else None
+        img = sky_plot(sm, d / "sky.png", levels=tuple(config.skymap.levels), targets=targets,
+                       title=f"{sid} ({latest['alert_type']})" + (" RETRACTED" if summary["retracted"] else ""))
+        written.append(img)
+        image = img.name
+    f = d / "report.html"
+    f.write_text(event_report_html(summary, galaxies, image))
+    written.append(f)
+    return written
+
+
+def write_outputs(store: Store, out: Path, config: Config, reports: bool = False) -> list[Path]:
+    """One directory per event: ``moc-<level>.fits`` (latest sky map), ``galaxies-<catalogue>.json``,
+    ``summary.json``, and with ``reports`` also ``report.html`` and ``sky.png``."""
     written = []
     for ev in store.events():
         sid = ev["superevent_id"]
@@ -221,4 +252,6 @@ def write_outputs(store: Store, out: Path, config: Config) -> list[Path]:
         f = d / "summary.json"
         f.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         written.append(f)
+        if reports:
+            written.extend(write_event_report(store, sid, d, config))
     return written

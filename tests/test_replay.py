@@ -71,3 +71,16 @@ def test_replay_from_kafka_stops_at_end(kafka_broker, tmp_path, capsys) -> None:
     s = json.loads((tmp_path / "k" / "S241102br" / "summary.json").read_text())
     # Replayed in time-created order, whatever the order on the topic.
     assert [a["alert_type"] for a in s["alerts"]] == ["PRELIMINARY", "UPDATE"]
+
+
+def test_replay_reports(tmp_path, capsys) -> None:
+    assert main(["replay", str(shared_path("alerts", "S241102br-preliminary.json")),
+                 str(shared_path("alerts", "MS181101ab-preliminary.json")),
+                 str(shared_path("alerts", "MS181101ab-retraction.json")),
+                 "--out", str(tmp_path), "--report", "--quiet", "--workers", "1"]) == 0
+    html = (tmp_path / "S241102br" / "report.html").read_text()
+    assert "S241102br" in html and "sky.png" in html and "Top galaxies: OpenNGC" in html
+    assert (tmp_path / "S241102br" / "sky.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "RETRACTED" in (tmp_path / "MS181101ab" / "report.html").read_text()
+    gal = json.loads((tmp_path / "S241102br" / "galaxies-OpenNGC.json").read_text())
+    assert gal["columns"][:4] == ["rank", "id", "ra", "dec"] and gal["rows"]

@@ -18,6 +18,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kafka", metavar="BOOTSTRAP", default=None, help="read a Kafka topic instead of files")
     p.add_argument("--topic", default="igwn.gwalert", help="Kafka topic (default igwn.gwalert)")
     p.add_argument("--from-beginning", action="store_true", help="read the topic from its first message")
+    p.add_argument("--report", action="store_true",
+                   help="with --out, also write report.html and sky.png for each event")
     p.add_argument("--filters", action="store_true",
                    help="apply the configured [filters] (default: process every alert given)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: service.workers)")
@@ -69,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
     if args.out:
-        written = write_outputs(store, Path(args.out), cfg)
+        written = write_outputs(store, Path(args.out), cfg, reports=args.report)
         print(f"wrote {len(written)} file(s) under {args.out}")
     print("replayed %d message(s): %s" % (len(outcomes), ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))))
     store.close()
