@@ -156,3 +156,28 @@ def simulated_skymap_bytes(seed: int = 0, **kwargs) -> bytes:
     with tempfile.TemporaryDirectory() as d:
         p = write_simulated_skymap(Path(d) / "sim.multiorder.fits", seed, **kwargs)
         return p.read_bytes()
+
+
+def simulated_alert_json(skymap: bytes, *, superevent_id: str = DEFAULT_OBJECT_ID, alert_type: str = "PRELIMINARY",
+                         time_created: str = "2024-05-19T16:21:00Z", event_time: str = "2024-05-19T16:19:59Z",
+                         significant: bool = True) -> bytes:
+    """An IGWN alert (igwn.gwalert JSON, schema-valid) carrying ``skymap``."""
+    import base64
+    import json
+
+    doc = {
+        "alert_type": alert_type,
+        "time_created": time_created,
+        "superevent_id": superevent_id,
+        "urls": {"gracedb": f"https://example.org/superevents/{superevent_id}/view/"},
+        "event": None if alert_type == "RETRACTION" else {
+            "time": event_time, "far": 3.2e-10, "significant": significant, "instruments": ["H1", "L1", "V1"],
+            "group": "CBC", "pipeline": "gwfollow.simulate", "search": "MDC",
+            "properties": {"HasNS": 0.98, "HasRemnant": 0.91, "HasMassGap": 0.01},
+            "classification": {"BNS": 0.95, "NSBH": 0.03, "BBH": 0.0, "Terrestrial": 0.02},
+            "duration": None, "central_frequency": None,
+            "skymap": base64.b64encode(skymap).decode("ascii"),
+        },
+        "external_coinc": None,
+    }
+    return json.dumps(doc).encode()

@@ -21,32 +21,44 @@ def main(args: argparse.Namespace) -> int:
 
     from .. import kernels
     from ..cli import main as cli_main
-    from ..simulate import write_simulated_skymap
+    from ..simulate import simulated_alert_json, simulated_skymap_bytes, write_simulated_skymap
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    steps = 4
+    steps = 6
 
     def step(i: int, what: str) -> None:
-        print(f"[{i}/{steps}] {what}", flush=True)
+        print(f"\n[{i}/{steps}] {what}", flush=True)
+
+    def run(argv: list[str]) -> None:
+        rc = cli_main(argv)
+        if rc:
+            raise SystemExit(rc)
 
     step(1, "compiling or loading the numba kernels (cached after the first run)")
     t0 = time.perf_counter()
     kernels.warm_up()
     print(f"      ready in {time.perf_counter() - t0:.2f} s")
-    step(2, "simulating a multi-order sky map (von Mises-Fisher arc, BAYESTAR-like mesh)")
-    skymap = write_simulated_skymap(out / "simulated.multiorder.fits", seed=args.seed,
-                                    ra_deg=197.45, dec_deg=-23.38, size_deg=1.5, distance_mpc=40.0)
+    step(2, "simulating a multi-order sky map (von Mises-Fisher arc, BAYESTAR-like mesh, 40 Mpc)")
+    sim = {"ra_deg": 197.45, "dec_deg": -23.38, "size_deg": 1.5, "distance_mpc": 40.0}
+    skymap = write_simulated_skymap(out / "simulated.multiorder.fits", seed=args.seed, **sim)
     print(f"      wrote {skymap}")
     step(3, f"gwfollow info {skymap}")
-    rc = cli_main(["info", str(skymap)])
-    if rc:
-        return rc
-    step(4, f"gwfollow moc {skymap} --level 0.5 0.9 -o {out / 'region.fits'}")
-    rc = cli_main(["moc", str(skymap), "--level", "0.5", "0.9", "-o", str(out / "region.fits")])
-    if rc:
-        return rc
-    rc = cli_main(["moc", str(skymap), "--level", "0.9", "--duration", "1d", "-o", str(out / "region-0.9-1d.stmoc.fits")])
-    if rc == 0:
-        print(f"demo finished: files in {out}/")
-    return rc
+    run(["info", str(skymap)])
+    step(4, f"gwfollow moc {skymap} --level 0.5 0.9 -o {out / 'region.fits'}  (and a 1-day space-time MOC)")
+    run(["moc", str(skymap), "--level", "0.5", "0.9", "-o", str(out / "region.fits")])
+    run(["moc", str(skymap), "--level", "0.9", "--duration", "1d", "-o", str(out / "region-0.9-1d.stmoc.fits")])
+    step(5, f"gwfollow rank {skymap} --catalog openngc --limit 10  (3-D posterior, embedded OpenNGC)")
+    run(["rank", str(skymap), "--catalog", "openngc", "--limit", "10"])
+    step(6, "the service pipeline on two simulated alerts (PRELIMINARY, UPDATE): gwfollow replay --report")
+    alerts = out / "alerts"
+    alerts.mkdir(exist_ok=True)
+    (alerts / "preliminary.json").write_bytes(simulated_alert_json(
+        simulated_skymap_bytes(args.seed + 1, **{**sim, "size_deg": 3.0}), alert_type="PRELIMINARY",
+        time_created="2024-05-19T16:21:00Z"))
+    (alerts / "update.json").write_bytes(simulated_alert_json(
+        skymap.read_bytes(), alert_type="UPDATE", time_created="2024-05-19T17:05:00Z"))
+    run(["replay", str(alerts), "--db", str(out / "demo.sqlite"), "--out", str(out / "events"), "--report",
+         "--workers", "1"])
+    print(f"\ndemo finished: files in {out}/ (open {out / 'events'}/*/report.html)")
+    return 0
