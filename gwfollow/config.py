@@ -180,6 +180,70 @@ class TargetsConfig:
 
 
 @dataclass(frozen=True)
+class TelescopeConfig:
+    """``[telescopes.<name>]``: a tile grid and a field of view."""
+
+    name: str
+    grid: str = "generated"
+    fov_shape: str = "square"
+    fov_width_deg: float = 0.0
+    fov_height_deg: float = 0.0
+    fov_radius_deg: float = 0.0
+    rotation_deg: float = 0.0
+    target: float = 0.9
+    order: int = 10
+
+    def validate(self) -> None:
+        where = f"telescopes.{self.name}"
+        if self.fov_shape not in ("square", "rectangle", "circle"):
+            raise ConfigError(f"{where}.fov_shape {self.fov_shape!r} is not square, rectangle or circle")
+        if self.fov_shape == "circle" and not self.fov_radius_deg > 0:
+            raise ConfigError(f"{where}: a circular field needs fov_radius_deg > 0")
+        if self.fov_shape != "circle" and not self.fov_width_deg > 0:
+            raise ConfigError(f"{where}: fov_width_deg must be > 0")
+        if not 0 < self.target <= 1:
+            raise ConfigError(f"{where}.target must be in (0, 1]")
+        if not 4 <= self.order <= 16:
+            raise ConfigError(f"{where}.order must be in 4..16")
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """``[sites.<name>]``: where and under which limits targets are observable."""
+
+    name: str
+    lat_deg: float = 0.0
+    lon_deg: float = 0.0
+    height_m: float = 0.0
+    max_airmass: float = 2.0
+    max_sun_alt_deg: float = -12.0
+    hours: float = 24.0
+    step_minutes: float = 15.0
+
+    def validate(self) -> None:
+        where = f"sites.{self.name}"
+        if not -90 <= self.lat_deg <= 90 or not -180 <= self.lon_deg <= 360:
+            raise ConfigError(f"{where}: latitude/longitude out of range")
+        if self.max_airmass <= 1:
+            raise ConfigError(f"{where}.max_airmass must be > 1")
+        if self.hours <= 0 or self.step_minutes <= 0:
+            raise ConfigError(f"{where}: hours and step_minutes must be positive")
+
+
+@dataclass(frozen=True)
+class CoverageConfig:
+    """``[coverages.<name>]``: a survey or catalogue coverage (file or CDS MOCServer id)."""
+
+    name: str
+    path: str = ""
+    mocserver_id: str = ""
+
+    def validate(self) -> None:
+        if bool(self.path) == bool(self.mocserver_id):
+            raise ConfigError(f"coverages.{self.name}: give exactly one of path or mocserver_id")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration."""
 
@@ -192,11 +256,22 @@ class Config:
     spool: SpoolConfig = SpoolConfig()
     fetch: FetchConfig = FetchConfig()
     targets: TargetsConfig = TargetsConfig()
+    telescopes: tuple[TelescopeConfig, ...] = ()
+    sites: tuple[SiteConfig, ...] = ()
+    coverages: tuple[CoverageConfig, ...] = ()
+    coverage_cache: str = "~/.cache/gwfollow/mocs"
 
     def validate(self) -> None:
         for f in fields(self):
-            getattr(self, f.name).validate()
+            v = getattr(self, f.name)
+            if isinstance(v, tuple):
+                for item in v:
+                    item.validate()
+            elif hasattr(v, "validate"):
+                v.validate()
 
+
+_NAMED = {"telescopes": TelescopeConfig, "sites": SiteConfig, "coverages": CoverageConfig}
 
 _SECTIONS = {
     "skymap": SkyMapConfig,
@@ -228,8 +303,29 @@ def _coerce(section: str, key: str, default: Any, value: Any) -> Any:
         raise ConfigError(f"{section}.{key}: cannot use {value!r} ({exc})") from None
 
 
-def _merge(base: dict[str, dict[str, Any]], override: dict[str, Any], origin: str) -> None:
+def _merge(base: dict[str, dict[str, Any]], override: dict[str, Any], origin: str,
+           replace_named: bool = False) -> None:
+    """Merge ``override`` into ``base``; a deployment's [telescopes], [sites] or
+    [coverages] replaces the defaults' whole section (``replace_named``)."""
     for section, values in override.items():
+        if section in _NAMED:
+            if replace_named:
+                base[section] = {}
+            if not isinstance(values, dict):
+                raise ConfigError(f"{origin}: [{section}] must hold named tables, e.g. [{section}.NAME]")
+            known = {f.name for f in fields(_NAMED[section])} - {"name"}
+            for name, table in values.items():
+                if not isinstance(table, dict):
+                    raise ConfigError(f"{origin}: [{section}.{name}] must be a table")
+                bad = sorted(set(table) - known)
+                if bad:
+                    raise ConfigError(f"{origin}: unknown key(s) {', '.join(bad)} in [{section}.{name}]",
+                                      hint=f"known: {', '.join(sorted(known))}")
+                base.setdefault(section, {})[name] = dict(table)
+            continue
+        if section == "coverage_cache":
+            base["coverage_cache"] = values  # type: ignore[assignment]
+            continue
         if section not in _SECTIONS:
             raise ConfigError(f"{origin}: unknown section [{section}]")
         if not isinstance(values, dict):
@@ -276,7 +372,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
             text = p.read_text()
         except OSError as exc:
             raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
-        _merge(merged, _read_toml(text, str(p)), str(p))
+        _merge(merged, _read_toml(text, str(p)), str(p), replace_named=True)
     env = os.environ if env is None else env
     for name, value in env.items():
         if not name.startswith("GWFOLLOW_"):
@@ -286,6 +382,15 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
         if section in _SECTIONS and key in {f.name for f in fields(_SECTIONS[section])}:
             merged.setdefault(section, {})[key] = value
     built: dict[str, Any] = {}
+    for section, ncls in _NAMED.items():
+        items = []
+        for name, table in merged.get(section, {}).items():
+            proto = ncls(name=name)
+            kwargs = {k: _coerce(f"{section}.{name}", k, getattr(proto, k), v) for k, v in table.items()}
+            items.append(ncls(name=name, **kwargs))
+        built[section] = tuple(items)
+    if "coverage_cache" in merged:
+        built["coverage_cache"] = str(merged["coverage_cache"])
     for section, cls in _SECTIONS.items():
         defaults = cls()
         kwargs = {

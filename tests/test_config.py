@@ -9,9 +9,31 @@ from gwfollow.errors import ConfigError
 
 
 def test_defaults_match_dataclasses() -> None:
+    import dataclasses
+
     cfg = load_config(env={})
-    assert cfg == Config()
+    assert dataclasses.replace(cfg, telescopes=(), sites=()) == Config()
     assert cfg.skymap.levels == (0.5, 0.9) and cfg.skymap.boundary == "split"
+    assert [t.name for t in cfg.telescopes] == ["ZTF"] and [s.name for s in cfg.sites] == ["Palomar"]
+
+
+def test_named_sections_replace_defaults(tmp_path) -> None:
+    p = tmp_path / "site.toml"
+    p.write_text('[telescopes.DECam]\ngrid = "DECam_Fields.csv"\nfov_shape = "circle"\nfov_radius_deg = 1.1\n'
+                 '[coverages.sdss]\nmocserver_id = "CDS/P/SDSS9/r"\n')
+    cfg = load_config(p, env={})
+    assert [t.name for t in cfg.telescopes] == ["DECam"] and cfg.telescopes[0].fov_radius_deg == 1.1
+    assert [s.name for s in cfg.sites] == ["Palomar"]  # untouched section keeps the defaults
+    assert cfg.coverages[0].mocserver_id == "CDS/P/SDSS9/r"
+    p.write_text('[telescopes.X]\nfov_shape = "hexagon"\nfov_width_deg = 1\n')
+    with pytest.raises(ConfigError, match="fov_shape"):
+        load_config(p, env={})
+    p.write_text('[sites.Y]\nlatitude = 3\n')
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(p, env={})
+    p.write_text('[coverages.Z]\n')
+    with pytest.raises(ConfigError, match="exactly one"):
+        load_config(p, env={})
 
 
 def test_file_and_env_override(tmp_path) -> None:
