@@ -225,7 +225,22 @@ class Pipeline:
         while True:
             raw_id = await self._queue.get()
             try:
-                outcome = await self.process(raw_id)
+                try:
+                    outcome = await self.process(raw_id)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # A bug, not bad input: keep the message (dead letter with
+                    # the error) so that it is neither lost nor retried forever.
+                    log.exception("unexpected failure processing raw message %d", raw_id)
+                    self.stats["failed"] += 1
+                    err = GwfollowError(f"internal error: {type(exc).__name__}: {exc}",
+                                        hint="a gwfollow bug; please report it with the raw message")
+                    try:
+                        await self.db(self.store.dead_letter, raw_id, "pipeline", err)
+                    except Exception:
+                        log.exception("cannot record the dead letter of raw message %d", raw_id)
+                    outcome = Outcome(raw_id, "dead", reason=str(err))
                 for hook in self._hooks:
                     try:
                         await hook(outcome)
@@ -233,9 +248,6 @@ class Pipeline:
                         log.exception("product hook failed for raw message %d", raw_id)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("unexpected failure processing raw message %d (left pending)", raw_id)
-                self.stats["failed"] += 1
             finally:
                 self._queue.task_done()
 

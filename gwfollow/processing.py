@@ -121,6 +121,7 @@ def _skymap_products(data: bytes, role: str, name: str, config: Config) -> tuple
     t2 = time.perf_counter()
     if role == "gw":
         products.extend(_galaxy_products(sm, config))
+        products.extend(_field_products(sm, config))
     t3 = time.perf_counter()
     m = sm.meta
     meta = {
@@ -131,7 +132,7 @@ def _skymap_products(data: bytes, role: str, name: str, config: Config) -> tuple
         "areas_deg2": {f"{p.level:g}": p.area_deg2 for p in products},
     }
     return (ProcessedSkyMap(role=role, sha256=sm.sha256, data=data, meta=meta, products=products),
-            {f"{role}_skymap_read": t1 - t0, f"{role}_mocs": t2 - t1, f"{role}_galaxies": t3 - t2})
+            {f"{role}_skymap_read": t1 - t0, f"{role}_mocs": t2 - t1, f"{role}_targets": t3 - t2})
 
 
 _CATALOGS: dict[str, Any] = {}
@@ -161,6 +162,27 @@ def _galaxy_products(sm, config: Config) -> list[Product]:
         out.append(Product(kind="galaxies", name=cat.name, level=t.galaxy_level, boundary=None, format="json",
                            data=table_bytes(r.table(), "json"), area_deg2=None, probability=None,
                            n_cells=len(r), provenance=r.provenance))
+    return out
+
+
+_TELESCOPES: dict[Any, Any] = {}
+
+
+def _field_products(sm, config: Config) -> list[Product]:
+    from .commands.fields import telescope_from_config
+    from .fields import rank_fields
+    from .report import table_bytes
+
+    out = []
+    for tc in config.telescopes:
+        if tc not in _TELESCOPES:
+            _TELESCOPES[tc] = telescope_from_config(tc)
+        r = rank_fields(sm, _TELESCOPES[tc], target=tc.target, order=tc.order)
+        sel = r.cumprob[r.selected]
+        out.append(Product(kind="fields", name=tc.name, level=tc.target, boundary=None, format="json",
+                           data=table_bytes(r.table(), "json"), area_deg2=None,
+                           probability=float(sel[-1]) if sel.size else 0.0, n_cells=int(r.selected.sum()),
+                           provenance=r.provenance))
     return out
 
 

@@ -235,7 +235,7 @@ def write_outputs(store: Store, out: Path, config: Config, reports: bool = False
         summary = event_summary(store, sid, config)
         maps = store.skymaps_of(sid)
         latest = next((m for m in reversed(maps) if m["role"] == "gw"), None)
-        for old in [*d.glob("moc-*.fits"), *d.glob("galaxies-*.json")]:
+        for old in [*d.glob("moc-*.fits"), *d.glob("galaxies-*.json"), *d.glob("fields-*.json")]:
             old.unlink()
         if latest is not None and not summary["retracted"]:
             for p in store.products_of(sid, include_withdrawn=False):
@@ -243,8 +243,8 @@ def write_outputs(store: Store, out: Path, config: Config, reports: bool = False
                     continue
                 if p["kind"] == "moc":
                     f = d / f"moc-{p['level']:g}.fits"
-                elif p["kind"] == "galaxies":
-                    f = d / f"galaxies-{p['name']}.json"
+                elif p["kind"] in ("galaxies", "fields"):
+                    f = d / f"{p['kind']}-{p['name']}.json"
                 else:
                     continue
                 f.write_bytes(store.product_data(p["id"]))

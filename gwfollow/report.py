@@ -41,6 +41,8 @@ def format_for(path: str | os.PathLike[str] | None, fmt: str | None) -> str:
 
 
 def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.bool_):
+        return bool(v)
     if isinstance(v, (np.floating, float)):
         f = float(v)
         return None if math.isnan(f) or math.isinf(f) else f

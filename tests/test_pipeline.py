@@ -182,3 +182,24 @@ async def test_event_loop_is_not_blocked_while_processing(tmp_path) -> None:
         t.cancel()
     assert store.counts()["products"] == 3
     assert max(gaps) < 0.2
+
+
+async def test_unexpected_failure_is_kept_and_pipeline_goes_on(tmp_path) -> None:
+    """A failure that is not the message's fault still ends in a dead letter, not a hang."""
+    from gwfollow.config import TelescopeConfig
+
+    bad = dataclasses.replace(CFG, telescopes=(TelescopeConfig(name="X", grid=str(tmp_path / "missing.txt"),
+                                                               fov_width_deg=5.0),))
+    store = Store(tmp_path / "g.sqlite")
+    body = shared_path("alerts", "MS181101ab-preliminary.json").read_bytes()
+    outcomes = []
+
+    async def hook(o):
+        outcomes.append(o)
+
+    pipe = _pipe(store, bad)
+    pipe.add_hook(hook)
+    async with pipe:
+        await _run_all(pipe, [(body, "a")])
+    assert [o.status for o in outcomes] == ["dead"]
+    assert "internal error" in store.dead_letters()[0]["reason"] and store.raw(1).status == "dead"
