@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import credible, flatmap, healpix, probability, ranges, sort
+from . import credible, flatmap, geometry, healpix, probability, rank, ranges, sort
 
-__all__ = ["credible", "flatmap", "healpix", "probability", "ranges", "sort", "warm_up"]
+__all__ = ["credible", "flatmap", "geometry", "healpix", "probability", "rank", "ranges", "sort", "warm_up"]
 
 
 def warm_up() -> None:
@@ -52,3 +52,10 @@ def warm_up() -> None:
     ranges.to_uniq(a)
     probability.probability_in_ranges(rng, val, a)
     flatmap.collapse_uniform(np.ones((12 * 4, 1), dtype=np.float64), 1)
+    geometry.cap_ranges(2, 0.0, 0.0, 0.5)
+    geometry.cap_cells(1, 0.0, 0.0, 0.5)
+    geometry.nest_to_lonlat(1, np.zeros(1, np.int64))
+    geometry.max_pixrad(3)
+    cells = rank.locate_cells(np.zeros(2, np.int64), rng[:, 0].copy(), rng[:, 1].copy(), by_start)
+    rank.posterior_densities(cells, np.ones(2), dens, dens, dens, dens, True)
+    rank.select_sorted(np.arange(3, dtype=np.int64), a)
