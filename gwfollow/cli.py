@@ -15,6 +15,7 @@ COMMANDS = {
     "info": "Describe a sky map: metadata, 50/90% areas, distance.",
     "moc": "Write credible-region MOCs (or space-time MOCs) of a sky map.",
     "fields": "Rank a telescope's fields by enclosed probability.",
+    "observe": "When a sky map can be observed from a site (probability per time slice).",
     "rank": "Rank the galaxies of a catalogue by 3-D posterior density.",
     "replay": "Replay archived alerts (files or a Kafka topic) through the pipeline.",
     "serve": "Run the service: alert listeners, pipeline and REST API.",

@@ -120,8 +120,10 @@ def _skymap_products(data: bytes, role: str, name: str, config: Config) -> tuple
         ))
     t2 = time.perf_counter()
     if role == "gw":
-        products.extend(_galaxy_products(sm, config))
-        products.extend(_field_products(sm, config))
+        start = _start_time(sm)
+        products.extend(_galaxy_products(sm, config, start))
+        products.extend(_field_products(sm, config, start))
+        products.extend(_site_products(sm, config, start))
     t3 = time.perf_counter()
     m = sm.meta
     meta = {
@@ -129,7 +131,7 @@ def _skymap_products(data: bytes, role: str, name: str, config: Config) -> tuple
         "creator": m.creator, "ordering": m.ordering, "cells": len(sm), "moc_order": m.moc_order,
         "distmean": m.distmean, "diststd": m.diststd, "has_distance": sm.has_distance,
         "prob_sum": m.prob_sum, "warnings": list(m.warnings),
-        "areas_deg2": {f"{p.level:g}": p.area_deg2 for p in products},
+        "areas_deg2": {f"{p.level:g}": p.area_deg2 for p in products if p.kind == "moc"},
     }
     return (ProcessedSkyMap(role=role, sha256=sm.sha256, data=data, meta=meta, products=products),
             {f"{role}_skymap_read": t1 - t0, f"{role}_mocs": t2 - t1, f"{role}_targets": t3 - t2})
@@ -149,9 +151,38 @@ def _catalog(name: str):
     return _CATALOGS[name]
 
 
-def _galaxy_products(sm, config: Config) -> list[Product]:
+def _start_time(sm):
+    """The observing window starts at the event time (DATE-OBS), else now."""
+    from astropy.time import Time
+
+    if sm.meta.event_mjd is not None:
+        return Time(sm.meta.event_mjd, format="mjd", scale="utc")
+    return Time.now()
+
+
+def _site_products(sm, config: Config, start) -> list[Product]:
+    import json
+
+    from .moc import credible_ranges
+    from .targets import site_summary
+
+    out = []
+    if not config.sites:
+        return out
+    region = credible_ranges(sm, [0.9], "include")[0]
+    for sc in config.sites:
+        summary = site_summary(sm, sc, start, region)
+        out.append(Product(kind="observability", name=sc.name, level=None, boundary=None, format="json",
+                           data=json.dumps(summary).encode(), area_deg2=None,
+                           probability=summary["total_observable_probability"], n_cells=len(summary["slices"]),
+                           provenance={"skymap_sha256": sm.sha256, "site": sc.name, "start": summary["start"]}))
+    return out
+
+
+def _galaxy_products(sm, config: Config, start=None) -> list[Product]:
     from .rank import rank_galaxies
     from .report import table_bytes
+    from .targets import add_windows
 
     t = config.targets
     out = []
@@ -159,8 +190,11 @@ def _galaxy_products(sm, config: Config) -> list[Product]:
         cat = _catalog(name)
         r = rank_galaxies(sm, cat, level=t.galaxy_level, weighting=t.weighting or None,
                           limit=t.galaxy_limit or None)
+        table = r.table()
+        if config.sites and start is not None:
+            add_windows(table, config.sites, start)
         out.append(Product(kind="galaxies", name=cat.name, level=t.galaxy_level, boundary=None, format="json",
-                           data=table_bytes(r.table(), "json"), area_deg2=None, probability=None,
+                           data=table_bytes(table, "json"), area_deg2=None, probability=None,
                            n_cells=len(r), provenance=r.provenance))
     return out
 
@@ -168,10 +202,11 @@ def _galaxy_products(sm, config: Config) -> list[Product]:
 _TELESCOPES: dict[Any, Any] = {}
 
 
-def _field_products(sm, config: Config) -> list[Product]:
+def _field_products(sm, config: Config, start=None) -> list[Product]:
     from .commands.fields import telescope_from_config
     from .fields import rank_fields
     from .report import table_bytes
+    from .targets import add_windows
 
     out = []
     for tc in config.telescopes:
@@ -179,8 +214,11 @@ def _field_products(sm, config: Config) -> list[Product]:
             _TELESCOPES[tc] = telescope_from_config(tc)
         r = rank_fields(sm, _TELESCOPES[tc], target=tc.target, order=tc.order)
         sel = r.cumprob[r.selected]
+        table = r.table()
+        if config.sites and start is not None:
+            add_windows(table, config.sites, start)
         out.append(Product(kind="fields", name=tc.name, level=tc.target, boundary=None, format="json",
-                           data=table_bytes(r.table(), "json"), area_deg2=None,
+                           data=table_bytes(table, "json"), area_deg2=None,
                            probability=float(sel[-1]) if sel.size else 0.0, n_cells=int(r.selected.sum()),
                            provenance=r.provenance))
     return out

@@ -1,0 +1,64 @@
+"""Targets seen from sites: windows in ranked tables, per-site products, `observe` and `fields`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from astropy.time import Time
+
+from gwfollow import read_skymap
+from gwfollow.catalogues import openngc
+from gwfollow.cli import main
+from gwfollow.config import SiteConfig, load_config
+from gwfollow.observability import target_windows
+from gwfollow.processing import process_message
+from gwfollow.rank import rank_galaxies
+from gwfollow.targets import add_windows, parse_windows, site_of, windows_text
+
+from .conftest import shared_path
+
+PALOMAR = SiteConfig(name="Palomar", lat_deg=33.3563, lon_deg=-116.865, height_m=1712.0, hours=24, step_minutes=30)
+
+
+def test_windows_column_round_trip(sim_bytes) -> None:
+    sm = read_skymap(sim_bytes)
+    t = rank_galaxies(sm, openngc(), level=None, limit=15).table()
+    start = Time(sm.meta.event_mjd, format="mjd", scale="utc")
+    add_windows(t, (PALOMAR,), start)
+    ref = target_windows(np.asarray(t["ra"]), np.asarray(t["dec"]), site_of(PALOMAR), start, 24, 30)
+    for text, w in zip(t["windows_Palomar"], ref):
+        assert text == windows_text(w)
+        assert len(parse_windows(text)) == len(w)
+
+
+def test_pipeline_products_for_sites_and_telescopes() -> None:
+    cfg = load_config(env={})
+    body = shared_path("alerts", "S241102br-preliminary.json").read_bytes()
+    res = process_message(body, "t", cfg)
+    kinds = {(p.kind, p.name) for p in res.skymaps[0].products}
+    assert {("galaxies", "OpenNGC"), ("fields", "ZTF"), ("observability", "Palomar")} <= kinds
+    obs = next(p for p in res.skymaps[0].products if p.kind == "observability")
+    s = json.loads(obs.data)
+    assert len(s["slices"]) == 96 and 0 <= s["total_observable_probability"] <= 1
+    assert all(sl["probability"] == 0 for sl in s["slices"] if sl["sun_alt_deg"] > -12)
+    gal = json.loads(next(p for p in res.skymaps[0].products if p.kind == "galaxies").data)
+    assert "windows_Palomar" in gal["columns"]
+    fields = json.loads(next(p for p in res.skymaps[0].products if p.kind == "fields").data)
+    assert fields["rows"][0]["rank"] == 1 and "windows_Palomar" in fields["columns"]
+
+
+def test_observe_and_fields_commands(sim_path, tmp_path, capsys) -> None:
+    assert main(["observe", str(sim_path), "--site", "ctio", "--hours", "6", "--step", "60", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["site"] == "ctio" and len(s["slices"]) == 6
+    out = tmp_path / "obs.fits"
+    assert main(["observe", str(sim_path), "--hours", "3", "-o", str(out)]) == 0
+    assert "observable at some time" in capsys.readouterr().out and out.stat().st_size > 0
+    assert main(["observe", str(sim_path), "--site", "atlantis"]) == 2
+    assert "unknown site" in capsys.readouterr().err
+    assert main(["fields", str(sim_path), "--limit", "4"]) == 0
+    assert "selected" in capsys.readouterr().out
+    assert main(["fields", str(sim_path), "--grid", str(tmp_path / "none.txt")]) == 2
+    assert "--fov" in capsys.readouterr().err
