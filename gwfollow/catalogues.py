@@ -81,6 +81,11 @@ class Catalog:
     def __len__(self) -> int:
         return int(self.ra.shape[0])
 
+    @property
+    def has_index(self) -> bool:
+        """True once :meth:`index` has been built."""
+        return "pix" in self._index
+
     def index(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(sorted depth-29 pixels, row order): the sky index, built once.
 

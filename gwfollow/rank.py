@@ -163,26 +163,34 @@ def rank_galaxies(
         raise RankError("limit must be >= 0")
     if region is None and level is not None:
         region = credible_ranges(skymap, [level], "include")[0]
-    pix, order = catalog.index()
-    if region is None:
-        cand = order
-    else:
-        cand = order[krank.select_sorted(pix, region)]
-    from .kernels.healpix import lonlat_to_nest
-
-    gpix = lonlat_to_nest(29, np.radians(catalog.ra[cand]), np.radians(catalog.dec[cand]))
     bs = skymap.by_start
-    cells = krank.locate_cells(gpix, skymap.ranges[bs, 0].copy(), skymap.ranges[bs, 1].copy(), bs)
-    dist = catalog.dist[cand]
-    if distance_grid == "crossmatch" and skymap.has_distance:
-        dist = crossmatch_distance_grid(skymap, dist)
+    starts = skymap.ranges[bs, 0].copy()
+    ends = skymap.ranges[bs, 1].copy()
     has_d = skymap.has_distance
     empty = np.empty(0)
-    p2, p3 = krank.posterior_densities(
-        cells, dist, skymap.probdensity,
-        skymap.distmu if has_d else empty, skymap.distsigma if has_d else empty,
-        skymap.distnorm if has_d else empty, has_d,
-    )
+    mu, sg, nm = (skymap.distmu, skymap.distsigma, skymap.distnorm) if has_d else (empty, empty, empty)
+    if catalog.has_index and region is not None:
+        # Coarse: the sorted index gives the galaxies inside the region;
+        # fine: one merging walk over the map's cells in sky order.
+        pix, order = catalog.index()
+        pos = krank.select_sorted(pix, region)
+        cand = order[pos]
+        cells = krank.locate_sorted(pix[pos], starts, ends, bs)
+        dist = catalog.dist[cand]
+        if distance_grid == "crossmatch" and has_d:
+            dist = crossmatch_distance_grid(skymap, dist)
+        p2, p3 = krank.posterior_densities(cells, dist, skymap.probdensity, mu, sg, nm, has_d)
+    else:
+        # A catalogue seen once: a fused scan, no index to build.
+        dist = catalog.dist
+        if distance_grid == "crossmatch" and has_d:
+            dist = crossmatch_distance_grid(skymap, dist)
+        reg = region if region is not None else np.empty((0, 2), dtype=np.int64)
+        inside, p2, p3 = krank.evaluate_positions(
+            np.radians(catalog.ra), np.radians(catalog.dec), dist, reg, starts, ends, bs,
+            skymap.probdensity, mu, sg, nm, has_d)
+        cand = np.flatnonzero(inside)
+        p2, p3 = p2[cand], p3[cand]
     mode = "3d" if has_d else "2d"
     raw = p3.copy() if has_d else p2.copy()
     if weighting:
@@ -192,13 +200,23 @@ def rank_galaxies(
     valid = np.isfinite(raw)
     total = raw[valid].sum()
     score = np.where(valid, raw / total if total > 0 else 0.0, np.nan)
-    # Best first; galaxies without a score last (by 2-D density).
-    key_valid = np.where(valid, -score, np.inf)
-    idx = np.lexsort((-p2, key_valid))
+    # Best first; galaxies without a score last (by 2-D density).  Only the
+    # kept ones are fully sorted (a partition finds them first).
+    key = np.where(valid, -score, np.inf)
+    n = len(key) if limit is None else min(limit, len(key))
+    if n < len(key):
+        top = np.argpartition(key, n - 1)[:n] if n > 0 else np.empty(0, dtype=np.int64)
+        # Ties at the partition boundary: keep every candidate with the boundary key.
+        if n > 0:
+            kth = key[top].max()
+            top = np.union1d(top, np.flatnonzero(key == kth))
+    else:
+        top = np.arange(len(key))
+    idx = top[np.lexsort((-p2[top], key[top]))][:n]
     score = score[idx]
+    # The kept galaxies are a prefix of the full ranking: their running sum is
+    # the cumulative score of the full ranking.
     cum = np.where(np.isfinite(score), np.cumsum(np.nan_to_num(score)), np.nan)
-    n = len(idx) if limit is None else min(limit, len(idx))
-    idx = idx[:n]
     prov = {
         "skymap_sha256": skymap.sha256,
         "catalog": catalog.name,
@@ -208,4 +226,4 @@ def rank_galaxies(
         "mode": mode,
         "gwfollow": __version__,
     }
-    return RankedGalaxies(catalog, cand[idx], p2[idx], p3[idx], score[:n], cum[:n], mode, int(len(cand)), prov)
+    return RankedGalaxies(catalog, cand[idx], p2[idx], p3[idx], score, cum, mode, int(len(cand)), prov)

@@ -14,7 +14,9 @@ Mpc^3.  That is the quantity ligo.skymap's ``crossmatch`` reports as
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
+
+from .healpix import _ang2pix_nest_one
 
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 
@@ -92,4 +94,85 @@ def select_sorted(sorted_pix: np.ndarray, ranges: np.ndarray) -> np.ndarray:
         for j in range(lo[r], hi[r]):
             out[k] = j
             k += 1
+    return out
+
+
+@njit(cache=True, parallel=True)
+def evaluate_positions(
+    lon: np.ndarray,
+    lat: np.ndarray,
+    dist: np.ndarray,
+    region: np.ndarray,
+    cell_starts: np.ndarray,
+    cell_ends: np.ndarray,
+    cell_rows: np.ndarray,
+    probdensity: np.ndarray,
+    distmu: np.ndarray,
+    distsigma: np.ndarray,
+    distnorm: np.ndarray,
+    has_distance: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fused scan of a catalogue: position -> region test -> cell -> densities.
+
+    One pass per galaxy (threads over galaxies), for catalogues without an
+    index.  ``lon``/``lat`` in radians; ``region`` canonical depth-29 ranges
+    (empty: the whole sky).  Returns ``(inside, p2, p3)`` as in
+    :func:`posterior_densities`; galaxies outside the region get ``inside``
+    False and zero densities.
+    """
+    n = lon.shape[0]
+    inside = np.zeros(n, dtype=np.bool_)
+    p2 = np.zeros(n, dtype=np.float64)
+    p3 = np.zeros(n, dtype=np.float64)
+    nreg = region.shape[0]
+    rstarts = region[:, 0].copy()
+    halfpi = 0.5 * np.pi
+    for i in prange(n):
+        theta = halfpi - lat[i]
+        z = np.cos(theta)
+        have_sth = theta < 0.01 or theta > np.pi - 0.01
+        sth = np.sin(theta) if have_sth else 0.0
+        pix = _ang2pix_nest_one(29, z, sth, have_sth, lon[i])
+        if nreg > 0:
+            k = np.searchsorted(rstarts, pix, side="right") - 1
+            if k < 0 or pix >= region[k, 1]:
+                continue
+        inside[i] = True
+        k = np.searchsorted(cell_starts, pix, side="right") - 1
+        if k < 0 or pix >= cell_ends[k]:
+            if has_distance and np.isfinite(dist[i]):
+                p3[i] = 0.0
+            else:
+                p3[i] = np.nan
+            continue
+        c = cell_rows[k]
+        d2 = probdensity[c]
+        p2[i] = d2
+        if not has_distance or not np.isfinite(dist[i]):
+            p3[i] = np.nan
+            continue
+        mu = distmu[c]
+        sg = distsigma[c]
+        nm = distnorm[c]
+        if not (np.isfinite(mu) and np.isfinite(sg) and np.isfinite(nm)) or sg <= 0.0:
+            p3[i] = 0.0
+            continue
+        x = (dist[i] - mu) / sg
+        p3[i] = d2 * nm * _INV_SQRT_2PI / sg * np.exp(-0.5 * x * x)
+    return inside, p2, p3
+
+
+@njit(cache=True)
+def locate_sorted(pix_sorted: np.ndarray, starts: np.ndarray, ends: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """:func:`locate_cells` for pixels already sorted: one merging walk."""
+    n = pix_sorted.shape[0]
+    m = starts.shape[0]
+    out = np.full(n, -1, dtype=np.int64)
+    k = 0
+    for i in range(n):
+        p = pix_sorted[i]
+        while k < m and ends[k] <= p:
+            k += 1
+        if k < m and starts[k] <= p:
+            out[i] = rows[k]
     return out

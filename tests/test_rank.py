@@ -88,8 +88,17 @@ def test_region_coarse_filter_equals_full_scan() -> None:
     sm = read_skymap(shared_path("skymaps", "S190814bv_bayestar.multiorder.fits"))
     cat = read_catalog(shared_path("catalogs", "gwemopt_catalog_glade_S190814bv.csv"))
     region = credible_ranges(sm, [0.9], "include")[0]
-    inside = rank_galaxies(sm, cat, region=region)
+    inside = rank_galaxies(sm, cat, region=region)  # fused scan (no index yet)
+    assert not cat.has_index
     full = rank_galaxies(sm, cat, level=None)
+    cat.index()
+    indexed = rank_galaxies(sm, cat, region=region)  # coarse index, then fine
+    assert np.array_equal(indexed.rows, inside.rows)
+    np.testing.assert_array_equal(indexed.probdensity_3d, inside.probdensity_3d)
+    np.testing.assert_allclose(indexed.cumscore, inside.cumscore, rtol=1e-12)  # sums in another order
+    top = rank_galaxies(sm, cat, region=region, limit=10)
+    assert np.array_equal(top.rows, inside.rows[:10])
+    np.testing.assert_allclose(top.cumscore, inside.cumscore[:10], rtol=1e-12)
     from gwfollow.kernels import ranges as kr
     from gwfollow.kernels.healpix import lonlat_to_nest
 
