@@ -272,7 +272,10 @@ def read_catalog(path: str | os.PathLike[str], *, columns: dict[str, str] | None
         elif suffix.endswith((".fits", ".fit", ".fits.gz")):
             t = Table.read(p, format="fits")
         elif suffix.endswith(".parquet"):
-            t = Table.read(p, format="parquet")
+            import pyarrow.parquet as pq
+
+            pt = pq.read_table(p)
+            t = Table({name: pt.column(name).to_numpy(zero_copy_only=False) for name in pt.column_names})
         else:
             text = p.read_text(errors="replace")
             first = next((ln for ln in text.splitlines() if ln.strip() and not ln.startswith(("#", "%"))), "")

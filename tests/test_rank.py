@@ -146,3 +146,21 @@ def test_catalogue_columns_and_errors(tmp_path) -> None:
         parse_columns("ra")
     with pytest.raises(CatalogError, match="no such file"):
         load_catalog(str(tmp_path / "nope.csv"))
+
+
+def test_catalogue_formats(tmp_path) -> None:
+    from astropy.table import Table
+
+    t = Table({"RAJ2000": [10.0, 20.0, 30.0], "DEJ2000": [1.0, 2.0, 95.0], "Dist": [50.0, 60.0, 70.0],
+               "GWGC": ["a", "b", "c"], "Bmag": [12.0, 13.0, 14.0]})
+    for name, kw in (("c.fits", {}), ("c.xml", {"format": "votable"}), ("c.csv", {"format": "ascii.csv"})):
+        t.write(tmp_path / name, overwrite=True, **kw)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({c: list(t[c]) for c in t.colnames}), tmp_path / "c.parquet")
+    for name in ("c.fits", "c.xml", "c.csv", "c.parquet"):
+        c = read_catalog(tmp_path / name)
+        assert list(c.ids) == ["a", "b"] and c.dropped == 1, name
+        np.testing.assert_array_equal(c.dist, [50.0, 60.0])
+        np.testing.assert_array_equal(c.bmag, [12.0, 13.0])
