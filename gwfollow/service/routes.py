@@ -104,30 +104,23 @@ async def post_alert(request: web.Request) -> web.Response:
     return web.json_response({"raw_id": acc.raw_id, "new": acc.new, "status": acc.status}, status=202)
 
 
-async def list_events(request: web.Request) -> web.Response:
-    from .app import PIPELINE, STORE
+async def openapi(request: web.Request) -> web.Response:
+    from .openapi import spec
 
-    require_read(request)
-    evs = await request.app[PIPELINE].db(request.app[STORE].events)
-    return web.json_response({"events": evs})
-
-
-async def get_event(request: web.Request) -> web.Response:
-    from ..replay import event_summary
-    from .app import CONFIG, PIPELINE, STORE
-
-    require_read(request)
-    sid = request.match_info["id"]
-    store = request.app[STORE]
-    ev = await request.app[PIPELINE].db(store.event, sid)
-    if ev is None:
-        raise Problem(404, "unknown-event", f"no event {sid}")
-    summary = await request.app[PIPELINE].db(event_summary, store, sid, request.app[CONFIG])
-    return web.json_response(summary)
+    return web.json_response(spec())
 
 
 def add_routes(app: web.Application) -> None:
+    from . import views
+
     app.router.add_get("/api/v1/health", health)
     app.router.add_post("/api/v1/alerts", post_alert)
-    app.router.add_get("/api/v1/events", list_events)
-    app.router.add_get("/api/v1/events/{id}", get_event)
+    app.router.add_get("/api/v1/events", views.list_events)
+    app.router.add_get("/api/v1/events/{id}", views.get_event)
+    app.router.add_get("/api/v1/events/{id}/moc", views.get_moc)
+    app.router.add_get("/api/v1/events/{id}/targets", views.get_targets)
+    app.router.add_get("/api/v1/events/{id}/observability", views.get_observability)
+    app.router.add_get("/api/v1/events/{id}/report", views.get_report)
+    app.router.add_get("/api/v1/events/{id}/report.png", views.get_report)
+    app.router.add_get("/api/v1/openapi.json", openapi)
+    app.router.add_get("/metrics", views.metrics)

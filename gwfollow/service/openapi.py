@@ -1,0 +1,96 @@
+"""The OpenAPI 3.1 description of the HTTP API (served at /api/v1/openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import __version__
+
+
+def _problem(desc: str) -> dict[str, Any]:
+    return {"description": desc, "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+def _q(name: str, desc: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": desc, "schema": schema}
+
+
+_ID = {"name": "id", "in": "path", "required": True, "description": "Superevent id, e.g. S241102br",
+       "schema": {"type": "string"}}
+_COND = {"304": {"description": "Not modified (If-None-Match / If-Modified-Since)"}}
+_ERRS = {"400": _problem("Bad parameter"), "401": _problem("Token required"), "403": _problem("Token refused"),
+         "404": _problem("Unknown event or product"), "410": _problem("Event retracted: products withdrawn")}
+
+
+def spec() -> dict[str, Any]:
+    """The OpenAPI document."""
+    json_any = {"application/json": {"schema": {"type": "object"}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "gwfollow", "version": __version__,
+                 "description": "Gravitational-wave follow-up products: credible-region MOCs, ranked targets."},
+        "servers": [{"url": "/"}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Problem": {"type": "object", "required": ["status", "code", "detail"], "properties": {
+                "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                "code": {"type": "string"}, "detail": {"type": "string"}}}},
+        },
+        "paths": {
+            "/api/v1/health": {"get": {"summary": "Service health", "responses": {"200": {
+                "description": "OK", "content": json_any}}}},
+            "/api/v1/alerts": {"post": {
+                "summary": "Push an alert (IGWN JSON, VOEvent XML or FITS)", "security": [{"bearer": []}],
+                "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {
+                    "type": "string", "format": "binary"}}}},
+                "responses": {"202": {"description": "Accepted and stored", "content": json_any},
+                              "400": _problem("Empty body"), "401": _problem("Token required"),
+                              "403": _problem("No write scope"), "413": _problem("Too large")}}},
+            "/api/v1/events": {"get": {
+                "summary": "Events, oldest change first", "parameters": [
+                    _q("state", "active or retracted", {"type": "string", "enum": ["active", "retracted"]}),
+                    _q("significant", "true or false", {"type": "string", "enum": ["true", "false"]}),
+                    _q("group", "CBC or Burst", {"type": "string"}),
+                    _q("since", "only events changed after this ISO 8601 time", {"type": "string"}),
+                    _q("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                    _q("offset", "page start", {"type": "integer", "minimum": 0})],
+                "responses": {"200": {"description": "A page of events", "content": json_any}, **_COND, **_ERRS}}},
+            "/api/v1/events/{id}": {"get": {
+                "summary": "Alert history, sky-map versions, areas and links", "parameters": [_ID],
+                "responses": {"200": {"description": "The event", "content": json_any}, **_COND, **_ERRS}}},
+            "/api/v1/events/{id}/moc": {"get": {
+                "summary": "Credible-region MOC (MOC 2.0), or space-time MOC with duration", "parameters": [
+                    _ID, _q("level", "credible level, e.g. 0.9", {"type": "number"}),
+                    _q("format", "fits, json or ascii", {"type": "string", "enum": ["fits", "json", "ascii"]}),
+                    _q("duration", "time window after the event, e.g. 1d", {"type": "string"})],
+                "responses": {"200": {"description": "The MOC", "content": {
+                    "application/fits": {"schema": {"type": "string", "format": "binary"}},
+                    "application/json": {"schema": {"type": "object"}},
+                    "text/plain": {"schema": {"type": "string"}}}}, **_COND, **_ERRS}}},
+            "/api/v1/events/{id}/targets": {"get": {
+                "summary": "Ranked galaxies or fields", "parameters": [
+                    _ID, _q("kind", "galaxies or fields", {"type": "string", "enum": ["galaxies", "fields"]}),
+                    _q("catalog", "catalogue name (galaxies)", {"type": "string"}),
+                    _q("telescope", "telescope name (fields)", {"type": "string"}),
+                    _q("limit", "number of rows (0: all)", {"type": "integer", "minimum": 0}),
+                    _q("format", "json, csv or votable", {"type": "string", "enum": ["json", "csv", "votable"]})],
+                "responses": {"200": {"description": "The table", "content": {
+                    "application/json": {"schema": {"type": "object"}}, "text/csv": {"schema": {"type": "string"}},
+                    "application/x-votable+xml": {"schema": {"type": "string"}}}}, **_COND, **_ERRS}}},
+            "/api/v1/events/{id}/observability": {"get": {
+                "summary": "Observable probability per time slice for a site", "parameters": [
+                    _ID, _q("site", "site name", {"type": "string"})],
+                "responses": {"200": {"description": "Slices", "content": json_any}, **_COND, **_ERRS}}},
+            "/api/v1/events/{id}/report": {"get": {"summary": "HTML report", "parameters": [_ID], "responses": {
+                "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}},
+                **_COND, **_ERRS}}},
+            "/api/v1/events/{id}/report.png": {"get": {"summary": "Sky plot", "parameters": [_ID], "responses": {
+                "200": {"description": "PNG", "content": {"image/png": {"schema": {"type": "string",
+                                                                                    "format": "binary"}}}},
+                **_COND, **_ERRS}}},
+            "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {
+                "description": "OpenAPI", "content": json_any}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
+                "description": "Text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        },
+    }

@@ -1,0 +1,374 @@
+"""Product endpoints for observatories and follow-up teams (polling-friendly).
+
+Every GET answers with a strong ``ETag`` (the SHA-256 of the body) and, for
+event resources, ``Last-Modified``; ``If-None-Match`` / ``If-Modified-Since``
+give ``304 Not Modified``.  Products of a retracted event answer ``410 Gone``
+with a JSON problem body.  Conversions (MOC formats, table formats) are
+cached in memory, keyed by the stored product.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+
+from aiohttp import web
+
+from .routes import Problem, require_read
+
+MOC_FORMATS = {"fits": "application/fits", "json": "application/json", "ascii": "text/plain"}
+TABLE_FORMATS = {"json": "application/json", "csv": "text/csv",
+                 "votable": "application/x-votable+xml"}
+
+
+def _etag(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def conditional(request: web.Request, body: bytes, content_type: str, *, last_modified: str | None = None,
+                status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A response with ETag / Last-Modified that honours conditional requests."""
+    tag = _etag(body)
+    h = {"ETag": tag, "Cache-Control": "no-cache"}
+    lm = None
+    if last_modified:
+        lm = datetime.fromisoformat(last_modified).astimezone(timezone.utc).replace(microsecond=0)
+        h["Last-Modified"] = format_datetime(lm, usegmt=True)
+    h.update(headers or {})
+    inm = request.headers.get("If-None-Match")
+    if inm is not None:
+        if tag in [t.strip() for t in inm.split(",")] or inm.strip() == "*":
+            return web.Response(status=304, headers=h)
+    elif lm is not None and "If-Modified-Since" in request.headers:
+        try:
+            since = parsedate_to_datetime(request.headers["If-Modified-Since"])
+            if lm <= since:
+                return web.Response(status=304, headers=h)
+        except (TypeError, ValueError):
+            pass
+    return web.Response(body=body, status=status, content_type=content_type.split(";")[0], headers=h)
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, default=str).encode()
+
+
+def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        raise Problem(400, "bad-parameter", f"{name}={raw!r} is not an integer", parameter=name) from None
+    if not lo <= v <= hi:
+        raise Problem(400, "bad-parameter", f"{name}={v} is not in [{lo}, {hi}]", parameter=name)
+    return v
+
+
+def _choice(request: web.Request, name: str, choices: Any, default: str | None) -> str | None:
+    v = request.query.get(name, default)
+    if v is not None and v not in choices:
+        raise Problem(400, "bad-parameter", f"{name}={v!r} is not one of {', '.join(choices)}", parameter=name)
+    return v
+
+
+async def _db(request: web.Request, fn, *args):  # type: ignore[no-untyped-def]
+    from .app import PIPELINE
+
+    return await request.app[PIPELINE].db(fn, *args)
+
+
+async def _event_or_404(request: web.Request) -> dict[str, Any]:
+    from .app import STORE
+
+    sid = request.match_info["id"]
+    ev = await _db(request, request.app[STORE].event, sid)
+    if ev is None:
+        raise Problem(404, "unknown-event", f"no event {sid}")
+    return ev
+
+
+def _gone_if_retracted(ev: dict[str, Any]) -> None:
+    if ev["state"] == "retracted":
+        raise Problem(410, "event-retracted", f"{ev['superevent_id']} was retracted; its products are withdrawn",
+                      retracted_at=ev.get("retracted_at"))
+
+
+async def list_events(request: web.Request) -> web.Response:
+    """``GET /api/v1/events?state=&significant=&group=&since=&limit=&offset=``."""
+    from .app import STORE
+
+    require_read(request)
+    state = _choice(request, "state", ("active", "retracted"), None)
+    group = request.query.get("group")
+    sig = _choice(request, "significant", ("true", "false"), None)
+    since = request.query.get("since")
+    if since is not None:
+        try:
+            since_dt = datetime.fromisoformat(since.replace("Z", "+00:00"))
+            if since_dt.tzinfo is None:
+                since_dt = since_dt.replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise Problem(400, "bad-parameter", f"since={since!r} is not an ISO 8601 time",
+                          parameter="since") from None
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    offset = _int_param(request, "offset", 0, 0, 10**9)
+    events = await _db(request, request.app[STORE].events)
+    out = []
+    for e in events:
+        if state and e["state"] != state:
+            continue
+        if group and e["grp"] != group:
+            continue
+        if sig is not None and bool(e["significant"]) != (sig == "true"):
+            continue
+        if since is not None and datetime.fromisoformat(e["updated_at"]) <= since_dt:
+            continue
+        out.append(e)
+    out.sort(key=lambda e: (e["updated_at"], e["superevent_id"]))
+    page = out[offset: offset + limit]
+    base = "/api/v1/events/"
+    body = {
+        "events": [{**e, "significant": None if e["significant"] is None else bool(e["significant"]),
+                    "is_mock": bool(e["is_mock"]), "href": base + e["superevent_id"]} for e in page],
+        "total": len(out), "offset": offset, "limit": limit,
+        "next": (f"/api/v1/events?offset={offset + limit}&limit={limit}" if offset + limit < len(out) else None),
+    }
+    last = max((e["updated_at"] for e in page), default=None)
+    return conditional(request, _json(body), "application/json", last_modified=last)
+
+
+async def get_event(request: web.Request) -> web.Response:
+    """``GET /api/v1/events/{id}``: alert history, sky-map versions, areas, product links."""
+    from ..replay import event_summary
+    from .app import CONFIG, STORE
+
+    require_read(request)
+    ev = await _event_or_404(request)
+    store = request.app[STORE]
+    sid = ev["superevent_id"]
+    summary = await _db(request, event_summary, store, sid, request.app[CONFIG])
+    products = await _db(request, store.products_of, sid)
+    base = f"/api/v1/events/{sid}"
+    links = {"moc": [f"{base}/moc?level={lv:g}" for lv in request.app[CONFIG].skymap.levels],
+             "report": f"{base}/report", "report_png": f"{base}/report.png", "coverage": f"{base}/coverage"}
+    kinds = sorted({(p["kind"], p["name"]) for p in products if p["kind"] in ("galaxies", "fields")})
+    links["targets"] = [f"{base}/targets?kind={k}&{'catalog' if k == 'galaxies' else 'telescope'}={n}"
+                        for k, n in kinds]
+    body = {**summary, "updated_at": ev["updated_at"], "links": links}
+    return conditional(request, _json(body), "application/json", last_modified=ev["updated_at"])
+
+
+async def _latest_products(request: web.Request, ev: dict[str, Any]) -> list[dict[str, Any]]:
+    from .app import STORE
+
+    store = request.app[STORE]
+    maps = await _db(request, store.skymaps_of, ev["superevent_id"])
+    latest = next((m for m in reversed(maps) if m["role"] == "gw"), None)
+    if latest is None:
+        raise Problem(404, "no-products", f"{ev['superevent_id']} has no sky map yet")
+    prods = await _db(request, store.products_of, ev["superevent_id"], False)
+    return [p for p in prods if p["skymap_id"] == latest["id"]]
+
+
+@functools.lru_cache(maxsize=512)
+def _moc_bytes(fits_bytes: bytes, fmt: str, duration: float | None, event_mjd: float | None) -> bytes:
+    from astropy.io import fits
+
+    from ..moc import moc_from_ranges
+    from ..kernels.healpix import uniq_to_ranges
+    from ..kernels import ranges as kr
+    import numpy as np
+
+    if fmt == "fits" and duration is None:
+        return fits_bytes
+    with fits.open(io.BytesIO(fits_bytes)) as hdul:
+        uniq = np.asarray(hdul[1].data["UNIQ"], dtype=np.int64)
+        order = int(hdul[1].header.get("MOCORD_S", 29))
+    moc: Any = moc_from_ranges(kr.normalize(uniq_to_ranges(uniq)), order)
+    if duration is not None:
+        from astropy import units as u
+        from astropy.time import Time
+        from mocpy import STMOC
+
+        t0 = Time(event_mjd, format="mjd", scale="utc")
+        moc = STMOC.from_spatial_coverages(t0.reshape(1), (t0 + duration * u.s).reshape(1), [moc])
+    if fmt in ("json", "ascii"):
+        s = moc.to_string(format=fmt)
+        return s.encode() if isinstance(s, str) else json.dumps(s).encode()
+    fd, path = tempfile.mkstemp(suffix=".fits")
+    os.close(fd)
+    try:
+        moc.save(path, format="fits", overwrite=True)
+        with open(path, "rb") as f:
+            return f.read()
+    finally:
+        os.unlink(path)
+
+
+async def get_moc(request: web.Request) -> web.Response:
+    """``GET /api/v1/events/{id}/moc?level=0.9&format=fits|json|ascii[&duration=1d]``."""
+    from ..commands._common import duration_seconds
+    from .app import STORE
+
+    require_read(request)
+    ev = await _event_or_404(request)
+    _gone_if_retracted(ev)
+    raw_level = request.query.get("level", "0.9")
+    try:
+        level = float(raw_level)
+    except ValueError:
+        raise Problem(400, "bad-parameter", f"level={raw_level!r} is not a number", parameter="level") from None
+    fmt = _choice(request, "format", tuple(MOC_FORMATS), "fits")
+    duration = None
+    if "duration" in request.query:
+        try:
+            duration = duration_seconds(request.query["duration"])
+        except Exception as exc:
+            raise Problem(400, "bad-parameter", str(exc), parameter="duration") from None
+    prods = [p for p in await _latest_products(request, ev) if p["kind"] == "moc"]
+    match = next((p for p in prods if abs(p["level"] - level) < 1e-9), None)
+    if match is None:
+        raise Problem(404, "no-such-level", f"no MOC at level {level:g}; available: "
+                      + ", ".join(f"{p['level']:g}" for p in prods), parameter="level")
+    data = await _db(request, request.app[STORE].product_data, match["id"])
+    event_mjd = None
+    if duration is not None:
+        maps = await _db(request, request.app[STORE].skymaps_of, ev["superevent_id"])
+        et = maps[-1]["meta"].get("event_time")
+        if not et:
+            raise Problem(409, "no-event-time", "the sky map has no event time for a space-time MOC")
+        from astropy.time import Time
+
+        event_mjd = Time(et, scale="utc").mjd
+    import asyncio
+
+    body = await asyncio.to_thread(_moc_bytes, data, fmt, duration, event_mjd)
+    return conditional(request, body, MOC_FORMATS[fmt], last_modified=match["created_at"],
+                       headers={"Content-Disposition":
+                                f'attachment; filename="{ev["superevent_id"]}-moc-{level:g}.{"txt" if fmt == "ascii" else fmt}"'})
+
+
+@functools.lru_cache(maxsize=1024)
+def _table_bytes(json_bytes: bytes, fmt: str, limit: int | None) -> bytes:
+    from astropy.table import Table
+
+    from ..report import table_bytes
+
+    doc = json.loads(json_bytes)
+    rows = doc["rows"][:limit] if limit else doc["rows"]
+    if fmt == "json" and limit is None:
+        return json_bytes
+    if fmt == "json":
+        return json.dumps({**doc, "rows": rows}, indent=1).encode()
+    cols = doc["columns"]
+    t = Table(rows=[[r[c] for c in cols] for r in rows], names=cols) if rows else Table(names=cols)
+    for c, unit in doc.get("units", {}).items():
+        if c in t.colnames:
+            t[c].unit = unit
+    t.meta.update(doc.get("provenance", {}))
+    return table_bytes(t, fmt)
+
+
+async def get_targets(request: web.Request) -> web.Response:
+    """``GET /api/v1/events/{id}/targets?kind=galaxies|fields&catalog=&telescope=&limit=&format=``."""
+    from .app import STORE
+
+    require_read(request)
+    ev = await _event_or_404(request)
+    _gone_if_retracted(ev)
+    kind = _choice(request, "kind", ("galaxies", "fields"), "galaxies")
+    fmt = _choice(request, "format", tuple(TABLE_FORMATS), "json")
+    limit = _int_param(request, "limit", 0, 0, 100000) or None
+    name = request.query.get("catalog" if kind == "galaxies" else "telescope")
+    prods = [p for p in await _latest_products(request, ev) if p["kind"] == kind]
+    if not prods:
+        raise Problem(404, "no-targets", f"no {kind} for {ev['superevent_id']}")
+    match = prods[0] if name is None else next((p for p in prods if p["name"] == name), None)
+    if match is None:
+        raise Problem(404, "no-targets", f"no {kind} list named {name!r}; available: "
+                      + ", ".join(p["name"] for p in prods))
+    data = await _db(request, request.app[STORE].product_data, match["id"])
+    import asyncio
+
+    body = await asyncio.to_thread(_table_bytes, data, fmt, limit)
+    return conditional(request, body, TABLE_FORMATS[fmt], last_modified=match["created_at"])
+
+
+async def get_observability(request: web.Request) -> web.Response:
+    """``GET /api/v1/events/{id}/observability?site=``: probability per time slice."""
+    from .app import STORE
+
+    require_read(request)
+    ev = await _event_or_404(request)
+    _gone_if_retracted(ev)
+    prods = [p for p in await _latest_products(request, ev) if p["kind"] == "observability"]
+    site = request.query.get("site")
+    match = prods[0] if prods and site is None else next((p for p in prods if p["name"] == site), None)
+    if match is None:
+        raise Problem(404, "no-observability", f"no observability for site {site!r}; available: "
+                      + ", ".join(p["name"] for p in prods))
+    data = await _db(request, request.app[STORE].product_data, match["id"])
+    return conditional(request, data, "application/json", last_modified=match["created_at"])
+
+
+async def get_report(request: web.Request) -> web.Response:
+    """``GET /api/v1/events/{id}/report`` (HTML) and ``/report.png``."""
+    import asyncio
+    from pathlib import Path
+
+    from ..replay import write_event_report
+    from .app import CONFIG, STORE
+
+    require_read(request)
+    ev = await _event_or_404(request)
+    png = request.path.endswith(".png")
+    with tempfile.TemporaryDirectory() as d:
+        await asyncio.to_thread(_report_sync, request.app[STORE], ev["superevent_id"], Path(d), request.app[CONFIG],
+                                write_event_report)
+        name = "sky.png" if png else "report.html"
+        p = Path(d) / name
+        if not p.exists():
+            raise Problem(404, "no-report", f"no sky map for {ev['superevent_id']} yet")
+        body = p.read_bytes()
+    if not png:
+        body = body.replace(b"src='sky.png'", f"src='/api/v1/events/{ev['superevent_id']}/report.png'".encode())
+    return conditional(request, body, "image/png" if png else "text/html", last_modified=ev["updated_at"])
+
+
+def _report_sync(store, sid, d, config, writer) -> None:  # type: ignore[no-untyped-def]
+    writer(store, sid, d, config)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """``GET /metrics``: Prometheus text format."""
+    from .app import PIPELINE, STORE
+
+    pipe = request.app[PIPELINE]
+    counts = await pipe.db(request.app[STORE].counts)
+    lines = ["# HELP gwfollow_messages_total Messages by outcome.", "# TYPE gwfollow_messages_total counter"]
+    for k, v in sorted(pipe.stats.items()):
+        if not k.startswith("type."):
+            lines.append(f'gwfollow_messages_total{{outcome="{k}"}} {v}')
+    lines += ["# HELP gwfollow_alerts_total Processed alerts by type.", "# TYPE gwfollow_alerts_total counter"]
+    for k, v in sorted(pipe.stats.items()):
+        if k.startswith("type."):
+            lines.append(f'gwfollow_alerts_total{{alert_type="{k[5:]}"}} {v}')
+    lines += ["# HELP gwfollow_stage_seconds_total Time spent per pipeline stage.",
+              "# TYPE gwfollow_stage_seconds_total counter"]
+    for k, v in sorted(pipe.stage_seconds.items()):
+        lines.append(f'gwfollow_stage_seconds_total{{stage="{k}"}} {v:.6f}')
+    lines += ["# HELP gwfollow_queue_depth Messages waiting for a worker.", "# TYPE gwfollow_queue_depth gauge",
+              f"gwfollow_queue_depth {pipe.queue_depth}",
+              "# HELP gwfollow_store_rows Rows per table.", "# TYPE gwfollow_store_rows gauge"]
+    for k, v in sorted(counts.items()):
+        lines.append(f'gwfollow_store_rows{{table="{k}"}} {v}')
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
