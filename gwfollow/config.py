@@ -93,8 +93,19 @@ class ServiceConfig:
     write_tokens_sha256: tuple[str, ...] = ()
     read_tokens_sha256: tuple[str, ...] = ()
     read_open: bool = True
+    cors_origins: tuple[str, ...] = ()
+    webhook_urls: tuple[str, ...] = ()
+    webhook_secret: str = ""
+    webhook_retries: int = 5
+    webhook_backoff_s: float = 1.0
+    webhook_timeout_s: float = 10.0
 
     def validate(self) -> None:
+        if self.webhook_urls and not self.webhook_secret:
+            raise ConfigError("service.webhook_urls need service.webhook_secret to sign deliveries",
+                              hint="set GWFOLLOW_SERVICE_WEBHOOK_SECRET")
+        if self.webhook_retries < 0 or self.webhook_backoff_s < 0 or self.webhook_timeout_s <= 0:
+            raise ConfigError("service.webhook_retries/backoff_s must be >= 0 and timeout_s > 0")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"service.port {self.port} is not a TCP port")
         if self.workers < 1:

@@ -156,6 +156,21 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE products_v2 RENAME TO products;
     CREATE INDEX products_event ON products(superevent_id);
     """,
+    # 3: the delivery log of webhooks.
+    """
+    CREATE TABLE webhook_deliveries (
+        id INTEGER PRIMARY KEY,
+        delivery TEXT NOT NULL,
+        url TEXT NOT NULL,
+        superevent_id TEXT NOT NULL,
+        change TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        status INTEGER,
+        error TEXT,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX webhook_deliveries_delivery ON webhook_deliveries(delivery);
+    """,
 )
 
 
@@ -376,6 +391,17 @@ class Store:
         if not rows:
             raise StoreError(f"no product {product_id}")
         return bytes(rows[0][0])
+
+    def log_delivery(self, delivery: str, url: str, superevent_id: str, change: str, attempt: int,
+                     status: int | None, error: str | None) -> None:
+        """One webhook delivery attempt."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO webhook_deliveries (delivery, url, superevent_id, change, attempt, status, error, "
+                       "at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (delivery, url, superevent_id, change, attempt, status, error, utcnow()))
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.query("SELECT * FROM webhook_deliveries ORDER BY id")]
 
     def dead_letters(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.query("SELECT * FROM dead_letters ORDER BY id")]

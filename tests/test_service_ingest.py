@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 
 import pytest
@@ -117,3 +118,48 @@ async def test_oauth_token_provider(aiohttp_server) -> None:
     with pytest.raises(FetchError, match="401") as ei:
         await bad.token()
     assert ei.value.status == 401 and not ei.value.transient
+
+
+async def test_webhooks_signed_retried_and_logged(tmp_path, aiohttp_client, aiohttp_server) -> None:
+    from gwfollow.service.webhooks import verify
+
+    got = []
+
+    async def receiver(request):
+        body = await request.read()
+        got.append((request.headers.get("X-Gwfollow-Event"), request.headers["X-Gwfollow-Delivery"],
+                    verify("s3cret", body, request.headers["X-Gwfollow-Signature"]), json.loads(body)))
+        if len(got) == 1:
+            return web.Response(status=503)  # the first attempt fails: retried
+        return web.Response(status=204)
+
+    rapp = web.Application()
+    rapp.router.add_post("/hook", receiver)
+    server = await aiohttp_server(rapp)
+    cfg = _cfg(tmp_path, webhook_urls=(f"http://127.0.0.1:{server.port}/hook",), webhook_secret="s3cret",
+               webhook_backoff_s=0.05)
+    client = await aiohttp_client(make_app(cfg))
+    for name in ("MS181101ab-preliminary.json", "MS181101ab-retraction.json"):
+        await client.post("/api/v1/alerts", data=shared_path("alerts", name).read_bytes(),
+                          headers={"Authorization": f"Bearer {WRITE}"})
+        await _settle(client.app[STORE], 1 if "prelim" in name else 2)
+    t0 = time.monotonic()
+    while len(got) < 3 and time.monotonic() - t0 < 20:
+        await asyncio.sleep(0.05)
+    assert [g[0] for g in got] == ["new", "new", "retracted"]
+    assert got[0][1] == got[1][1] and all(g[2] for g in got)  # same delivery id on retry; signatures valid
+    assert got[2][3]["superevent_id"] == "MS181101ab" and all(p["withdrawn"] for p in got[2][3]["products"])
+    log = client.app[STORE].deliveries()
+    assert [(d["attempt"], d["status"]) for d in log] == [(1, 503), (2, 204), (1, 204)]
+
+
+async def test_cors(tmp_path, aiohttp_client) -> None:
+    client = await aiohttp_client(make_app(_cfg(tmp_path, cors_origins=("https://team.example",))))
+    r = await client.get("/api/v1/events", headers={"Origin": "https://team.example"})
+    assert r.headers["Access-Control-Allow-Origin"] == "https://team.example"
+    r = await client.options("/api/v1/events", headers={"Origin": "https://team.example"})
+    assert r.status == 204 and "GET" in r.headers["Access-Control-Allow-Methods"]
+    r = await client.get("/api/v1/events", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in r.headers
+    r = await client.get("/api/v1/events/nope", headers={"Origin": "https://team.example"})
+    assert r.status == 404 and r.headers["Access-Control-Allow-Origin"] == "https://team.example"

@@ -1,8 +1,9 @@
 """The application factory: owns the store, pipeline and listener lifetimes.
 
 Start-up and shutdown are paired in ``cleanup_ctx`` generators, in order:
-store -> pipeline -> listeners; shutdown runs in reverse, so listeners stop
-taking messages before the pipeline drains, and the store closes last.
+store -> pipeline -> webhooks -> listeners; shutdown runs in reverse, so
+listeners stop taking messages before the pipeline drains, and the store
+closes last.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
     from . import routes
 
     app = web.Application(client_max_size=int(config.service.max_body_mib * 2**20),
-                          middlewares=[routes.error_middleware])
+                          middlewares=[routes.cors_middleware, routes.error_middleware])
     app[CONFIG] = config
     app[LISTENERS] = []
 
@@ -56,6 +57,17 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
         app[PIPELINE] = pipe
         yield
         await pipe.stop()
+
+    async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
+        from .webhooks import WebhookDispatcher
+
+        if not config.service.webhook_urls:
+            yield
+            return
+        d = WebhookDispatcher(config.service, app[PIPELINE])
+        await d.start()
+        yield
+        await d.stop()
 
     async def listeners_ctx(app: web.Application) -> AsyncIterator[None]:
         from ..alerts.listeners import KafkaListener, SpoolListener
@@ -76,6 +88,6 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
 
-    app.cleanup_ctx.extend([store_ctx, pipeline_ctx, listeners_ctx])
+    app.cleanup_ctx.extend([store_ctx, pipeline_ctx, webhooks_ctx, listeners_ctx])
     routes.add_routes(app)
     return app

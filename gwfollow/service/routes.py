@@ -45,6 +45,34 @@ async def error_middleware(request: web.Request, handler):  # type: ignore[no-un
         raise Problem(500, "internal-error", "the server failed; the error is in its log") from None
 
 
+@web.middleware
+async def cors_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """CORS for the configured origins (``service.cors_origins``)."""
+    from .app import CONFIG
+
+    origins = request.app[CONFIG].service.cors_origins
+    origin = request.headers.get("Origin")
+    allowed = origin is not None and ("*" in origins or origin in origins)
+    if request.method == "OPTIONS" and allowed:
+        resp: web.StreamResponse = web.Response(status=204)
+        resp.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, If-None-Match, If-Modified-Since"
+        resp.headers["Access-Control-Max-Age"] = "600"
+    else:
+        try:
+            resp = await handler(request)
+        except web.HTTPException as exc:
+            resp = exc
+            if allowed:
+                exc.headers["Access-Control-Allow-Origin"] = "*" if "*" in origins else origin
+            raise
+    if allowed:
+        resp.headers["Access-Control-Allow-Origin"] = "*" if "*" in origins else origin  # type: ignore[assignment]
+        resp.headers["Access-Control-Expose-Headers"] = "ETag, Last-Modified"
+        resp.headers["Vary"] = "Origin"
+    return resp
+
+
 def _bearer(request: web.Request) -> str | None:
     h = request.headers.get("Authorization", "")
     if h.lower().startswith("bearer "):

@@ -1,0 +1,131 @@
+"""Signed webhooks on new, updated and retracted events.
+
+Each delivery is a JSON POST with headers ``X-Gwfollow-Event``,
+``X-Gwfollow-Delivery`` (a UUID, the same for all retries) and
+``X-Gwfollow-Signature: sha256=<hex>``, the HMAC-SHA256 of the body under
+the shared secret (verify it with :func:`verify`).  Failed deliveries
+(connection errors, time-outs, non-2xx answers) are retried with
+exponential backoff; every attempt is logged in the store.  Each URL has its
+own task delivering in order (a receiver sees ``new`` before ``retracted``),
+and a slow receiver never holds up the pipeline or the other receivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+from typing import Any
+
+import aiohttp
+
+from ..config import ServiceConfig
+from ..pipeline import Outcome, Pipeline
+
+log = logging.getLogger("gwfollow.webhooks")
+
+
+def sign(secret: str, body: bytes) -> str:
+    """``sha256=<hex>`` of the HMAC-SHA256 of ``body``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify(secret: str, body: bytes, signature: str) -> bool:
+    """Check a delivery's ``X-Gwfollow-Signature`` (constant time)."""
+    return hmac.compare_digest(sign(secret, body), signature)
+
+
+class WebhookDispatcher:
+    """Turns pipeline outcomes into signed deliveries to the configured URLs."""
+
+    def __init__(self, cfg: ServiceConfig, pipeline: Pipeline) -> None:
+        self.cfg = cfg
+        self.pipeline = pipeline
+        self.queues: dict[str, asyncio.Queue[dict[str, Any]]] = {u: asyncio.Queue() for u in cfg.webhook_urls}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        self._tasks = [asyncio.create_task(self._run(url, q), name=f"gwfollow-webhook-{i}")
+                       for i, (url, q) in enumerate(self.queues.items())]
+        self.pipeline.add_hook(self.on_outcome)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(q.join() for q in self.queues.values())), timeout)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session:
+            await self._session.close()
+
+    async def on_outcome(self, o: Outcome) -> None:
+        if o.status not in ("processed",) or o.superevent_id is None:
+            return
+        store = self.pipeline.store
+        alerts = await self.pipeline.db(store.alerts_of, o.superevent_id)
+        acted = [a for a in alerts if a["acted"]]
+        if o.alert_type == "RETRACTION":
+            change = "retracted"
+        elif len(acted) <= 1:
+            change = "new"
+        else:
+            change = "updated"
+        products = await self.pipeline.db(store.products_of, o.superevent_id)
+        base = f"/api/v1/events/{o.superevent_id}"
+        payload = {
+            "superevent_id": o.superevent_id,
+            "change": change,
+            "alert_type": o.alert_type,
+            "links": {"event": base, "moc": f"{base}/moc?level=0.9", "targets": f"{base}/targets"},
+            "products": [{"kind": p["kind"], "name": p["name"], "level": p["level"], "withdrawn": bool(p["withdrawn"])}
+                         for p in products if p["skymap_id"] == max(q["skymap_id"] for q in products)]
+            if products else [],
+        }
+        for q in self.queues.values():
+            await q.put(payload)
+
+    async def _run(self, url: str, q: asyncio.Queue[dict[str, Any]]) -> None:
+        while True:
+            payload = await q.get()
+            try:
+                await self._deliver(url, payload)
+            except Exception:  # a failing delivery must not stop the others
+                log.exception("webhook delivery to %s failed", url)
+            finally:
+                q.task_done()
+
+    async def _deliver(self, url: str, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload, sort_keys=True).encode()
+        delivery = str(uuid.uuid4())
+        headers = {"Content-Type": "application/json", "X-Gwfollow-Event": payload["change"],
+                   "X-Gwfollow-Delivery": delivery, "X-Gwfollow-Signature": sign(self.cfg.webhook_secret, body)}
+        assert self._session is not None
+        for attempt in range(1, self.cfg.webhook_retries + 2):
+            status = None
+            error = None
+            try:
+                async with self._session.post(url, data=body, headers=headers,
+                                              timeout=aiohttp.ClientTimeout(total=self.cfg.webhook_timeout_s)) as r:
+                    status = r.status
+                    if 200 <= r.status < 300:
+                        await self._log(delivery, url, payload, attempt, status, None)
+                        return
+                    error = f"HTTP {r.status}"
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            await self._log(delivery, url, payload, attempt, status, error)
+            if attempt <= self.cfg.webhook_retries:
+                await asyncio.sleep(self.cfg.webhook_backoff_s * 2 ** (attempt - 1))
+        log.warning("webhook %s to %s failed after %d attempts", delivery, url, self.cfg.webhook_retries + 1)
+
+    async def _log(self, delivery: str, url: str, payload: dict[str, Any], attempt: int, status: int | None,
+                   error: str | None) -> None:
+        store = self.pipeline.store
+        await self.pipeline.db(store.log_delivery, delivery, url, payload["superevent_id"], payload["change"],
+                               attempt, status, error)
