@@ -163,3 +163,21 @@ async def test_cors(tmp_path, aiohttp_client) -> None:
     assert "Access-Control-Allow-Origin" not in r.headers
     r = await client.get("/api/v1/events/nope", headers={"Origin": "https://team.example"})
     assert r.status == 404 and r.headers["Access-Control-Allow-Origin"] == "https://team.example"
+
+
+async def test_response_cache_follows_new_products(tmp_path, aiohttp_client) -> None:
+    client = await aiohttp_client(make_app(_cfg(tmp_path)))
+    store = client.app[STORE]
+    auth = {"Authorization": f"Bearer {WRITE}"}
+    await client.post("/api/v1/alerts", data=shared_path("alerts", "S241102br-preliminary.json").read_bytes(),
+                      headers=auth)
+    await _settle(store, 1)
+    r1 = await client.get("/api/v1/events/S241102br")
+    first = await r1.json()
+    assert len(first["alerts"]) == 1
+    assert (await client.get("/api/v1/events/S241102br", headers={"If-None-Match": r1.headers["ETag"]})).status == 304
+    await client.post("/api/v1/alerts", data=shared_path("alerts", "S241102br-initial.json").read_bytes(),
+                      headers=auth)
+    await _settle(store, 2)
+    r2 = await client.get("/api/v1/events/S241102br", headers={"If-None-Match": r1.headers["ETag"]})
+    assert r2.status == 200 and len((await r2.json())["alerts"]) == 2

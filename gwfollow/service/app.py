@@ -25,6 +25,7 @@ CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", Store)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 LISTENERS = web.AppKey("listeners", list)
+RESPONSE_CACHE = web.AppKey("response_cache", dict)
 
 
 def make_app(config: Config, *, store: Store | None = None) -> web.Application:
@@ -43,6 +44,7 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
                           middlewares=[routes.cors_middleware, routes.error_middleware])
     app[CONFIG] = config
     app[LISTENERS] = []
+    app[RESPONSE_CACHE] = {}
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         own = store is None
@@ -52,9 +54,12 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
             app[STORE].close()
 
     async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
+        from .views import install_cache
+
         pipe = Pipeline(config, app[STORE])
         await pipe.start()
         app[PIPELINE] = pipe
+        install_cache(app)
         yield
         await pipe.stop()
 

@@ -53,7 +53,52 @@ def conditional(request: web.Request, body: bytes, content_type: str, *, last_mo
                 return web.Response(status=304, headers=h)
         except (TypeError, ValueError):
             pass
-    return web.Response(body=body, status=status, content_type=content_type.split(";")[0], headers=h)
+    resp = web.Response(body=body, status=status, content_type=content_type.split(";")[0], headers=h)
+    resp._gwfollow_lm = last_modified  # type: ignore[attr-defined]  (for the response cache)
+    return resp
+
+
+_CACHE_MAX = 4096
+
+
+def cached(handler):  # type: ignore[no-untyped-def]
+    """Serve repeated GETs from memory until the pipeline stores something new.
+
+    The key is the path and query; the cache is emptied by a pipeline hook
+    (see :func:`install_cache`), so a poller never sees a stale product.
+    Authorisation is checked before the cache is consulted.
+    """
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        from .app import RESPONSE_CACHE
+
+        require_read(request)
+        cache = request.app[RESPONSE_CACHE]
+        hit = cache.get(request.path_qs)
+        if hit is not None:
+            body, ctype, lm, headers = hit
+            return conditional(request, body, ctype, last_modified=lm, headers=headers)
+        resp = await handler(request)
+        if resp.status == 200 and isinstance(resp, web.Response) and resp.body is not None:
+            if len(cache) >= _CACHE_MAX:
+                cache.clear()
+            lm_hdr = getattr(resp, "_gwfollow_lm", None)
+            extra = {k: v for k, v in resp.headers.items() if k == "Content-Disposition"}
+            cache[request.path_qs] = (bytes(resp.body), resp.content_type, lm_hdr, extra)
+        return resp
+
+    return wrapper
+
+
+def install_cache(app: web.Application) -> None:
+    """Empty the response cache whenever the pipeline finishes a message."""
+    from .app import PIPELINE, RESPONSE_CACHE
+
+    async def clear(_outcome: Any) -> None:
+        app[RESPONSE_CACHE].clear()
+
+    app[PIPELINE].add_hook(clear)
 
 
 def _json(obj: Any) -> bytes:
@@ -102,6 +147,7 @@ def _gone_if_retracted(ev: dict[str, Any]) -> None:
                       retracted_at=ev.get("retracted_at"))
 
 
+@cached
 async def list_events(request: web.Request) -> web.Response:
     """``GET /api/v1/events?state=&significant=&group=&since=&limit=&offset=``."""
     from .app import STORE
@@ -146,6 +192,7 @@ async def list_events(request: web.Request) -> web.Response:
     return conditional(request, _json(body), "application/json", last_modified=last)
 
 
+@cached
 async def get_event(request: web.Request) -> web.Response:
     """``GET /api/v1/events/{id}``: alert history, sky-map versions, areas, product links."""
     from ..replay import event_summary
@@ -214,6 +261,7 @@ def _moc_bytes(fits_bytes: bytes, fmt: str, duration: float | None, event_mjd: f
         os.unlink(path)
 
 
+@cached
 async def get_moc(request: web.Request) -> web.Response:
     """``GET /api/v1/events/{id}/moc?level=0.9&format=fits|json|ascii[&duration=1d]``."""
     from ..commands._common import duration_seconds
@@ -278,6 +326,7 @@ def _table_bytes(json_bytes: bytes, fmt: str, limit: int | None) -> bytes:
     return table_bytes(t, fmt)
 
 
+@cached
 async def get_targets(request: web.Request) -> web.Response:
     """``GET /api/v1/events/{id}/targets?kind=galaxies|fields&catalog=&telescope=&limit=&format=``."""
     from .app import STORE
@@ -303,6 +352,7 @@ async def get_targets(request: web.Request) -> web.Response:
     return conditional(request, body, TABLE_FORMATS[fmt], last_modified=match["created_at"])
 
 
+@cached
 async def get_observability(request: web.Request) -> web.Response:
     """``GET /api/v1/events/{id}/observability?site=``: probability per time slice."""
     from .app import STORE

@@ -1,0 +1,126 @@
+"""REST benchmark with wrk: cached target lists, and latency while an alert is processed.
+
+Installs Debian's ``wrk`` when missing (apt-get), fills a database by replaying
+real alerts, starts ``gwfollow serve`` on 127.0.0.1 (2 worker processes),
+then runs wrk (2 threads, 50 connections, 15 s) against a VOTable target
+list, first idle and then while alerts are POSTed (the pipeline busy), and
+prints requests/s and latency percentiles.
+
+Usage: ``python benchmarks/bench_rest.py [--seconds 15]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wrk() -> str:
+    w = shutil.which("wrk")
+    if w:
+        return w
+    print("installing wrk (apt-get)...", flush=True)
+    subprocess.run(["apt-get", "update", "-qq"], check=False)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    return shutil.which("wrk") or "wrk"
+
+
+def _run_wrk(wrk: str, url: str, seconds: int) -> str:
+    out = subprocess.run([wrk, "-t2", "-c50", f"-d{seconds}s", "--latency", url], capture_output=True,
+                         text=True, check=True).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)
+    lat = dict(re.findall(r"\s+(50|75|90|99)%\s+([\d.]+\w+)", out))
+    return f"{float(rps):8.0f} req/s, p50 {lat.get('50')}, p90 {lat.get('90')}, p99 {lat.get('99')}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=int, default=15)
+    args = ap.parse_args(argv)
+    if not SHARED.is_dir():
+        print(f"benchmarks need {SHARED}", file=sys.stderr)
+        return 2
+    from gwfollow.auth import token_digest
+    from gwfollow.config import StoreConfig, load_config
+    from gwfollow.replay import order_messages, replay_messages
+    from gwfollow.store import Store
+
+    wrk = _wrk()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "bench.sqlite"
+        cfg = load_config(env={})
+        cfg = dataclasses.replace(cfg, store=StoreConfig(path=str(db)))
+        names = ["S241102br-preliminary.json", "S241102br-initial.json"]
+        store = Store(db)
+        asyncio.run(replay_messages(order_messages([((SHARED / "alerts" / n).read_bytes(), n) for n in names]),
+                                    cfg, store))
+        store.close()
+        port = _free_port()
+        site = Path(tmp) / "site.toml"
+        site.write_text(f'[store]\npath = "{db}"\n[service]\nport = {port}\nworkers = 2\n'
+                        f'write_tokens_sha256 = ["{token_digest("bench")}"]\n')
+        proc = subprocess.Popen([sys.executable, "-m", "gwfollow.cli", "serve", "--config", str(site),
+                                 "--log-level", "WARNING"], start_new_session=True)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(300):
+                try:
+                    urllib.request.urlopen(f"{base}/api/v1/health", timeout=1)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            url = f"{base}/api/v1/events/S241102br/targets?kind=galaxies&format=votable&limit=100"
+            urllib.request.urlopen(url).read()
+            print(f"cached VOTable target list (100 galaxies), idle:        {_run_wrk(wrk, url, args.seconds)}",
+                  flush=True)
+            stop = threading.Event()
+
+            def push() -> None:
+                bodies = [(SHARED / "alerts" / n).read_bytes() for n in
+                          ("S250720j-preliminary.json", "S241102br-update.json", "MS181101ab-initial.json")]
+                i = 0
+                while not stop.is_set():
+                    body = bodies[i % len(bodies)] + b" " * (i + 1)  # a new message each time
+                    req = urllib.request.Request(f"{base}/api/v1/alerts", data=body, method="POST",
+                                                 headers={"Authorization": "Bearer bench"})
+                    urllib.request.urlopen(req).read()
+                    i += 1
+                    time.sleep(1.0)
+
+            t = threading.Thread(target=push)
+            t.start()
+            try:
+                print(f"same, while alerts are processed (1 alert/s pushed):  {_run_wrk(wrk, url, args.seconds)}")
+            finally:
+                stop.set()
+                t.join()
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(60)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
