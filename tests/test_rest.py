@@ -112,6 +112,35 @@ async def test_retracted_event_is_gone(client) -> None:
     assert ev["retracted"] is True
 
 
+async def test_responses_follow_the_openapi_description(client) -> None:
+    from gwfollow.service.openapi import spec
+
+    paths = spec()["paths"]
+    cases = [
+        ("/api/v1/events", "/api/v1/events"), ("/api/v1/events?limit=0", "/api/v1/events"),
+        ("/api/v1/events/S241102br", "/api/v1/events/{id}"), ("/api/v1/events/nope", "/api/v1/events/{id}"),
+        ("/api/v1/events/S241102br/moc?format=json", "/api/v1/events/{id}/moc"),
+        ("/api/v1/events/MS181101ab/moc", "/api/v1/events/{id}/moc"),
+        ("/api/v1/events/S241102br/targets?format=csv&site=Palomar", "/api/v1/events/{id}/targets"),
+        ("/api/v1/events/S241102br/targets?site=Atlantis", "/api/v1/events/{id}/targets"),
+        ("/api/v1/events/S241102br/observability", "/api/v1/events/{id}/observability"),
+        ("/api/v1/health", "/api/v1/health"), ("/metrics", "/metrics"),
+    ]
+    for url, template in cases:
+        r = await client.get(url)
+        documented = paths[template]["get"]["responses"]
+        assert str(r.status) in documented, (url, r.status)
+        content = documented[str(r.status)].get("content")
+        if content:
+            assert r.content_type in content, (url, r.content_type)
+        if r.status >= 400:
+            body = await r.json()
+            assert {"status", "code", "detail"} <= set(body)
+    t = Table.read(await (await client.get("/api/v1/events/S241102br/targets?format=csv&site=Palomar")).text(),
+                   format="ascii.csv")
+    assert [c for c in t.colnames if c.startswith("windows_")] == ["windows_Palomar"]
+
+
 async def test_report_metrics_openapi(client) -> None:
     r = await client.get("/api/v1/events/S241102br/report")
     assert r.status == 200 and "S241102br" in await r.text()

@@ -72,6 +72,7 @@ def spec() -> dict[str, Any]:
                     _ID, _q("kind", "galaxies or fields", {"type": "string", "enum": ["galaxies", "fields"]}),
                     _q("catalog", "catalogue name (galaxies)", {"type": "string"}),
                     _q("telescope", "telescope name (fields)", {"type": "string"}),
+                    _q("site", "keep only this site's observing windows", {"type": "string"}),
                     _q("limit", "number of rows (0: all)", {"type": "integer", "minimum": 0}),
                     _q("format", "json, csv or votable", {"type": "string", "enum": ["json", "csv", "votable"]})],
                 "responses": {"200": {"description": "The table", "content": {

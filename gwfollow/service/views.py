@@ -306,14 +306,18 @@ async def get_moc(request: web.Request) -> web.Response:
 
 
 @functools.lru_cache(maxsize=1024)
-def _table_bytes(json_bytes: bytes, fmt: str, limit: int | None) -> bytes:
+def _table_bytes(json_bytes: bytes, fmt: str, limit: int | None, site: str | None = None) -> bytes:
     from astropy.table import Table
 
     from ..report import table_bytes
 
     doc = json.loads(json_bytes)
     rows = doc["rows"][:limit] if limit else doc["rows"]
-    if fmt == "json" and limit is None:
+    if site is not None:
+        drop = [c for c in doc["columns"] if c.startswith("windows_") and c != f"windows_{site}"]
+        doc["columns"] = [c for c in doc["columns"] if c not in drop]
+        rows = [{k: v for k, v in r.items() if k not in drop} for r in rows]
+    elif fmt == "json" and limit is None:
         return json_bytes
     if fmt == "json":
         return json.dumps({**doc, "rows": rows}, indent=1).encode()
@@ -328,7 +332,10 @@ def _table_bytes(json_bytes: bytes, fmt: str, limit: int | None) -> bytes:
 
 @cached
 async def get_targets(request: web.Request) -> web.Response:
-    """``GET /api/v1/events/{id}/targets?kind=galaxies|fields&catalog=&telescope=&limit=&format=``."""
+    """``GET /api/v1/events/{id}/targets?kind=galaxies|fields&catalog=&telescope=&site=&limit=&format=``.
+
+    ``site`` keeps only that site's observing windows.
+    """
     from .app import STORE
 
     require_read(request)
@@ -346,9 +353,12 @@ async def get_targets(request: web.Request) -> web.Response:
         raise Problem(404, "no-targets", f"no {kind} list named {name!r}; available: "
                       + ", ".join(p["name"] for p in prods))
     data = await _db(request, request.app[STORE].product_data, match["id"])
+    site = request.query.get("site")
+    if site is not None and f'"windows_{site}"'.encode() not in data[:4096]:
+        raise Problem(404, "unknown-site", f"no observing windows for site {site!r}", parameter="site")
     import asyncio
 
-    body = await asyncio.to_thread(_table_bytes, data, fmt, limit)
+    body = await asyncio.to_thread(_table_bytes, data, fmt, limit, site)
     return conditional(request, body, TABLE_FORMATS[fmt], last_modified=match["created_at"])
 
 
