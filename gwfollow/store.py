@@ -277,6 +277,9 @@ class Store:
                 f"({len(MIGRATIONS)})", hint="upgrade gwfollow")
         for version in range(current + 1, len(MIGRATIONS) + 1):
             with self.transaction() as db:
+                # Another process may have migrated meanwhile: re-read under the lock.
+                if int(db.execute("PRAGMA user_version").fetchone()[0]) >= version:
+                    continue
                 for stmt in MIGRATIONS[version - 1].split(";"):
                     if stmt.strip():
                         db.execute(stmt)

@@ -107,3 +107,18 @@ def test_migration_from_version_1_keeps_products(tmp_path) -> None:
     assert s.schema_version == len(MIGRATIONS)
     prods = s.products_of("S1")
     assert len(prods) == 1 and prods[0]["name"] == "" and prods[0]["level"] == 0.9
+
+
+def test_concurrent_first_open_migrates_once(tmp_path) -> None:
+    """Two processes opening a new database at once (the service and a tool) must not collide."""
+    import multiprocessing
+
+    p = tmp_path / "race.sqlite"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=Store, args=(p,)) for _ in range(4)]
+    for pr in procs:
+        pr.start()
+    for pr in procs:
+        pr.join(60)
+    assert all(pr.exitcode == 0 for pr in procs)
+    assert Store(p).schema_version == len(MIGRATIONS)
