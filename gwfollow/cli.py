@@ -14,6 +14,7 @@ from collections.abc import Sequence
 COMMANDS = {
     "info": "Describe a sky map: metadata, 50/90% areas, distance.",
     "moc": "Write credible-region MOCs (or space-time MOCs) of a sky map.",
+    "coverage": "How much of a sky map survey / catalogue coverages hold.",
     "fields": "Rank a telescope's fields by enclosed probability.",
     "observe": "When a sky map can be observed from a site (probability per time slice).",
     "rank": "Rank the galaxies of a catalogue by 3-D posterior density.",

@@ -243,15 +243,28 @@ class SiteConfig:
 
 @dataclass(frozen=True)
 class CoverageConfig:
-    """``[coverages.<name>]``: a survey or catalogue coverage (file or CDS MOCServer id)."""
+    """``[coverages.<name>]``: a survey or catalogue coverage.
+
+    Exactly one of ``path`` (a MOC 2.0 file: space, time or space-time),
+    ``mocserver_id`` (CDS MOCServer, fetched when online and cached) or
+    ``pointings`` (a CSV of executed exposures, with ``telescope`` naming
+    the ``[telescopes.NAME]`` whose grid and field of view they used).
+    """
 
     name: str
     path: str = ""
     mocserver_id: str = ""
+    pointings: str = ""
+    telescope: str = ""
+    window_s: float = 86400.0
 
     def validate(self) -> None:
-        if bool(self.path) == bool(self.mocserver_id):
-            raise ConfigError(f"coverages.{self.name}: give exactly one of path or mocserver_id")
+        if sum(bool(x) for x in (self.path, self.mocserver_id, self.pointings)) != 1:
+            raise ConfigError(f"coverages.{self.name}: give exactly one of path, mocserver_id or pointings")
+        if self.pointings and not self.telescope:
+            raise ConfigError(f"coverages.{self.name}: pointings need telescope = NAME of [telescopes.NAME]")
+        if self.window_s <= 0:
+            raise ConfigError(f"coverages.{self.name}.window_s must be positive")
 
 
 @dataclass(frozen=True)

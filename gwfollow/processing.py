@@ -124,6 +124,7 @@ def _skymap_products(data: bytes, role: str, name: str, config: Config) -> tuple
         products.extend(_galaxy_products(sm, config, start))
         products.extend(_field_products(sm, config, start))
         products.extend(_site_products(sm, config, start))
+        products.extend(_coverage_products(sm, config, start))
     t3 = time.perf_counter()
     m = sm.meta
     meta = {
@@ -158,6 +159,71 @@ def _start_time(sm):
     if sm.meta.event_mjd is not None:
         return Time(sm.meta.event_mjd, format="mjd", scale="utc")
     return Time.now()
+
+
+_COVERAGES: dict[Any, Any] = {}
+
+
+def load_configured_coverage(cc, config: Config):
+    """A :class:`~gwfollow.coverage.Coverage` from a ``[coverages.NAME]`` table (cached per process)."""
+    import os
+
+    from .coverage import coverage_from_mocserver, load_coverage, pointings_to_stmoc
+
+    if cc in _COVERAGES:
+        return _COVERAGES[cc]
+    if cc.path:
+        cov = load_coverage(os.path.expanduser(cc.path), name=cc.name)
+    elif cc.mocserver_id:
+        cov = coverage_from_mocserver(cc.mocserver_id, os.path.expanduser(config.coverage_cache))
+    else:
+        from .commands.fields import telescope_from_config
+        from .errors import ConfigError
+
+        tcs = {t.name: t for t in config.telescopes}
+        if cc.telescope not in tcs:
+            raise ConfigError(f"coverages.{cc.name}: telescope {cc.telescope!r} is not configured")
+        tel = telescope_from_config(tcs[cc.telescope])
+        grid = {int(i): (float(r), float(d)) for i, r, d in zip(tel.ids, tel.ra, tel.dec)}
+        cov = pointings_to_stmoc(os.path.expanduser(cc.pointings), grid, tel.fov, name=cc.name)
+    _COVERAGES[cc] = cov
+    return cov
+
+
+def _coverage_products(sm, config: Config, start) -> list[Product]:
+    """One product per configured coverage; a coverage that cannot be had is
+    recorded with its error, and the others go on."""
+    import dataclasses
+    import json
+
+    from .coverage import coverage_probability
+    from .errors import GwfollowError
+    from .moc import credible_ranges
+
+    out = []
+    if not config.coverages:
+        return out
+    region = credible_ranges(sm, [0.9], "include")[0]
+    for cc in config.coverages:
+        try:
+            cov = load_configured_coverage(cc, config)
+            from astropy import units as u
+
+            end = start + cc.window_s * u.s
+            res = coverage_probability(sm, cov, start, end, region=region)
+            body = dataclasses.asdict(res)
+            if res.probability is not None:
+                body["remaining_probability"] = max(0.0, sm.meta.prob_sum - res.probability)
+            body["source"] = cov.source
+            prob = res.probability
+        except GwfollowError as exc:
+            body = {"name": cc.name, "error": str(exc)}
+            prob = None
+        out.append(Product(kind="coverage", name=cc.name, level=None, boundary=None, format="json",
+                           data=json.dumps(body).encode(), area_deg2=body.get("coverage_area_deg2"),
+                           probability=prob, n_cells=None,
+                           provenance={"skymap_sha256": sm.sha256, "coverage": cc.name}))
+    return out
 
 
 def _site_products(sm, config: Config, start) -> list[Product]:

@@ -62,3 +62,29 @@ def test_observe_and_fields_commands(sim_path, tmp_path, capsys) -> None:
     assert "selected" in capsys.readouterr().out
     assert main(["fields", str(sim_path), "--grid", str(tmp_path / "none.txt")]) == 2
     assert "--fov" in capsys.readouterr().err
+
+
+def test_coverage_command_and_products(tmp_path, capsys) -> None:
+    import dataclasses
+
+    from gwfollow.config import CoverageConfig
+
+    skymap = shared_path("skymaps", "S190425z_bayestar.fits.gz")
+    assert main(["coverage", str(skymap), "--moc", str(shared_path("mocs", "P-SDSS9-r.moc.fits")),
+                 "--pointings", str(shared_path("fields", "ZTF_GW190425_observation_data.csv")),
+                 "--grid", str(shared_path("fields", "ZTF_Fields.txt")), "--fov", "square:6.86", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    kinds = {c["name"]: c for c in doc["coverages"]}
+    ztf = kinds["ZTF_GW190425_observation_data"]
+    assert ztf["kind"] == "spacetime" and 0.3 < ztf["probability"] < 0.6
+    assert ztf["remaining_probability"] == pytest.approx(1 - ztf["probability"], abs=1e-9)
+    assert main(["coverage", str(skymap)]) == 2
+    assert "no coverage given" in capsys.readouterr().err
+    cfg = dataclasses.replace(load_config(env={}), coverages=(
+        CoverageConfig(name="sdss", path=str(shared_path("mocs", "P-SDSS9-r.moc.fits"))),
+        CoverageConfig(name="offline", mocserver_id="CDS/not/cached"),
+    ), coverage_cache=str(tmp_path / "cache"))
+    res = process_message(shared_path("alerts", "S241102br-preliminary.json").read_bytes(), "t", cfg)
+    cov = {p.name: json.loads(p.data) for p in res.skymaps[0].products if p.kind == "coverage"}
+    assert 0 <= cov["sdss"]["probability"] <= 1 and "region_probability" in cov["sdss"]
+    assert "error" in cov["offline"]  # no network, no cache: recorded, the alert goes on

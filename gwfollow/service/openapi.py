@@ -82,6 +82,10 @@ def spec() -> dict[str, Any]:
                 "summary": "Observable probability per time slice for a site", "parameters": [
                     _ID, _q("site", "site name", {"type": "string"})],
                 "responses": {"200": {"description": "Slices", "content": json_any}, **_COND, **_ERRS}}},
+            "/api/v1/events/{id}/coverage": {"get": {
+                "summary": "GW probability covered by each configured survey / catalogue coverage",
+                "parameters": [_ID],
+                "responses": {"200": {"description": "Coverages", "content": json_any}, **_COND, **_ERRS}}},
             "/api/v1/events/{id}/report": {"get": {"summary": "HTML report", "parameters": [_ID], "responses": {
                 "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}},
                 **_COND, **_ERRS}}},

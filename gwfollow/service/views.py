@@ -363,6 +363,22 @@ async def get_targets(request: web.Request) -> web.Response:
 
 
 @cached
+async def get_coverage(request: web.Request) -> web.Response:
+    """``GET /api/v1/events/{id}/coverage``: GW probability covered by each configured coverage."""
+    from .app import STORE
+
+    ev = await _event_or_404(request)
+    _gone_if_retracted(ev)
+    prods = [p for p in await _latest_products(request, ev) if p["kind"] == "coverage"]
+    items = []
+    for p in prods:
+        items.append(json.loads(await _db(request, request.app[STORE].product_data, p["id"])))
+    last = max((p["created_at"] for p in prods), default=ev["updated_at"])
+    return conditional(request, _json({"superevent_id": ev["superevent_id"], "coverages": items}),
+                       "application/json", last_modified=last)
+
+
+@cached
 async def get_observability(request: web.Request) -> web.Response:
     """``GET /api/v1/events/{id}/observability?site=``: probability per time slice."""
     from .app import STORE
