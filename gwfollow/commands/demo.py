@@ -25,7 +25,7 @@ def main(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    steps = 6
+    steps = 9
 
     def step(i: int, what: str) -> None:
         print(f"\n[{i}/{steps}] {what}", flush=True)
@@ -50,7 +50,15 @@ def main(args: argparse.Namespace) -> int:
     run(["moc", str(skymap), "--level", "0.9", "--duration", "1d", "-o", str(out / "region-0.9-1d.stmoc.fits")])
     step(5, f"gwfollow rank {skymap} --catalog openngc --limit 10  (3-D posterior, embedded OpenNGC)")
     run(["rank", str(skymap), "--catalog", "openngc", "--limit", "10"])
-    step(6, "the service pipeline on two simulated alerts (PRELIMINARY, UPDATE): gwfollow replay --report")
+    step(6, f"gwfollow fields {skymap} --telescope ZTF --limit 8  (generated ZTF-like tiling, greedy to 90%)")
+    run(["fields", str(skymap), "--telescope", "ZTF", "--limit", "8"])
+    step(7, f"gwfollow observe {skymap} --site Palomar --hours 24 --step 60")
+    run(["observe", str(skymap), "--site", "Palomar", "--hours", "24", "--step", "60"])
+    step(8, "gwfollow coverage with a survey footprint MOC made here (a declination band, as a stand-in survey)")
+    survey = out / "survey-band.moc.fits"
+    _write_band_moc(survey)
+    run(["coverage", str(skymap), "--moc", str(survey)])
+    step(9, "the service pipeline on two simulated alerts (PRELIMINARY, UPDATE): gwfollow replay --report")
     alerts = out / "alerts"
     alerts.mkdir(exist_ok=True)
     (alerts / "preliminary.json").write_bytes(simulated_alert_json(
@@ -62,3 +70,14 @@ def main(args: argparse.Namespace) -> int:
          "--workers", "1"])
     print(f"\ndemo finished: files in {out}/ (open {out / 'events'}/*/report.html)")
     return 0
+
+
+def _write_band_moc(path) -> None:
+    """A MOC of the band -30 < Dec < -20 deg: a survey footprint for the demo."""
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+    from mocpy import MOC
+
+    MOC.from_zone(SkyCoord([[0, -30], [359.999, -20]], unit="deg"), max_depth=8).save(
+        str(path), format="fits", overwrite=True)
+    del u
