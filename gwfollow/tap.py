@@ -277,6 +277,7 @@ class TapCatalogSource:
         self._capabilities: str | None = None
         self._table_columns: list[str] | None = None
         self._roles: _Roles | None = None
+        self._spellings: dict[str, str] | None = None
         #: What the last :meth:`query_region` did (mode, execution, adql, rows).
         self.last_query: dict[str, Any] = {}
 
@@ -308,19 +309,21 @@ class TapCatalogSource:
         import pyvo.dal.exceptions as pe
         import requests
 
-        cause: BaseException | None = exc
-        status: int | None = None
-        if isinstance(exc, pe.DALServiceError):
-            status = exc.code
-            cause = exc.cause
         if isinstance(exc, TapError):
             return exc
-        if isinstance(cause, requests.Timeout) or isinstance(exc, (requests.Timeout, TimeoutError)):
+        status: int | None = exc.code if isinstance(exc, pe.DALServiceError) else None
+        # pyvo wraps requests' errors (as DALServiceError or DALFormatError): look down the chain.
+        chain: list[BaseException] = []
+        e: BaseException | None = exc
+        while e is not None and e not in chain and len(chain) < 10:
+            chain.append(e)
+            e = getattr(e, "cause", None) or e.__cause__ or e.__context__
+        if any(isinstance(c, (requests.Timeout, TimeoutError)) for c in chain):
             return TapTimeoutError(f"{what}: no answer within {self.timeout_s:g} s", url=self.url,
                                    hint="the service is slow or hanging; raise timeout_s or try later")
-        if isinstance(cause, requests.ConnectionError) or isinstance(exc, (requests.ConnectionError,
-                                                                           ConnectionError)):
-            return TapUnavailableError(f"{what}: cannot connect ({_short(cause or exc)})", url=self.url,
+        if any(isinstance(c, (requests.ConnectionError, ConnectionError)) for c in chain):
+            cause = next(c for c in chain if isinstance(c, (requests.ConnectionError, ConnectionError)))
+            return TapUnavailableError(f"{what}: cannot connect ({_short(cause)})", url=self.url,
                                        hint="is the service running and the URL right?")
         if isinstance(exc, pe.DALQueryError):
             msg = str(exc.reason or exc)
@@ -354,7 +357,7 @@ class TapCatalogSource:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # overflow is checked by the caller
                     return fn()
-            except Exception as exc:  # noqa: BLE001 - translated below
+            except (TapError, OSError, ValueError, _dal_errors()) as exc:  # VOTable parse errors are ValueErrors
                 err = self._translate(exc, what)
                 if not err.transient or attempt == self.retries:
                     raise err from exc
@@ -380,7 +383,11 @@ class TapCatalogSource:
 
     def supports_moc(self) -> bool:
         """Whether the service declares an ADQL ``MOC`` function (a TAPRegExt language feature)."""
-        return re.search(r"<form>\s*MOC\b", self.capabilities) is not None
+        try:
+            caps = self.capabilities
+        except TapQueryError:  # no VOSI capabilities (HTTP 4xx): assume no MOC
+            return False
+        return re.search(r"<form>\s*MOC\b", caps) is not None
 
     def hard_maxrec(self) -> int | None:
         """The service's hard output limit in rows (TAPRegExt ``outputLimit``), if declared."""
@@ -409,6 +416,24 @@ class TapCatalogSource:
                                     hint="check the schema-qualified name in TAP_SCHEMA.tables")
             self._table_columns = [n[1:-1] if n.startswith('"') and n.endswith('"') else n for n in names]
         return self._table_columns
+
+    def spellings(self) -> dict[str, str]:
+        """Column name -> the spelling of ``SELECT *`` output.
+
+        Some services (DaCHS) list regular identifiers in lower case in
+        TAP_SCHEMA / VOSI but write the publisher's spelling (``PGC``) in
+        ``SELECT *`` results; id prefixes (``PGC:123``) depend on it, so the
+        query aliases each column to that spelling.  One ``TOP 0`` query.
+        """
+        if self._spellings is None:
+            try:
+                res = self._call("column spellings", lambda: self.service.run_sync(
+                    f"SELECT TOP 0 * FROM {self.table}", maxrec=1))
+                out = {c.lower(): c for c in res.to_table().colnames}
+            except TapQueryError:
+                out = {}
+            self._spellings = {c: out.get(c.lower(), c) for c in self.table_columns()}
+        return self._spellings
 
     def _vosi_columns(self) -> list[str]:
         try:
@@ -475,7 +500,9 @@ class TapCatalogSource:
     def adql(self, where: str = "") -> str:
         """The ADQL query selecting the catalogue columns, with an optional condition."""
         r = self._resolve()
-        q = f"SELECT {', '.join(_ident(c) for c in r.fetch)} FROM {self.table}"
+        spell = self.spellings()
+        cols = [_ident(c) if spell.get(c, c) == c else f"{_ident(c)} AS {_ident(spell[c])}" for c in r.fetch]
+        q = f"SELECT {', '.join(cols)} FROM {self.table}"
         if where:
             q += f" WHERE {where}"
         if self.order_by:
@@ -536,9 +563,12 @@ class TapCatalogSource:
 
         r = self._resolve()
         if table is None:
-            table = Table(names=list(r.fetch), dtype=[np.float64] * len(r.fetch))
+            spell = self.spellings()
+            table = Table(names=[spell.get(c, c) for c in r.fetch], dtype=[np.float64] * len(r.fetch))
+        spell = self.spellings() if self._table_columns is not None else {}
+        mapping = {k: spell.get(v, v) for k, v in self.columns.items()}
         cat = catalog_from_table(table, name=self.name, version=f"tap {self.url} {self.table}",
-                                 columns=self.columns)
+                                 columns=mapping)
         self.last_query["rows_server"] = len(table)
         if ranges is not None and len(cat):
             from .kernels.healpix import lonlat_to_nest
@@ -552,6 +582,12 @@ class TapCatalogSource:
                           cat.dropped, notes)
         self.last_query["rows"] = len(cat)
         return cat
+
+
+def _dal_errors() -> type[Exception]:
+    from pyvo.dal.exceptions import DALAccessError  # base of pyvo's DAL errors
+
+    return DALAccessError
 
 
 def _find_role(names: list[str], role: str, mapping: dict[str, str]) -> str | None:
