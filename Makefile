@@ -28,6 +28,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py
 	$(PY) benchmarks/bench_ingest.py
+	$(PY) benchmarks/bench_targets.py
+	$(PY) benchmarks/bench_rest.py
+	$(PY) benchmarks/bench_tap.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .hypothesis build *.egg-info

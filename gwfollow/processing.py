@@ -245,17 +245,52 @@ def _site_products(sm, config: Config, start) -> list[Product]:
     return out
 
 
+def parse_tap_spec(spec: str) -> tuple[str, str] | None:
+    """``tap:URL#TABLE`` -> (URL, TABLE); None for other catalogue names."""
+    if not spec.startswith("tap:"):
+        return None
+    body = spec[4:]
+    if "#" not in body:
+        from .errors import ConfigError
+
+        raise ConfigError(f"TAP catalogue {spec!r} must be tap:URL#TABLE", hint="e.g. tap:http://host/tap#gal.glade")
+    url, table = body.rsplit("#", 1)
+    return url, table
+
+
 def _galaxy_products(sm, config: Config, start=None) -> list[Product]:
+    """One ranked list per configured catalogue.  A TAP catalogue is queried
+    per alert (coarse ADQL constraint, exact MOC filter locally); a catalogue
+    that fails is recorded with its error and the others go on."""
+    import json
+
+    from .errors import GwfollowError
+    from .moc import credible_ranges
     from .rank import rank_galaxies
     from .report import table_bytes
     from .targets import add_windows
 
     t = config.targets
     out = []
+    region = credible_ranges(sm, [t.galaxy_level], "include")[0]
     for name in t.catalogs:
-        cat = _catalog(name)
-        r = rank_galaxies(sm, cat, level=t.galaxy_level, weighting=t.weighting or None,
-                          limit=t.galaxy_limit or None)
+        try:
+            tap = parse_tap_spec(name)
+            if tap is not None:
+                from .tap import TapCatalogSource
+
+                cat = TapCatalogSource(tap[0], tap[1]).query_region(region)
+            else:
+                cat = _catalog(name)
+            r = rank_galaxies(sm, cat, region=region, weighting=t.weighting or None,
+                              limit=t.galaxy_limit or None)
+        except GwfollowError as exc:
+            out.append(Product(kind="galaxies", name=name, level=t.galaxy_level, boundary=None, format="json",
+                               data=json.dumps({"columns": [], "rows": [], "error": str(exc),
+                                                "provenance": {"catalog": name}}).encode(),
+                               area_deg2=None, probability=None, n_cells=0,
+                               provenance={"skymap_sha256": sm.sha256, "catalog": name, "error": str(exc)}))
+            continue
         table = r.table()
         if config.sites and start is not None:
             add_windows(table, config.sites, start)

@@ -312,3 +312,32 @@ def test_setup_is_reported(dachs: DachsServer) -> None:
     assert dachs.setup_seconds["total"] < 120
     assert any("dachs serve" in c for c in dachs.commands)
     assert Path(dachs.root / "inputs" / "gwf" / "q.rd").exists()
+
+
+def test_pipeline_and_rank_command_use_tap(dachs: DachsServer, capsys) -> None:
+    """A TAP catalogue in [targets] catalogs and on the command line, equal to the local file."""
+    import dataclasses
+    import json as _json
+
+    from gwfollow.cli import main
+    from gwfollow.config import load_config
+    from gwfollow.processing import process_message
+
+    skymap = shared_path("skymaps", CASES["gwf.glade"][0])
+    cfg = load_config(env={})
+    spec = f"tap:{dachs.url}#gwf.glade"
+    cfg = dataclasses.replace(cfg, targets=dataclasses.replace(cfg.targets, catalogs=(spec, str(shared_path(
+        "catalogs", CASES["gwf.glade"][1]))), galaxy_limit=50), telescopes=(), sites=())
+    res = process_message(skymap.read_bytes(), "t", cfg)
+    gal = [_json.loads(p.data) for p in res.skymaps[0].products if p.kind == "galaxies"]
+    assert len(gal) == 2 and "error" not in gal[0]
+    assert [r["id"] for r in gal[0]["rows"]] == [r["id"] for r in gal[1]["rows"]]
+    assert [r["probdensity_3d"] for r in gal[0]["rows"]] == [r["probdensity_3d"] for r in gal[1]["rows"]]
+    assert main(["rank", str(skymap), "--catalog", spec, "--limit", "5", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.count("\n") == 6
+    # A TAP service that is down is recorded for that catalogue; the others go on.
+    down = dataclasses.replace(cfg, targets=dataclasses.replace(cfg.targets, catalogs=(
+        "tap:http://127.0.0.1:9/tap#gwf.glade", "openngc")))
+    res = process_message(skymap.read_bytes(), "t", down)
+    gal = [_json.loads(p.data) for p in res.skymaps[0].products if p.kind == "galaxies"]
+    assert "error" in gal[0] and gal[1]["rows"]

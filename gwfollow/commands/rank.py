@@ -8,13 +8,15 @@ EXAMPLE = """examples:
   gwfollow rank bayestar.multiorder.fits --catalog openngc --limit 20
   gwfollow rank bayestar.multiorder.fits --catalog glade.csv --weighting B -o targets.xml
       (VOTable by extension; opens in TOPCAT)
-  gwfollow rank map.fits --catalog mytable.fits --columns ra=RA_deg,dec=DEC_deg,dist=D_L -o t.csv"""
+  gwfollow rank map.fits --catalog mytable.fits --columns ra=RA_deg,dec=DEC_deg,dist=D_L -o t.csv
+  gwfollow rank map.fits --catalog "tap:http://dc.example.org/tap#glade.main" -o t.xml"""
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("skymap", help="sky map FITS file")
     p.add_argument("--catalog", default="openngc",
-                   help="'openngc' (embedded default) or a table file: CSV, VOTable, FITS, Parquet")
+                   help="'openngc' (embedded default), a table file (CSV, VOTable, FITS, Parquet) or a TAP "
+                   "table as tap:URL#TABLE (queried for the region only)")
     p.add_argument("--columns", default=None, help="column mapping, e.g. ra=RA_deg,dec=DEC_deg,dist=D_L")
     p.add_argument("--level", type=float, default=0.999,
                    help="search the credible region at this level (default 0.999; 1 = whole sky)")
@@ -37,12 +39,22 @@ def main(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if args.output:
         format_for(args.output, args.format)
-    sm = read_skymap(args.skymap, config=cfg.skymap)
-    cat = load_catalog(args.catalog, columns=parse_columns(args.columns))
+    from ..moc import credible_ranges
+    from ..processing import parse_tap_spec
     from ..rank import rank_galaxies
 
-    r = rank_galaxies(sm, cat, level=None if args.level >= 1 else args.level, weighting=args.weighting,
-                      limit=args.limit or None)
+    sm = read_skymap(args.skymap, config=cfg.skymap)
+    level = None if args.level >= 1 else args.level
+    region = credible_ranges(sm, [level], "include")[0] if level is not None else None
+    tap = parse_tap_spec(args.catalog)
+    if tap is not None:
+        from ..tap import TapCatalogSource
+
+        src = TapCatalogSource(tap[0], tap[1], parse_columns(args.columns) or None)
+        cat = src.query_region(region) if region is not None else src.query_all()
+    else:
+        cat = load_catalog(args.catalog, columns=parse_columns(args.columns))
+    r = rank_galaxies(sm, cat, region=region, level=None, weighting=args.weighting, limit=args.limit or None)
     t = r.table()
     if args.output:
         out = write_table(t, args.output, args.format)
