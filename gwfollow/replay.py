@@ -203,18 +203,29 @@ def write_event_report(store: Store, sid: str, d: Path, config: Config) -> list[
     maps = store.skymaps_of(sid)
     latest = next((m for m in reversed(maps) if m["role"] == "gw"), None)
     galaxies: dict[str, list[dict[str, Any]]] = {}
+    fields: list[dict[str, Any]] = []
     written = []
     image = None
     if latest is not None:
         for p in store.products_of(sid):
-            if p["skymap_id"] == latest["id"] and p["kind"] == "galaxies":
-                galaxies[p["name"]] = json.loads(store.product_data(p["id"]))["rows"]
+            if p["skymap_id"] != latest["id"]:
+                continue
+            if p["kind"] == "galaxies":
+                galaxies[p["name"]] = json.loads(store.product_data(p["id"])).get("rows", [])
+            elif p["kind"] == "fields" and not fields:
+                fields = [r for r in json.loads(store.product_data(p["id"]))["rows"] if r.get("selected")]
         sm = read_skymap(store.skymap_bytes(latest["id"]), name=f"{sid} sky map", config=config.skymap)
         first = next(iter(galaxies.values()), [])[:20]
         from astropy.table import Table
 
         targets = Table(rows=[(r["ra"], r["dec"]) for r in first], names=("ra", "dec")) if first else None
-        img = sky_plot(sm, d / "sky.png", levels=tuple(config.skymap.levels), targets=targets,
+        ftab = Table(rows=[(r["ra"], r["dec"]) for r in fields], names=("ra", "dec")) if fields else None
+        fov = None
+        if fields and config.telescopes:
+            from .commands.fields import telescope_from_config
+
+            fov = telescope_from_config(config.telescopes[0]).fov
+        img = sky_plot(sm, d / "sky.png", levels=tuple(config.skymap.levels), targets=targets, fields=ftab, fov=fov,
                        title=f"{sid} ({latest['alert_type']})" + (" RETRACTED" if summary["retracted"] else ""))
         written.append(img)
         image = img.name

@@ -91,14 +91,15 @@ def write_table(table: Any, path: str | os.PathLike[str], fmt: str | None = None
 
 def sky_plot(skymap: Any, path: str | os.PathLike[str], *, levels: tuple[float, ...] = (0.5, 0.9),
              targets: Any = None, fields: Any = None, coverages: dict[str, Any] | None = None,
-             title: str | None = None, zoom: bool = True) -> Path:
+             title: str | None = None, zoom: bool = True, fov: Any = None) -> Path:
     """A PNG of the sky map with ligo.skymap's projections.
 
     Draws the probability density (rasterised from the multi-order cells),
     the credible contours at ``levels``, the top targets (``targets``: a
     ranked galaxy table) and fields (``fields``: a table with ra/dec), and
     coverage MOCs filled lightly.  ``zoom`` adds a zoomed panel on the
-    90 % region when it is small.
+    90 % region when it is small.  With ``fov`` (a
+    :class:`~gwfollow.coverage.FieldOfView`) fields are drawn as outlines.
     """
     import matplotlib
 
@@ -146,8 +147,15 @@ def sky_plot(skymap: Any, path: str | os.PathLike[str], *, levels: tuple[float, 
             except Exception:  # a coverage that cannot be drawn must not lose the report
                 pass
         if fields is not None and len(fields):
-            ax.plot(np.asarray(fields["ra"], float), np.asarray(fields["dec"], float), "s", mfc="none",
-                    mec="tab:green", ms=6, transform=world, label="fields")
+            fra = np.asarray(fields["ra"], float)
+            fdec = np.asarray(fields["dec"], float)
+            if fov is not None:
+                for k, (ra0, dec0) in enumerate(zip(fra, fdec)):
+                    lon, lat = _outline(ra0, dec0, fov)
+                    ax.plot(lon, lat, "-", color="tab:green", lw=1.0, transform=world,
+                            label="fields" if k == 0 else None)
+            else:
+                ax.plot(fra, fdec, "s", mfc="none", mec="tab:green", ms=6, transform=world, label="fields")
         if targets is not None and len(targets):
             ax.plot(np.asarray(targets["ra"], float), np.asarray(targets["dec"], float), "*", color="gold",
                     mec="k", ms=8, transform=world, label="galaxies")
@@ -160,6 +168,30 @@ def sky_plot(skymap: Any, path: str | os.PathLike[str], *, levels: tuple[float, 
     fig.savefig(p, bbox_inches="tight")
     plt.close(fig)
     return p
+
+
+def _outline(ra0: float, dec0: float, fov: Any, n: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Outline of a field of view (degrees), through the gnomonic projection at its centre."""
+    if fov.shape == "circle":
+        t = np.linspace(0, 2 * np.pi, 4 * n + 1)
+        x = np.tan(np.radians(fov.radius_deg)) * np.cos(t)
+        y = np.tan(np.radians(fov.radius_deg)) * np.sin(t)
+    else:
+        hw = np.tan(np.radians(fov.width_deg / 2))
+        hh = np.tan(np.radians(fov.height_deg / 2))
+        s = np.linspace(-1, 1, n)
+        x = np.concatenate([s * hw, np.full(n, hw), -s * hw, np.full(n, -hw), [-hw]])
+        y = np.concatenate([np.full(n, -hh), s * hh, np.full(n, hh), -s * hh, [-hh]])
+        rot = np.radians(getattr(fov, "rotation_deg", 0.0))
+        x, y = x * np.cos(rot) - y * np.sin(rot), x * np.sin(rot) + y * np.cos(rot)
+    a0, d0 = np.radians(ra0), np.radians(dec0)
+    # Inverse gnomonic projection (x east, y north).
+    rho = np.hypot(x, y)
+    c = np.arctan(rho)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dec = np.arcsin(np.cos(c) * np.sin(d0) + np.where(rho > 0, y * np.sin(c) * np.cos(d0) / rho, 0))
+        ra = a0 + np.arctan2(x * np.sin(c), rho * np.cos(d0) * np.cos(c) - y * np.sin(d0) * np.sin(c))
+    return np.degrees(ra) % 360.0, np.degrees(dec)
 
 
 def _html_table(rows: list[dict[str, Any]], cols: list[str], limit: int = 20) -> str:
