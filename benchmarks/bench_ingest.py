@@ -106,7 +106,7 @@ async def run(rounds: int, interval: float, galaxies: int) -> int:
     print(f"alerts: {len(lat)} (real LVK alerts with 19,200-21,504-cell sky maps; products: 2 MOC levels, "
           f"galaxies from {galaxies or 'OpenNGC'} {'generated galaxies' if galaxies else ''}, ZTF fields, "
           f"Palomar observability; {interval * 1e3:.0f} ms between sends; 2 worker processes)")
-    print(f"produce -> MOCs stored: p50 {p50 * 1e3:.0f} ms, p99 {p99 * 1e3:.0f} ms, max {lat[-1] * 1e3:.0f} ms")
+    print(f"produce -> products stored: p50 {p50 * 1e3:.0f} ms, p99 {p99 * 1e3:.0f} ms, max {lat[-1] * 1e3:.0f} ms")
     return 0
 
 
