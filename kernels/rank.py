@@ -57,25 +57,26 @@ def posterior_densities(
     p2 = np.empty(n, dtype=np.float64)
     p3 = np.empty(n, dtype=np.float64)
     for i in range(n):
-        c = cell[i]
-        if c < 0:
-            p2[i] = 0.0
-            p3[i] = 0.0 if has_distance and np.isfinite(dist[i]) else np.nan
-            continue
-        d2 = probdensity[c]
-        p2[i] = d2
-        if not has_distance or not np.isfinite(dist[i]):
-            p3[i] = np.nan
-            continue
-        mu = distmu[c]
-        sg = distsigma[c]
-        nm = distnorm[c]
-        if not (np.isfinite(mu) and np.isfinite(sg) and np.isfinite(nm)) or sg <= 0.0:
-            p3[i] = 0.0
-            continue
-        x = (dist[i] - mu) / sg
-        p3[i] = d2 * nm * _INV_SQRT_2PI / sg * np.exp(-0.5 * x * x)
+        p2[i], p3[i] = _densities(cell[i], dist[i], probdensity, distmu, distsigma, distnorm, has_distance)
     return p2, p3
+
+
+@njit(cache=True, inline="always")
+def _densities(c: int, d: float, probdensity: np.ndarray, distmu: np.ndarray, distsigma: np.ndarray,
+               distnorm: np.ndarray, has_distance: bool) -> tuple[float, float]:
+    """(2-D, 3-D) density of one galaxy in map row ``c`` (-1: outside the map)."""
+    if c < 0:
+        return 0.0, (0.0 if has_distance and np.isfinite(d) else np.nan)
+    d2 = probdensity[c]
+    if not has_distance or not np.isfinite(d):
+        return d2, np.nan
+    mu = distmu[c]
+    sg = distsigma[c]
+    nm = distnorm[c]
+    if not (np.isfinite(mu) and np.isfinite(sg) and np.isfinite(nm)) or sg <= 0.0:
+        return d2, 0.0
+    x = (d - mu) / sg
+    return d2, d2 * nm * _INV_SQRT_2PI / sg * np.exp(-0.5 * x * x)
 
 
 @njit(cache=True)
@@ -139,26 +140,8 @@ def evaluate_positions(
                 continue
         inside[i] = True
         k = np.searchsorted(cell_starts, pix, side="right") - 1
-        if k < 0 or pix >= cell_ends[k]:
-            if has_distance and np.isfinite(dist[i]):
-                p3[i] = 0.0
-            else:
-                p3[i] = np.nan
-            continue
-        c = cell_rows[k]
-        d2 = probdensity[c]
-        p2[i] = d2
-        if not has_distance or not np.isfinite(dist[i]):
-            p3[i] = np.nan
-            continue
-        mu = distmu[c]
-        sg = distsigma[c]
-        nm = distnorm[c]
-        if not (np.isfinite(mu) and np.isfinite(sg) and np.isfinite(nm)) or sg <= 0.0:
-            p3[i] = 0.0
-            continue
-        x = (dist[i] - mu) / sg
-        p3[i] = d2 * nm * _INV_SQRT_2PI / sg * np.exp(-0.5 * x * x)
+        c = cell_rows[k] if k >= 0 and pix < cell_ends[k] else -1
+        p2[i], p3[i] = _densities(c, dist[i], probdensity, distmu, distsigma, distnorm, has_distance)
     return inside, p2, p3
 
 
