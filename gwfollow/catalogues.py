@@ -26,11 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .errors import GwfollowError
-
-
-class CatalogError(GwfollowError, ValueError):
-    """A catalogue cannot be read or lacks a required column."""
+from .errors import CatalogError
 
 
 ALIASES: dict[str, tuple[str, ...]] = {

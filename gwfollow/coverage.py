@@ -49,7 +49,7 @@ from urllib.parse import urlencode
 import numpy as np
 import numpy.typing as npt
 
-from .errors import CorruptSkyMapError, FetchError, GwfollowError
+from .errors import CorruptSkyMapError, CoverageError, FetchError
 from .fitsio import BLOCK, read_header
 from .kernels import healpix as khp
 from .kernels import ranges as kr
@@ -79,23 +79,6 @@ _MOCSERVER_GET = {"space": "moc", "time": "tmoc", "spacetime": "stmoc"}
 
 IntRanges = npt.NDArray[np.int64]
 TimeLike = Union["Time", str]
-
-
-class CoverageError(GwfollowError, ValueError):
-    """A coverage cannot be read, fetched or used.
-
-    Attributes
-    ----------
-    source : str
-        File name, MOCServer identifier or ``"<rows>"``.
-    reason : str
-        What went wrong, without the source.
-    """
-
-    def __init__(self, message: str, *, source: str = "<coverage>", hint: str | None = None) -> None:
-        super().__init__(f"{source}: {message}", hint=hint)
-        self.source = source
-        self.reason = message
 
 
 # --------------------------------------------------------------------------- time axis

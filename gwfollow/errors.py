@@ -144,5 +144,92 @@ class MocError(GwfollowError, ValueError):
     """A MOC or a MOC operation's argument is invalid (bad level, format...)."""
 
 
+class CatalogError(GwfollowError, ValueError):
+    """A catalogue cannot be read or lacks a required column."""
+
+
+class CoverageError(GwfollowError, ValueError):
+    """A coverage cannot be read, fetched or used.
+
+    Attributes
+    ----------
+    source : str
+        File name, MOCServer identifier or ``"<rows>"``.
+    reason : str
+        What went wrong, without the source.
+    """
+
+    def __init__(self, message: str, *, source: str = "<coverage>", hint: str | None = None) -> None:
+        super().__init__(f"{source}: {message}", hint=hint)
+        self.source = source
+        self.reason = message
+
+
+class FieldsError(GwfollowError, ValueError):
+    """A telescope's grid or field of view is unusable."""
+
+
+class ObservabilityError(GwfollowError, ValueError):
+    """A window, step, order or target list that observability cannot use."""
+
+
+class RankError(GwfollowError, ValueError):
+    """Bad ranking parameters."""
+
+
+class ReportError(GwfollowError, ValueError):
+    """A report cannot be written (bad format, bad path)."""
+
+
+class TapError(GwfollowError, OSError):
+    """A TAP service could not answer a query.
+
+    Attributes
+    ----------
+    url : str
+        The service's base URL.
+    status : int or None
+        HTTP status, when the service answered.
+    service_message : str or None
+        The service's own explanation (VOTable ``QUERY_STATUS`` ERROR text,
+        UWS error summary), when it gave one.
+    transient : bool
+        True when trying again later may succeed.
+    """
+
+    transient_default = False
+
+    def __init__(self, message: str, *, url: str, status: int | None = None,
+                 service_message: str | None = None, transient: bool | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(f"{url}: {message}", hint=hint)
+        self.url = url
+        self.status = status
+        self.service_message = service_message
+        self.transient = self.transient_default if transient is None else transient
+
+
+class TapUnavailableError(TapError):
+    """The service is down, unreachable or failing (connection refused, HTTP 5xx)."""
+
+    transient_default = True
+
+
+class TapTimeoutError(TapUnavailableError, TimeoutError):
+    """The service did not answer within ``timeout_s``."""
+
+
+class TapQueryError(TapError, ValueError):
+    """The service rejected the query (unknown table or column, bad ADQL...)."""
+
+
+class TapFormatError(TapError, ValueError):
+    """The answer is not a readable VOTable."""
+
+
+class TapOverflowError(TapError):
+    """The result was truncated at MAXREC even by an asynchronous query."""
+
+
 class SkyMapWarning(UserWarning):
     """A sky map was read but something about it deserves attention."""

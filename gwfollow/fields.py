@@ -23,14 +23,10 @@ import numpy as np
 import numpy.typing as npt
 
 from .coverage import FieldOfView, field_footprint_ranges, read_field_grid
-from .errors import GwfollowError
+from .errors import FieldsError
 from .kernels import ranges as kr
 from .moc import credible_ranges, probability_in_ranges
 from .skymap import SkyMap
-
-
-class FieldsError(GwfollowError, ValueError):
-    """A telescope's grid or field of view is unusable."""
 
 
 @dataclass(frozen=True)

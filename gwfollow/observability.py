@@ -65,7 +65,7 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 import numpy.typing as npt
 
-from .errors import ConfigError, GwfollowError
+from .errors import ConfigError, ObservabilityError
 from .kernels import geometry as kgeo
 from .kernels import probability as kprob
 from .kernels import ranges as kr
@@ -93,10 +93,6 @@ def _empty_ranges() -> npt.NDArray[np.int64]:
 
 
 CellsInput = Union[SkyMap, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]
-
-
-class ObservabilityError(GwfollowError, ValueError):
-    """A window, step, order or target list that observability cannot use."""
 
 
 # ---------------------------------------------------------------------------- sites

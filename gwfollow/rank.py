@@ -23,13 +23,9 @@ import numpy as np
 import numpy.typing as npt
 
 from .catalogues import Catalog
-from .errors import GwfollowError
+from .errors import RankError
 from .kernels import rank as krank
 from .skymap import SkyMap
-
-
-class RankError(GwfollowError, ValueError):
-    """Bad ranking parameters."""
 
 
 @dataclass(frozen=True)

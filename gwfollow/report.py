@@ -16,13 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GwfollowError
+from .errors import ReportError
 
 FORMATS = ("json", "csv", "votable")
-
-
-class ReportError(GwfollowError, ValueError):
-    """A report cannot be written (bad format, bad path)."""
 
 
 def format_for(path: str | os.PathLike[str] | None, fmt: str | None) -> str:

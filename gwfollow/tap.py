@@ -44,7 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .catalogues import ALIASES, Catalog, catalog_from_table
-from .errors import GwfollowError
+from .errors import TapError, TapFormatError, TapOverflowError, TapQueryError, TapTimeoutError, TapUnavailableError
 
 __all__ = [
     "TapCatalogSource",
@@ -66,56 +66,6 @@ _REGULAR_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 # ----------------------------------------------------------------- errors
-class TapError(GwfollowError, OSError):
-    """A TAP service could not answer a query.
-
-    Attributes
-    ----------
-    url : str
-        The service's base URL.
-    status : int or None
-        HTTP status, when the service answered.
-    service_message : str or None
-        The service's own explanation (VOTable ``QUERY_STATUS`` ERROR text,
-        UWS error summary), when it gave one.
-    transient : bool
-        True when trying again later may succeed.
-    """
-
-    transient_default = False
-
-    def __init__(self, message: str, *, url: str, status: int | None = None,
-                 service_message: str | None = None, transient: bool | None = None,
-                 hint: str | None = None) -> None:
-        super().__init__(f"{url}: {message}", hint=hint)
-        self.url = url
-        self.status = status
-        self.service_message = service_message
-        self.transient = self.transient_default if transient is None else transient
-
-
-class TapUnavailableError(TapError):
-    """The service is down, unreachable or failing (connection refused, HTTP 5xx)."""
-
-    transient_default = True
-
-
-class TapTimeoutError(TapUnavailableError, TimeoutError):
-    """The service did not answer within ``timeout_s``."""
-
-
-class TapQueryError(TapError, ValueError):
-    """The service rejected the query (unknown table or column, bad ADQL...)."""
-
-
-class TapFormatError(TapError, ValueError):
-    """The answer is not a readable VOTable."""
-
-
-class TapOverflowError(TapError):
-    """The result was truncated at MAXREC even by an asynchronous query."""
-
-
 # ---------------------------------------------------------- ADQL geometry
 def ascii_moc(ranges: npt.NDArray[np.int64], order: int) -> str:
     """The IVOA ASCII serialisation of ``ranges`` degraded to ``order``.
