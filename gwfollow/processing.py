@@ -138,6 +138,12 @@ def _skymap_products(data: bytes, role: str, name: str, config: Config) -> tuple
             {f"{role}_skymap_read": t1 - t0, f"{role}_mocs": t2 - t1, f"{role}_targets": t3 - t2})
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 _CATALOGS: dict[str, Any] = {}
 
 
@@ -222,7 +228,8 @@ def _coverage_products(sm, config: Config, start) -> list[Product]:
         out.append(Product(kind="coverage", name=cc.name, level=None, boundary=None, format="json",
                            data=json.dumps(body).encode(), area_deg2=body.get("coverage_area_deg2"),
                            probability=prob, n_cells=None,
-                           provenance={"skymap_sha256": sm.sha256, "coverage": cc.name}))
+                           provenance={"skymap_sha256": sm.sha256, "coverage": cc.name,
+                                       "source": body.get("source"), "gwfollow": _version()}))
     return out
 
 
@@ -241,7 +248,8 @@ def _site_products(sm, config: Config, start) -> list[Product]:
         out.append(Product(kind="observability", name=sc.name, level=None, boundary=None, format="json",
                            data=json.dumps(summary).encode(), area_deg2=None,
                            probability=summary["total_observable_probability"], n_cells=len(summary["slices"]),
-                           provenance={"skymap_sha256": sm.sha256, "site": sc.name, "start": summary["start"]}))
+                           provenance={"skymap_sha256": sm.sha256, "site": sc.name, "start": summary["start"],
+                                       "gwfollow": _version()}))
     return out
 
 
@@ -289,7 +297,8 @@ def _galaxy_products(sm, config: Config, start=None) -> list[Product]:
                                data=json.dumps({"columns": [], "rows": [], "error": str(exc),
                                                 "provenance": {"catalog": name}}).encode(),
                                area_deg2=None, probability=None, n_cells=0,
-                               provenance={"skymap_sha256": sm.sha256, "catalog": name, "error": str(exc)}))
+                               provenance={"skymap_sha256": sm.sha256, "catalog": name, "error": str(exc),
+                                           "gwfollow": _version()}))
             continue
         table = r.table()
         if config.sites and start is not None:

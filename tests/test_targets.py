@@ -88,3 +88,15 @@ def test_coverage_command_and_products(tmp_path, capsys) -> None:
     cov = {p.name: json.loads(p.data) for p in res.skymaps[0].products if p.kind == "coverage"}
     assert 0 <= cov["sdss"]["probability"] <= 1 and "region_probability" in cov["sdss"]
     assert "error" in cov["offline"]  # no network, no cache: recorded, the alert goes on
+
+
+def test_every_product_carries_provenance() -> None:
+    cfg = load_config(env={})
+    res = process_message(shared_path("alerts", "S241102br-preliminary.json").read_bytes(), "t", cfg)
+    for p in res.skymaps[0].products:
+        assert p.provenance["skymap_sha256"] == res.skymaps[0].sha256, p.kind
+        assert p.provenance["gwfollow"], p.kind
+    gal = next(p for p in res.skymaps[0].products if p.kind == "galaxies")
+    assert gal.provenance["catalog"] == "OpenNGC" and gal.provenance["catalog_version"]
+    moc = next(p for p in res.skymaps[0].products if p.kind == "moc")
+    assert moc.provenance["level"] in (0.5, 0.9) and moc.provenance["boundary"] == "split"
