@@ -323,12 +323,13 @@ class Store:
             db.execute("UPDATE raw_messages SET status = ?, status_reason = ? WHERE id = ?",
                        (status, reason, raw_id))
 
-    def dead_letter(self, raw_id: int | None, source: str, error: BaseException) -> None:
+    def dead_letter(self, raw_id: int | None, source: str, error: BaseException,
+                    error_type: str | None = None) -> None:
         """Record why a message could not be used; its raw bytes stay stored."""
         reason = str(error)
         with self.transaction() as db:
             db.execute("INSERT INTO dead_letters (raw_id, at, source, error_type, reason) VALUES (?, ?, ?, ?, ?)",
-                       (raw_id, utcnow(), source, type(error).__name__, reason))
+                       (raw_id, utcnow(), source, error_type or type(error).__name__, reason))
             if raw_id is not None:
                 db.execute("UPDATE raw_messages SET status = 'dead', status_reason = ? WHERE id = ?",
                            (reason, raw_id))

@@ -8,7 +8,9 @@ EXAMPLE = """examples:
   gwfollow replay archive/ --db replay.sqlite --out products/
       processes every alert file under archive/ (JSON, VOEvent, FITS) in order of
       time created; writes products/<superevent>/moc-0.9.fits and summary.json
-  gwfollow replay --kafka 127.0.0.1:9092 --topic igwn.gwalert --from-beginning --out products/"""
+  gwfollow replay --kafka 127.0.0.1:9092 --topic igwn.gwalert --from-beginning --out products/
+  gwfollow replay archive/ --dask --workers 2 --out products/
+      (events in parallel on a local Dask cluster; --dask tcp://HOST:8786 for an existing one)"""
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -23,6 +25,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--filters", action="store_true",
                    help="apply the configured [filters] (default: process every alert given)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: service.workers)")
+    p.add_argument("--dask", nargs="?", const="local", default=None, metavar="SCHEDULER",
+                   help="process events in parallel on a Dask cluster: a LocalCluster of --workers processes, "
+                   "or the scheduler at SCHEDULER (e.g. tcp://10.0.0.5:8786)")
     p.add_argument("--offline", action="store_true",
                    help="do not retry sky-map downloads (VOEvents whose map cannot be fetched at once "
                    "become dead letters)")
@@ -66,7 +71,18 @@ def main(args: argparse.Namespace) -> int:
             what = f"{o.superevent_id or '?'} {o.alert_type or ''} {o.status}"
             progress.update(what if o.status != "dead" else f"{Path(m.source).name}: dead ({o.reason})")
 
-    outcomes = asyncio.run(replay_messages(messages, cfg, store, apply_filters=args.filters, on_outcome=show))
+    if args.dask:
+        from ..distributed import replay_on_dask
+
+        def event_done(sid: str, done: int, total: int) -> None:
+            if not args.quiet:
+                print(f"events on the cluster: {done}/{total} ({sid})", file=sys.stderr, flush=True)
+
+        outcomes = replay_on_dask(messages, cfg, store, address=None if args.dask == "local" else args.dask,
+                                  apply_filters=args.filters, n_workers=cfg.service.workers,
+                                  on_outcome=show, on_event=event_done)
+    else:
+        outcomes = asyncio.run(replay_messages(messages, cfg, store, apply_filters=args.filters, on_outcome=show))
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
