@@ -124,9 +124,11 @@ class Catalog:
                    col(kmag)[ok], dropped, notes)
 
 
-def _find(colnames: list[str], key: str, mapping: dict[str, str]) -> str | None:
+def find_column(colnames: list[str], key: str, mapping: dict[str, str], check: bool = True) -> str | None:
+    """The column playing ``key`` (ra, dec, dist, z, bmag, kmag, id): the explicit
+    mapping first, else the first recognised alias (case-insensitive)."""
     if key in mapping:
-        if mapping[key] not in colnames:
+        if check and mapping[key] not in colnames:
             raise CatalogError(f"column {mapping[key]!r} (for {key}) not in the table "
                                f"(columns: {', '.join(colnames)})")
         return mapping[key]
@@ -185,7 +187,7 @@ def _angles(ra_col: Any, dec_col: Any) -> tuple[np.ndarray, np.ndarray]:
 def _ids(table: Any, names: list[str], mapping: dict[str, str]) -> np.ndarray | None:
     """Per row, the first non-empty identifier among the id-like columns."""
     if "id" in mapping:
-        cols = [_find(names, "id", mapping)]
+        cols = [find_column(names, "id", mapping)]
     else:
         lower = {c.lower().strip(): c for c in names}
         cols = [lower[a] for a in ALIASES["id"] if a in lower]
@@ -223,19 +225,19 @@ def catalog_from_table(table: Any, *, name: str, version: str = "", columns: dic
         if k not in ALIASES:
             raise CatalogError(f"unknown column role {k!r}; use one of {', '.join(ALIASES)}")
     names = list(table.colnames)
-    c_ra = _find(names, "ra", mapping)
-    c_dec = _find(names, "dec", mapping)
+    c_ra = find_column(names, "ra", mapping)
+    c_dec = find_column(names, "dec", mapping)
     if c_ra is None or c_dec is None:
         raise CatalogError(
             f"{name}: cannot find the RA/Dec columns (columns: {', '.join(names)})",
             hint="map them explicitly, e.g. --columns ra=RA_deg,dec=DEC_deg")
     notes = [f"ra={c_ra}", f"dec={c_dec}"]
     ra, dec = _angles(table[c_ra], table[c_dec])
-    c_dist = _find(names, "dist", mapping)
+    c_dist = find_column(names, "dist", mapping)
     dist = _numeric(table[c_dist]) if c_dist else np.full(len(ra), np.nan)
     if c_dist:
         notes.append(f"dist={c_dist} (Mpc)")
-    c_z = _find(names, "z", mapping)
+    c_z = find_column(names, "z", mapping)
     if c_z:
         z = _numeric(table[c_z])
         need = ~(dist > 0) & np.isfinite(z) & (z > 0)
@@ -243,8 +245,8 @@ def catalog_from_table(table: Any, *, name: str, version: str = "", columns: dic
             dist = dist.copy()
             dist[need] = distance_from_redshift(z[need])
             notes.append(f"{int(need.sum())} distance(s) from {c_z} with Planck18")
-    c_b = _find(names, "bmag", mapping)
-    c_k = _find(names, "kmag", mapping)
+    c_b = find_column(names, "bmag", mapping)
+    c_k = find_column(names, "kmag", mapping)
     ids = _ids(table, names, mapping)
     cat = Catalog.from_arrays(ra, dec, dist, ids=ids,
                               bmag=_numeric(table[c_b]) if c_b else None,

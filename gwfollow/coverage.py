@@ -50,7 +50,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import CorruptSkyMapError, CoverageError, FetchError
-from .fitsio import BLOCK, read_header
+from .fitsio import BLOCK, data_size, read_header
 from .kernels import healpix as khp
 from .kernels import ranges as kr
 from .moc import moc_from_ranges, probability_in_ranges, ranges_area_deg2, ranges_of
@@ -679,26 +679,16 @@ def _fits_header_and_column(raw: bytes, source: str) -> tuple[dict[str, Any], np
     mv = memoryview(raw)
     try:
         primary, pos = read_header(mv, 0, source)
-        pos += (_hdu_data_size(primary) + BLOCK - 1) // BLOCK * BLOCK
+        pos += (data_size(primary) + BLOCK - 1) // BLOCK * BLOCK
         while pos < len(mv):
             h, start = read_header(mv, pos, source)
-            size = _hdu_data_size(h)
+            size = data_size(h)
             if h.get("XTENSION") == "BINTABLE":
                 return h, _int_column(mv, h, start, source)
             pos = start + (size + BLOCK - 1) // BLOCK * BLOCK
     except CorruptSkyMapError as exc:
         raise CoverageError(f"not a readable FITS file ({exc.message})", source=source) from None
     raise CoverageError("no BINTABLE extension (a MOC FITS file stores its cells in one)", source=source)
-
-
-def _hdu_data_size(h: Mapping[str, Any]) -> int:
-    naxis = int(h.get("NAXIS", 0) or 0)
-    if naxis == 0:
-        return 0
-    size = 1
-    for i in range(1, naxis + 1):
-        size *= int(h.get(f"NAXIS{i}", 0))
-    return abs(int(h.get("BITPIX", 8))) // 8 * int(h.get("GCOUNT", 1)) * (int(h.get("PCOUNT", 0)) + size)
 
 
 _TFORM_INT = re.compile(r"^\s*1?([JK])\s*$")

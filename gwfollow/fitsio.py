@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -120,15 +121,15 @@ def read_header(buf: memoryview | bytes, offset: int, source: str) -> tuple[dict
                     cards[key] = _parse_value(card[10:])
 
 
-def _data_size(h: dict[str, Any]) -> int:
+def data_size(h: Mapping[str, Any]) -> int:
+    """Bytes of data after a header (FITS 4.0, eq. 2), before padding."""
     naxis = int(h.get("NAXIS", 0) or 0)
     if naxis == 0:
         return 0
     size = 1
     for i in range(1, naxis + 1):
         size *= int(h.get(f"NAXIS{i}", 0))
-    size = abs(int(h.get("BITPIX", 8))) // 8 * int(h.get("GCOUNT", 1)) * (int(h.get("PCOUNT", 0)) + size)
-    return size
+    return abs(int(h.get("BITPIX", 8))) // 8 * int(h.get("GCOUNT", 1)) * (int(h.get("PCOUNT", 0)) + size)
 
 
 def _padded(n: int) -> int:
@@ -153,10 +154,10 @@ def find_bintable(buf: bytes | memoryview, source: str) -> BinTable:
             hint="expected a HEALPix FITS sky map, optionally gzip-compressed",
         )
     primary, pos = read_header(mv, 0, source)
-    pos += _padded(_data_size(primary))
+    pos += _padded(data_size(primary))
     while pos < len(mv):
         h, data_start = read_header(mv, pos, source)
-        size = _data_size(h)
+        size = data_size(h)
         if h.get("XTENSION") == "BINTABLE":
             return _map_table(mv, primary, h, data_start, size, source)
         pos = data_start + _padded(size)

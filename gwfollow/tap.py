@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from .catalogues import ALIASES, Catalog, catalog_from_table
+from .catalogues import ALIASES, Catalog, catalog_from_table, find_column
 from .errors import TapError, TapFormatError, TapOverflowError, TapQueryError, TapTimeoutError, TapUnavailableError
 
 __all__ = [
@@ -401,7 +401,7 @@ class TapCatalogSource:
         out = {}
         names = self.table_columns()
         for role in _ROLES:
-            c = _find_role(names, role, self.columns)
+            c = find_column(names, role, self.columns, check=False)
             if c is not None:
                 out[role] = c
         ids = [c for c in r.fetch if c not in out.values()]
@@ -412,12 +412,12 @@ class TapCatalogSource:
     def _resolve(self) -> _Roles:
         if self._roles is None:
             names = self.table_columns()
-            found = {role: _find_role(names, role, self.columns) for role in _ROLES}
+            found = {role: find_column(names, role, self.columns, check=False) for role in _ROLES}
             if found["ra"] is None or found["dec"] is None:
                 raise TapQueryError(f"{self.table}: cannot find the RA/Dec columns (columns: {', '.join(names)})",
                                     url=self.url, hint="map them explicitly, e.g. columns={'ra': 'RA_deg'}")
             if "id" in self.columns:
-                ids = [_find_role(names, "id", self.columns)]
+                ids = [find_column(names, "id", self.columns, check=False)]
             else:
                 lower = {c.lower().strip(): c for c in names}
                 ids = [lower[a] for a in ALIASES["id"] if a in lower]
@@ -538,17 +538,6 @@ def _dal_errors() -> type[Exception]:
     from pyvo.dal.exceptions import DALAccessError  # base of pyvo's DAL errors
 
     return DALAccessError
-
-
-def _find_role(names: list[str], role: str, mapping: dict[str, str]) -> str | None:
-    """The column for ``role``, as catalog_from_table recognises it."""
-    if role in mapping:
-        return mapping[role]
-    lower = {c.lower().strip(): c for c in names}
-    for alias in ALIASES[role]:
-        if alias in lower:
-            return lower[alias]
-    return None
 
 
 def _ident(name: str) -> str:
