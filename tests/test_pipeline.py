@@ -164,7 +164,7 @@ async def test_voevent_skymaps_are_fetched_with_retries(tmp_path, skymap_server)
 async def test_event_loop_is_not_blocked_while_processing(tmp_path) -> None:
     """A ticker on the loop keeps ticking while a real process pool works."""
     store = Store(tmp_path / "g.sqlite")
-    body = shared_path("alerts", "S241102br-update.json").read_bytes()
+    body = shared_path("alerts", "S250720j-preliminary.json").read_bytes()  # two sky maps
     cfg = dataclasses.replace(CFG, service=dataclasses.replace(CFG.service, workers=1))
     gaps = []
 
@@ -180,8 +180,11 @@ async def test_event_loop_is_not_blocked_while_processing(tmp_path) -> None:
         t = asyncio.create_task(ticker())
         await _run_all(pipe, [(body, "u")])
         t.cancel()
-    assert store.counts()["products"] == 3
-    assert max(gaps) < 0.2
+    assert store.counts()["products"] == 5  # MOCs of both maps + galaxies of the GW map
+    # The first alert of a fresh worker (catalogue load and index included)
+    # takes longer than the bound: on the loop it would show as a gap.
+    worker = store.query("SELECT seconds FROM timings WHERE stage = 'process'")[0][0]
+    assert worker > 0.5 and max(gaps) < 0.5
 
 
 async def test_unexpected_failure_is_kept_and_pipeline_goes_on(tmp_path) -> None:
