@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_targets.py
 	$(PY) benchmarks/bench_rest.py
 	$(PY) benchmarks/bench_tap.py
+	$(PY) benchmarks/bench_dask.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .hypothesis build *.egg-info
