@@ -89,6 +89,19 @@ class Telescope:
         return cls(name, ids, np.array(ras), np.array(dcs), fov, "generated")
 
 
+def telescope_from_config(tc: Any) -> Telescope:
+    """A :class:`Telescope` from a ``[telescopes.NAME]`` table (:class:`~gwfollow.config.TelescopeConfig`)."""
+    if tc.fov_shape == "circle":
+        fov = FieldOfView.circle(tc.fov_radius_deg)
+    elif tc.fov_shape == "square":
+        fov = FieldOfView.square(tc.fov_width_deg, tc.rotation_deg)
+    else:
+        fov = FieldOfView.rectangle(tc.fov_width_deg, tc.fov_height_deg or tc.fov_width_deg, tc.rotation_deg)
+    if tc.grid == "generated":
+        return Telescope.generated(tc.name, fov)
+    return Telescope.from_file(tc.name, Path(tc.grid).expanduser(), fov)
+
+
 @dataclass(frozen=True)
 class RankedFields:
     """Fields in greedy order.

@@ -121,10 +121,11 @@ def _skymap_products(data: bytes, role: str, name: str, config: Config) -> tuple
     t2 = time.perf_counter()
     if role == "gw":
         start = _start_time(sm)
+        region90 = credible_ranges(sm, [0.9], "include")[0]
         products.extend(_galaxy_products(sm, config, start))
         products.extend(_field_products(sm, config, start))
-        products.extend(_site_products(sm, config, start))
-        products.extend(_coverage_products(sm, config, start))
+        products.extend(_site_products(sm, config, start, region90))
+        products.extend(_coverage_products(sm, config, start, region90))
     t3 = time.perf_counter()
     m = sm.meta
     meta = {
@@ -183,7 +184,7 @@ def load_configured_coverage(cc, config: Config):
     elif cc.mocserver_id:
         cov = coverage_from_mocserver(cc.mocserver_id, os.path.expanduser(config.coverage_cache))
     else:
-        from .commands.fields import telescope_from_config
+        from .fields import telescope_from_config
         from .errors import ConfigError
 
         tcs = {t.name: t for t in config.telescopes}
@@ -196,7 +197,7 @@ def load_configured_coverage(cc, config: Config):
     return cov
 
 
-def _coverage_products(sm, config: Config, start) -> list[Product]:
+def _coverage_products(sm, config: Config, start, region) -> list[Product]:
     """One product per configured coverage; a coverage that cannot be had is
     recorded with its error, and the others go on."""
     import dataclasses
@@ -204,12 +205,10 @@ def _coverage_products(sm, config: Config, start) -> list[Product]:
 
     from .coverage import coverage_probability
     from .errors import GwfollowError
-    from .moc import credible_ranges
 
     out = []
     if not config.coverages:
         return out
-    region = credible_ranges(sm, [0.9], "include")[0]
     for cc in config.coverages:
         try:
             cov = load_configured_coverage(cc, config)
@@ -233,16 +232,14 @@ def _coverage_products(sm, config: Config, start) -> list[Product]:
     return out
 
 
-def _site_products(sm, config: Config, start) -> list[Product]:
+def _site_products(sm, config: Config, start, region) -> list[Product]:
     import json
 
-    from .moc import credible_ranges
     from .targets import site_summary
 
     out = []
     if not config.sites:
         return out
-    region = credible_ranges(sm, [0.9], "include")[0]
     for sc in config.sites:
         summary = site_summary(sm, sc, start, region)
         out.append(Product(kind="observability", name=sc.name, level=None, boundary=None, format="json",
@@ -313,7 +310,7 @@ _TELESCOPES: dict[Any, Any] = {}
 
 
 def _field_products(sm, config: Config, start=None) -> list[Product]:
-    from .commands.fields import telescope_from_config
+    from .fields import telescope_from_config
     from .fields import rank_fields
     from .report import table_bytes
     from .targets import add_windows

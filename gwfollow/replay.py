@@ -222,7 +222,7 @@ def write_event_report(store: Store, sid: str, d: Path, config: Config) -> list[
         ftab = Table(rows=[(r["ra"], r["dec"]) for r in fields], names=("ra", "dec")) if fields else None
         fov = None
         if fields and config.telescopes:
-            from .commands.fields import telescope_from_config
+            from .fields import telescope_from_config
 
             fov = telescope_from_config(config.telescopes[0]).fov
         img = sky_plot(sm, d / "sky.png", levels=tuple(config.skymap.levels), targets=targets, fields=ftab, fov=fov,

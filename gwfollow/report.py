@@ -119,7 +119,6 @@ def sky_plot(skymap: Any, path: str | os.PathLike[str], *, levels: tuple[float, 
     fig = plt.figure(figsize=(15 if do_zoom else 10, 6), dpi=100)
     axes = [fig.add_axes([0.02, 0.1, 0.6 if do_zoom else 0.96, 0.8], projection="astro hours mollweide")]
     if do_zoom:
-        from astropy import units as u
         from astropy.coordinates import SkyCoord
         from astropy_healpix import HEALPix
 
@@ -128,7 +127,6 @@ def sky_plot(skymap: Any, path: str | os.PathLike[str], *, levels: tuple[float, 
         radius = float(np.clip(np.sqrt(area90), 2.0, 40.0))
         axes.append(fig.add_axes([0.66, 0.1, 0.32, 0.8], projection="astro degrees zoom",
                                  center=SkyCoord(lon, lat), radius=f"{radius} deg"))
-        del u
         axes[1].coords[0].set_axislabel("RA")
         axes[1].coords[1].set_axislabel("Dec")
     for ax in axes:

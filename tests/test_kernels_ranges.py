@@ -36,8 +36,6 @@ def test_set_algebra_matches_mocpy(a: np.ndarray, b: np.ndarray) -> None:
 @settings(max_examples=100, deadline=None)
 def test_to_uniq_and_normalize(a: np.ndarray) -> None:
     cells = kr.to_uniq(a)
-    ref = np.sort(np.asarray(_m(a).to_depth29_ranges, dtype=np.int64), axis=0)
-    del ref
     # to_uniq is the minimal NUNIQ decomposition; rebuilding gives a back.
     from gwfollow.kernels.healpix import uniq_to_ranges
 

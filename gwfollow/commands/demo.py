@@ -74,10 +74,8 @@ def main(args: argparse.Namespace) -> int:
 
 def _write_band_moc(path) -> None:
     """A MOC of the band -30 < Dec < -20 deg: a survey footprint for the demo."""
-    from astropy import units as u
     from astropy.coordinates import SkyCoord
     from mocpy import MOC
 
     MOC.from_zone(SkyCoord([[0, -30], [359.999, -20]], unit="deg"), max_depth=8).save(
         str(path), format="fits", overwrite=True)
-    del u

@@ -42,29 +42,11 @@ def parse_fov(text: str):
     raise FieldsError(f"cannot read field of view {text!r}", hint="use square:SIDE, rectangle:W:H or circle:R (deg)")
 
 
-def telescope_from_config(tc):
-    """A :class:`~gwfollow.fields.Telescope` from a ``[telescopes.NAME]`` table."""
-    from ..coverage import FieldOfView
-    from ..fields import Telescope
-
-    if tc.fov_shape == "circle":
-        fov = FieldOfView.circle(tc.fov_radius_deg)
-    elif tc.fov_shape == "square":
-        fov = FieldOfView.square(tc.fov_width_deg, tc.rotation_deg)
-    else:
-        fov = FieldOfView.rectangle(tc.fov_width_deg, tc.fov_height_deg or tc.fov_width_deg, tc.rotation_deg)
-    if tc.grid == "generated":
-        return Telescope.generated(tc.name, fov)
-    from pathlib import Path
-
-    return Telescope.from_file(tc.name, Path(tc.grid).expanduser(), fov)
-
-
 def main(args: argparse.Namespace) -> int:
     import sys
 
     from ..config import load_config
-    from ..fields import FieldsError, Telescope, rank_fields
+    from ..fields import FieldsError, Telescope, rank_fields, telescope_from_config
     from ..report import format_for, table_bytes, write_table
     from ..skymap import read_skymap
 

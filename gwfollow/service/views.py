@@ -152,7 +152,6 @@ async def list_events(request: web.Request) -> web.Response:
     """``GET /api/v1/events?state=&significant=&group=&since=&limit=&offset=``."""
     from .app import STORE
 
-    require_read(request)
     state = _choice(request, "state", ("active", "retracted"), None)
     group = request.query.get("group")
     sig = _choice(request, "significant", ("true", "false"), None)
@@ -198,7 +197,6 @@ async def get_event(request: web.Request) -> web.Response:
     from ..replay import event_summary
     from .app import CONFIG, STORE
 
-    require_read(request)
     ev = await _event_or_404(request)
     store = request.app[STORE]
     sid = ev["superevent_id"]
@@ -267,7 +265,6 @@ async def get_moc(request: web.Request) -> web.Response:
     from ..commands._common import duration_seconds
     from .app import STORE
 
-    require_read(request)
     ev = await _event_or_404(request)
     _gone_if_retracted(ev)
     raw_level = request.query.get("level", "0.9")
@@ -338,7 +335,6 @@ async def get_targets(request: web.Request) -> web.Response:
     """
     from .app import STORE
 
-    require_read(request)
     ev = await _event_or_404(request)
     _gone_if_retracted(ev)
     kind = _choice(request, "kind", ("galaxies", "fields"), "galaxies")
@@ -383,7 +379,6 @@ async def get_observability(request: web.Request) -> web.Response:
     """``GET /api/v1/events/{id}/observability?site=``: probability per time slice."""
     from .app import STORE
 
-    require_read(request)
     ev = await _event_or_404(request)
     _gone_if_retracted(ev)
     prods = [p for p in await _latest_products(request, ev) if p["kind"] == "observability"]
