@@ -193,17 +193,25 @@ def _ids(table: Any, names: list[str], mapping: dict[str, str]) -> np.ndarray | 
         cols = [lower[a] for a in ALIASES["id"] if a in lower]
     if not cols:
         return None
-    n = len(table)
+    return first_ids([(c, _clean_strings(np.ma.filled(np.ma.asarray(table[c]).astype(str), ""))) for c in cols],
+                     len(table))
+
+
+def first_ids(columns: list[tuple[str, np.ndarray]], n: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """Per row, the first non-empty value among the id-like ``(name, strings)``
+    columns (prefixed ``GLADE+:``/``PGC:`` when not from the first column),
+    else ``row{i}`` with ``i`` the row in the source table (``rows``, default
+    0..n-1)."""
     out = np.array([""] * n, dtype=object)
-    for c in cols:
-        vals = _clean_strings(np.ma.filled(np.ma.asarray(table[c]).astype(str), ""))
+    first = columns[0][0] if columns else None
+    for c, vals in columns:
         for i in range(n):
             v = vals[i].strip()
             if not out[i] and v and v != "---":
-                out[i] = v if c == cols[0] else f"{c}:{v}" if c.lower() in ("glade+", "pgc") else v
+                out[i] = v if c == first else f"{c}:{v}" if c.lower() in ("glade+", "pgc") else v
     for i in range(n):
         if not out[i]:
-            out[i] = f"row{i}"
+            out[i] = f"row{rows[i] if rows is not None else i}"
     return out.astype(str)
 
 
@@ -258,6 +266,13 @@ def catalog_from_table(table: Any, *, name: str, version: str = "", columns: dic
 def read_catalog(path: str | os.PathLike[str], *, columns: dict[str, str] | None = None,
                  name: str | None = None) -> Catalog:
     """Read a local table: CSV (``,`` ``;`` or whitespace), VOTable, FITS, Parquet."""
+    p = Path(path)
+    t = read_table(p)
+    return catalog_from_table(t, name=name or p.stem, version=f"file sha:{_sha_short(p)}", columns=columns)
+
+
+def read_table(path: str | os.PathLike[str]):
+    """A local table file (CSV, VOTable, FITS, Parquet) as an astropy Table."""
     from astropy.table import Table
 
     p = Path(path)
@@ -287,7 +302,7 @@ def read_catalog(path: str | os.PathLike[str], *, columns: dict[str, str] | None
         raise
     except Exception as exc:  # astropy raises many kinds for bad tables
         raise CatalogError(f"{p}: cannot read the table ({exc})") from None
-    return catalog_from_table(t, name=name or p.stem, version=f"file sha:{_sha_short(p)}", columns=columns)
+    return t
 
 
 def _sha_short(p: Path) -> str:

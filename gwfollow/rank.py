@@ -46,6 +46,9 @@ class RankedGalaxies:
     mode : str
         ``3d`` or ``2d``.
     provenance : dict
+    scan : dict, optional
+        For partitioned catalogues: what the search read (partitions, row
+        groups, rows, peak memory per worker) and how long it took.
     """
 
     catalog: Catalog
@@ -57,6 +60,7 @@ class RankedGalaxies:
     mode: str
     n_candidates: int
     provenance: dict[str, Any] = field(default_factory=dict)
+    scan: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
@@ -148,15 +152,11 @@ def rank_galaxies(
     RankedGalaxies
         Densities per steradian (2-D) and per Mpc^3 (3-D).
     """
-    from . import __version__
     from .moc import credible_ranges
 
-    if weighting not in (None, "B", "K"):
-        raise RankError(f"weighting {weighting!r} is not one of B, K")
+    check_options(weighting, limit)
     if distance_grid not in ("exact", "crossmatch"):
         raise RankError(f"distance_grid {distance_grid!r} is not exact or crossmatch")
-    if limit is not None and limit < 0:
-        raise RankError("limit must be >= 0")
     if region is None and level is not None:
         region = credible_ranges(skymap, [level], "include")[0]
     bs = skymap.by_start
@@ -186,6 +186,13 @@ def rank_galaxies(
             np.radians(catalog.ra), np.radians(catalog.dec), dist, reg, starts, ends, bs,
             skymap.probdensity, mu, sg, nm, has_d)
         cand = np.flatnonzero(inside)
+        # Candidates in sky order (then catalogue order), as the index gives
+        # them: ties rank the same with or without an index, or partitions.
+        from .kernels.healpix import lonlat_to_nest
+        from .kernels.sort import argsort_nonneg_i64
+
+        sky = argsort_nonneg_i64(lonlat_to_nest(29, np.radians(catalog.ra[cand]), np.radians(catalog.dec[cand])))
+        cand = cand[sky]
         p2, p3 = p2[cand], p3[cand]
     mode = "3d" if has_d else "2d"
     raw = p3.copy() if has_d else p2.copy()
@@ -193,8 +200,79 @@ def rank_galaxies(
         mag = catalog.bmag[cand] if weighting == "B" else catalog.kmag[cand]
         lum = _luminosity(mag, catalog.dist[cand])
         raw = np.where(np.isfinite(lum), raw * lum, np.nan)
+    total = exact_total(raw)
+    idx, score, cum = order_ranking(raw, p2, total, limit)
+    prov = ranking_provenance(skymap, catalog.name, catalog.version, level if region is not None else None,
+                              weighting, mode)
+    return RankedGalaxies(catalog, cand[idx], p2[idx], p3[idx], score, cum, mode, int(len(cand)), prov)
+
+
+def check_options(weighting: str | None, limit: int | None) -> None:
+    """Typed errors for a bad weighting band or limit."""
+    if weighting not in (None, "B", "K"):
+        raise RankError(f"weighting {weighting!r} is not one of B, K")
+    if limit is not None and limit < 0:
+        raise RankError("limit must be >= 0")
+
+
+def ranking_provenance(skymap: SkyMap, catalog: str, version: str, level: float | None, weighting: str | None,
+                       mode: str) -> dict[str, Any]:
+    """Where a ranking came from (stored with the product)."""
+    from . import __version__
+
+    return {"skymap_sha256": skymap.sha256, "catalog": catalog, "catalog_version": version, "level": level,
+            "weighting": weighting or "none", "mode": mode, "gwfollow": __version__}
+
+
+def exact_total(raw: npt.NDArray[np.float64]) -> float:
+    """The correctly rounded sum of the finite ``raw`` scores.
+
+    Independent of the order and grouping of the scores, so that a ranking
+    merged from catalogue partitions normalises exactly as one over a
+    single file (:func:`kernels.rank.exact_partials`).
+    """
+    import math
+
+    return math.fsum(krank.exact_partials(raw[np.isfinite(raw)]))
+
+
+def keep_for_merge(raw: npt.NDArray[np.float64], p2: npt.NDArray[np.float64],
+                   limit: int | None) -> npt.NDArray[np.int64]:
+    """Positions (ascending) of the candidates of one partition that can reach
+    the merged top ``limit``.
+
+    The merged order is by score = raw / total (total unknown here), then by
+    2-D density, then by position; galaxies without a score come last.  A
+    galaxy below the ``limit``-th raw score of its own partition by more than
+    the rounding of one division cannot rank above those ``limit`` galaxies,
+    so it is dropped; every possible tie is kept.
+    """
+    n = raw.shape[0]
+    if limit is None or n <= limit:
+        return np.arange(n, dtype=np.int64)
     valid = np.isfinite(raw)
-    total = raw[valid].sum()
+    keep = np.zeros(n, dtype=bool)
+    for mask, key in ((valid, raw), (~valid, p2)):
+        vals = key[mask]
+        if vals.size <= limit:
+            keep |= mask
+            continue
+        kth = np.partition(vals, vals.size - limit)[vals.size - limit] if limit > 0 else np.inf
+        bound = kth * (1.0 - 1e-9) if mask is valid else kth
+        keep |= mask & (key >= bound)
+    return np.flatnonzero(keep)
+
+
+def order_ranking(raw: npt.NDArray[np.float64], p2: npt.NDArray[np.float64], total: float,
+                  limit: int | None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64],
+                                               npt.NDArray[np.float64]]:
+    """Rank candidates given in sky order: ``(positions best first, score, cumscore)``.
+
+    Score = ``raw / total`` (NaN without a raw score); order: score
+    descending, then 2-D density descending, then candidate position (sky
+    order, then catalogue order), galaxies without a score last.
+    """
+    valid = np.isfinite(raw)
     score = np.where(valid, raw / total if total > 0 else 0.0, np.nan)
     # Best first; galaxies without a score last (by 2-D density).  Only the
     # kept ones are fully sorted (a partition finds them first).
@@ -206,6 +284,7 @@ def rank_galaxies(
         if n > 0:
             kth = key[top].max()
             top = np.union1d(top, np.flatnonzero(key == kth))
+        top = np.sort(top)
     else:
         top = np.arange(len(key))
     idx = top[np.lexsort((-p2[top], key[top]))][:n]
@@ -213,13 +292,4 @@ def rank_galaxies(
     # The kept galaxies are a prefix of the full ranking: their running sum is
     # the cumulative score of the full ranking.
     cum = np.where(np.isfinite(score), np.cumsum(np.nan_to_num(score)), np.nan)
-    prov = {
-        "skymap_sha256": skymap.sha256,
-        "catalog": catalog.name,
-        "catalog_version": catalog.version,
-        "level": level if region is not None else None,
-        "weighting": weighting or "none",
-        "mode": mode,
-        "gwfollow": __version__,
-    }
-    return RankedGalaxies(catalog, cand[idx], p2[idx], p3[idx], score, cum, mode, int(len(cand)), prov)
+    return idx, score, cum

@@ -159,3 +159,35 @@ def locate_sorted(pix_sorted: np.ndarray, starts: np.ndarray, ends: np.ndarray, 
         if k < m and starts[k] <= p:
             out[i] = rows[k]
     return out
+
+
+@njit(cache=True)
+def exact_partials(values: np.ndarray) -> np.ndarray:
+    """Non-overlapping partial sums whose exact sum is the exact sum of ``values``.
+
+    Shewchuk's expansion growth (J. R. Shewchuk 1997, "Adaptive Precision
+    Floating-Point Arithmetic and Fast Robust Geometric Predicates", Discrete
+    Comput. Geom. 18, 305; the algorithm behind Python's ``math.fsum``).
+    ``math.fsum`` of the partials is the correctly rounded sum of ``values``
+    whatever their order or grouping: the sum of partials from several
+    pieces equals the sum over the whole, bit for bit.  Values must be
+    finite.
+    """
+    partials = np.empty(160, dtype=np.float64)  # 2098 exponents / 53 bits < 40 are ever needed
+    n = 0
+    for k in range(values.shape[0]):
+        x = values[k]
+        i = 0
+        for j in range(n):
+            y = partials[j]
+            if abs(x) < abs(y):
+                x, y = y, x
+            hi = x + y
+            lo = y - (hi - x)
+            if lo != 0.0:
+                partials[i] = lo
+                i += 1
+            x = hi
+        partials[i] = x
+        n = i + 1
+    return partials[:n].copy()
