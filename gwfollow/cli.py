@@ -18,6 +18,7 @@ COMMANDS = {
     "fields": "Rank a telescope's fields by enclosed probability.",
     "observe": "When a sky map can be observed from a site (probability per time slice).",
     "rank": "Rank the galaxies of a catalogue by 3-D posterior density.",
+    "catalog": "Import a table as a HEALPix-partitioned (HATS) catalogue; describe one.",
     "replay": "Replay archived alerts (files or a Kafka topic) through the pipeline.",
     "serve": "Run the service: alert listeners, pipeline and REST API.",
     "token": "Make a bearer token and the sha256 digest to put in the configuration.",

@@ -17,9 +17,10 @@ scheduler (``tcp://host:8786``), see the README.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,34 @@ def _event_key(m: Message) -> str:
         return f"unparsed:{m.source}"
 
 
+@contextlib.contextmanager
+def dask_client(address: str | None = None, n_workers: int = 2) -> Iterator[Any]:
+    """A ``distributed.Client``: to the scheduler at ``address``, or to a new
+    ``LocalCluster`` of ``n_workers`` single-threaded worker processes on
+    127.0.0.1 (closed on exit)."""
+    from distributed import Client, LocalCluster
+
+    cluster = None
+    if address is None:
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address="127.0.0.1:0")
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(address, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            from .errors import ConfigError
+
+            raise ConfigError(f"cannot reach the Dask scheduler at {address} ({exc})",
+                              hint="start one with `dask scheduler`, or omit the address for a local cluster") from None
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
 def replay_on_dask(messages: Sequence[Message], config: Config, store: Store, *, address: str | None = None,
                    apply_filters: bool = False, n_workers: int = 2,
                    on_outcome: Callable[[Message, Outcome], None] | None = None,
@@ -96,20 +125,13 @@ def replay_on_dask(messages: Sequence[Message], config: Config, store: Store, *,
     list of Outcome
         One per message, in message order.
     """
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
 
     groups: dict[str, list[int]] = {}
     for i, m in enumerate(messages):
         groups.setdefault(_event_key(m), []).append(i)
-    cluster = None
-    if address is None:
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None)
-        client = Client(cluster)
-    else:
-        client = Client(address)
     results: dict[int, Any] = {}
-    try:
+    with dask_client(address, n_workers) as client:
         cfg_future = client.scatter(config, broadcast=True)
         futures = {}
         for key, idx in groups.items():
@@ -131,10 +153,6 @@ def replay_on_dask(messages: Sequence[Message], config: Config, store: Store, *,
             done += 1
             if on_event:
                 on_event(key, done, len(groups))
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
     return _record(messages, results, store, on_outcome)
 
 

@@ -159,6 +159,15 @@ def _catalog(name: str):
     return _CATALOGS[name]
 
 
+def _partitioned(path: str):
+    """Partitioned catalogues are opened once per worker process (metadata only)."""
+    from .partitioned import PartitionedCatalog
+
+    if path not in _CATALOGS:
+        _CATALOGS[path] = PartitionedCatalog(path)
+    return _CATALOGS[path]
+
+
 def _start_time(sm):
     """The observing window starts at the event time (DATE-OBS), else now."""
     from astropy.time import Time
@@ -271,6 +280,7 @@ def _galaxy_products(sm, config: Config, start=None) -> list[Product]:
 
     from .errors import GwfollowError
     from .moc import credible_ranges
+    from .partitioned import is_partitioned, rank_partitioned
     from .rank import rank_galaxies
     from .report import table_bytes
     from .targets import add_windows
@@ -285,10 +295,17 @@ def _galaxy_products(sm, config: Config, start=None) -> list[Product]:
                 from .tap import TapCatalogSource
 
                 cat = TapCatalogSource(tap[0], tap[1]).query_region(region)
+                r = rank_galaxies(sm, cat, region=region, weighting=t.weighting or None,
+                                  limit=t.galaxy_limit or None)
+            elif is_partitioned(name):
+                # Partitions pruned by the region, ranked one by one and merged.
+                cat = _partitioned(name)
+                r = rank_partitioned(sm, cat, region=region, weighting=t.weighting or None,
+                                     limit=t.galaxy_limit or None)
             else:
                 cat = _catalog(name)
-            r = rank_galaxies(sm, cat, region=region, weighting=t.weighting or None,
-                              limit=t.galaxy_limit or None)
+                r = rank_galaxies(sm, cat, region=region, weighting=t.weighting or None,
+                                  limit=t.galaxy_limit or None)
         except GwfollowError as exc:
             out.append(Product(kind="galaxies", name=name, level=t.galaxy_level, boundary=None, format="json",
                                data=json.dumps({"columns": [], "rows": [], "error": str(exc),

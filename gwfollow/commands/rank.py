@@ -9,14 +9,18 @@ EXAMPLE = """examples:
   gwfollow rank bayestar.multiorder.fits --catalog glade.csv --weighting B -o targets.xml
       (VOTable by extension; opens in TOPCAT)
   gwfollow rank map.fits --catalog mytable.fits --columns ra=RA_deg,dec=DEC_deg,dist=D_L -o t.csv
-  gwfollow rank map.fits --catalog "tap:http://dc.example.org/tap#glade.main" -o t.xml"""
+  gwfollow rank map.fits --catalog "tap:http://dc.example.org/tap#glade.main" -o t.xml
+  gwfollow rank map.fits --catalog glade-hats --dask --workers 2
+      (a partitioned catalogue from 'gwfollow catalog import': the region's MOC picks the
+       partitions to read; --dask ranks them on a LocalCluster, --dask tcp://HOST:8786 on yours)"""
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("skymap", help="sky map FITS file")
     p.add_argument("--catalog", default="openngc",
-                   help="'openngc' (embedded default), a table file (CSV, VOTable, FITS, Parquet) or a TAP "
-                   "table as tap:URL#TABLE (queried for the region only)")
+                   help="'openngc' (embedded default), a table file (CSV, VOTable, FITS, Parquet), a "
+                   "partitioned (HATS) catalogue directory, or a TAP table as tap:URL#TABLE (queried for the "
+                   "region only)")
     p.add_argument("--columns", default=None, help="column mapping, e.g. ra=RA_deg,dec=DEC_deg,dist=D_L")
     p.add_argument("--level", type=float, default=0.999,
                    help="search the credible region at this level (default 0.999; 1 = whole sky)")
@@ -25,6 +29,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("json", "csv", "votable"), default=None,
                    help="output format (default: by the extension of -o, else a text table)")
     p.add_argument("-o", "--output", default=None, help="output file (default: print a table)")
+    p.add_argument("--dask", nargs="?", const="local", default=None, metavar="SCHEDULER",
+                   help="partitioned catalogues: rank the partitions on a Dask cluster (a LocalCluster of "
+                   "--workers processes, or the scheduler at SCHEDULER)")
+    p.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes for --dask (default 2)")
     p.add_argument("--config", help="configuration file overriding config/default.toml")
 
 
@@ -47,14 +55,25 @@ def main(args: argparse.Namespace) -> int:
     level = None if args.level >= 1 else args.level
     region = credible_ranges(sm, [level], "include")[0] if level is not None else None
     tap = parse_tap_spec(args.catalog)
-    if tap is not None:
+    from ..partitioned import is_partitioned
+
+    if is_partitioned(args.catalog):
+        r, cat = _rank_partitioned(args, sm, region)
+    elif args.dask:
+        from ..errors import CatalogError
+
+        raise CatalogError("--dask needs a partitioned catalogue",
+                           hint=f"make one with: gwfollow catalog import {args.catalog} --out DIR")
+    elif tap is not None:
         from ..tap import TapCatalogSource
 
         src = TapCatalogSource(tap[0], tap[1], parse_columns(args.columns) or None)
         cat = src.query_region(region) if region is not None else src.query_all()
     else:
         cat = load_catalog(args.catalog, columns=parse_columns(args.columns))
-    r = rank_galaxies(sm, cat, region=region, level=None, weighting=args.weighting, limit=args.limit or None)
+    if not is_partitioned(args.catalog):
+        r = rank_galaxies(sm, cat, region=region, level=None, weighting=args.weighting,
+                          limit=args.limit or None)
     t = r.table()
     if args.output:
         out = write_table(t, args.output, args.format)
@@ -69,4 +88,33 @@ def main(args: argparse.Namespace) -> int:
             t[c].info.format = ".4g"
         t.pprint(max_lines=-1, max_width=-1)
         print(f"{len(t)} of {r.n_candidates} galaxies in the region ({r.mode}, catalogue {cat.name} {cat.version})")
+    if r.scan:
+        sc = r.scan
+        print(f"read {sc['rows_read']:,} of {sc['rows_total']:,} rows: {sc['partitions_touched']} of "
+              f"{sc['partitions_total']} partitions, {sc['row_groups_read']} row groups", file=sys.stderr)
     return 0
+
+
+def _rank_partitioned(args: argparse.Namespace, sm, region):
+    import contextlib
+    import sys
+
+    from ..catalogues import parse_columns
+    from ..partitioned import PartitionedCatalog, rank_partitioned
+
+    cat = PartitionedCatalog(args.catalog, columns=parse_columns(args.columns) or None)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\r\x1b[2Kpartitions ranked: {done}/{total}" + ("\n" if done == total else ""))
+            sys.stderr.flush()
+
+    with contextlib.ExitStack() as stack:
+        client = None
+        if args.dask:
+            from ..distributed import dask_client
+
+            client = stack.enter_context(dask_client(None if args.dask == "local" else args.dask, args.workers))
+        r = rank_partitioned(sm, cat, region=region, level=None, weighting=args.weighting,
+                             limit=args.limit or None, client=client, progress=progress)
+    return r, r.catalog
