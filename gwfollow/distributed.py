@@ -26,7 +26,7 @@ from typing import Any
 
 from .config import Config
 from .errors import AlertError, FetchError, GwfollowError, SkyMapError, UnknownEventError
-from .pipeline import Outcome
+from .pipeline import Outcome, outcome_of
 from .processing import NeedsFetch, ProcessedAlert, process_message
 from .replay import Message
 from .store import Store
@@ -171,18 +171,12 @@ def _record(messages: Sequence[Message], results: dict[int, Any], store: Store,
             o = Outcome(acc.raw_id, "dead", reason=r.reason)
         else:
             try:
-                alert_id = store.record_alert(acc.raw_id, r, r.acted, r.note)
+                recorded = store.record_alert(acc.raw_id, r, r.acted, r.note)
             except UnknownEventError as exc:
                 store.dead_letter(acc.raw_id, m.source, exc)
                 o = Outcome(acc.raw_id, "dead", reason=str(exc))
             else:
-                status = "duplicate" if alert_id is None else ("processed" if r.acted else "ignored")
-                if alert_id is not None and r.acted:
-                    row = next((a for a in store.alerts_of(r.alert["superevent_id"]) if a["id"] == alert_id), None)
-                    if row is not None and not row["acted"]:
-                        status = "ignored"
-                o = Outcome(acc.raw_id, status, r.alert["superevent_id"], r.alert["alert_type"], alert_id,
-                            reason=r.note)
+                o = outcome_of(acc.raw_id, r, recorded)
                 store.record_timings(acc.raw_id, {f"worker.{k}": v for k, v in r.timings.items()})
         outcomes.append(o)
         if on_outcome:

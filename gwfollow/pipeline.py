@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from .config import Config
 from .errors import AlertError, FetchError, GwfollowError, SkyMapError, UnknownEventError
 from .processing import NeedsFetch, ProcessedAlert, process_message
-from .store import Accepted, Store
+from .store import Accepted, Recorded, Store
 
 log = logging.getLogger("gwfollow.pipeline")
 T = TypeVar("T")
@@ -63,6 +63,14 @@ class Outcome:
     alert_id: int | None = None
     reason: str | None = None
     seconds: float = 0.0
+
+
+def outcome_of(raw_id: int, result: ProcessedAlert, recorded: Recorded, seconds: float = 0.0) -> Outcome:
+    """The outcome of a message whose alert the store has recorded."""
+    a = result.alert
+    reason = recorded.note if recorded.note is not None else result.note
+    return Outcome(raw_id, recorded.status, a["superevent_id"], a["alert_type"], recorded.alert_id,
+                   reason=reason, seconds=seconds)
 
 
 ProductHook = Callable[[Outcome], Awaitable[None]]
@@ -284,7 +292,7 @@ class Pipeline:
                 timings["process_fetched"] = time.perf_counter() - t
             assert isinstance(result, ProcessedAlert)
             t = time.perf_counter()
-            alert_id = await self.db(self.store.record_alert, raw_id, result, result.acted, result.note)
+            recorded = await self.db(self.store.record_alert, raw_id, result, result.acted, result.note)
             timings["store"] = time.perf_counter() - t
         except (AlertError, SkyMapError, FetchError, UnknownEventError, BrokenProcessPool) as exc:
             err: BaseException = exc
@@ -301,15 +309,7 @@ class Pipeline:
         await self.db(self.store.record_timings, raw_id, timings)
         for k, v in timings.items():
             self.stage_seconds[k] += v
-        a = result.alert
-        status = "processed" if (alert_id is not None and result.acted) else ("duplicate" if alert_id is None else "ignored")
-        if alert_id is not None:
-            stored = await self.db(self.store.alerts_of, a["superevent_id"])
-            row = next((r for r in stored if r["id"] == alert_id), None)
-            if row is not None and not row["acted"]:
-                status = "ignored"
-                result = ProcessedAlert(alert=a, acted=False, note=row["note"])
-        self.stats[status] += 1
-        self.stats[f"type.{a['alert_type']}"] += 1
-        return Outcome(raw_id, status, a["superevent_id"], a["alert_type"], alert_id,
-                       reason=result.note, seconds=total)
+        o = outcome_of(raw_id, result, recorded, seconds=total)
+        self.stats[o.status] += 1
+        self.stats[f"type.{o.alert_type}"] += 1
+        return o

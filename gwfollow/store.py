@@ -418,14 +418,16 @@ class Store:
 
     # ---------------------------------------------------------- processing
 
-    def record_alert(self, raw_id: int, result: "ProcessedAlert", acted: bool, note: str | None = None) -> int | None:
+    def record_alert(self, raw_id: int, result: "ProcessedAlert", acted: bool, note: str | None = None) -> Recorded:
         """Store a processed alert and its products in one transaction.
 
         Idempotent: when the alert's idempotency key is already stored,
-        nothing is added and None is returned.  A retraction marks the
-        event retracted and withdraws all its products.  The raw message
-        becomes ``processed`` (or ``ignored`` when not acted on) in the
-        same transaction.
+        nothing is added (status ``duplicate``, no alert id).  A retraction
+        marks the event retracted and withdraws all its products; an alert
+        for an event already retracted is stored but not acted on (status
+        ``ignored``, with the reason).  The raw message becomes
+        ``processed`` (or ``ignored`` when not acted on) in the same
+        transaction.
         """
         a = result.alert
         now = utcnow()
@@ -438,7 +440,7 @@ class Store:
             if exists is not None:
                 db.execute("UPDATE raw_messages SET status = ?, status_reason = ? WHERE id = ?",
                            (status, "duplicate of alert %d" % exists[0], raw_id))
-                return None
+                return Recorded(None, "duplicate", f"same alert already stored (alert {exists[0]})")
             ev = db.execute("SELECT state FROM events WHERE superevent_id = ?", (a["superevent_id"],)).fetchone()
             if ev is None and a["alert_type"] == "RETRACTION":
                 raise UnknownEventError(
@@ -486,7 +488,27 @@ class Store:
                              p.area_deg2, p.probability, p.n_cells, json.dumps(p.provenance), now))
             db.execute("UPDATE raw_messages SET status = ?, status_reason = ? WHERE id = ?",
                        (status, note, raw_id))
-            return alert_id
+            return Recorded(alert_id, status, note)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What :meth:`Store.record_alert` did.
+
+    Attributes
+    ----------
+    alert_id : int or None
+        The new alert row (None for a duplicate).
+    status : str
+        ``processed`` (acted on), ``ignored`` (stored, not acted on) or
+        ``duplicate`` (nothing added).
+    note : str or None
+        Why, when not simply processed.
+    """
+
+    alert_id: int | None
+    status: str
+    note: str | None = None
 
 
 def _bool(v: Any) -> int | None:

@@ -58,9 +58,10 @@ def test_record_alert_idempotent_and_retraction(tmp_path) -> None:
     upd = shared_path("alerts", "MS181101ab-update.json").read_bytes()
     r1 = _accept(s, pre)
     res = process_message(pre, "pre", cfg)
-    aid = s.record_alert(r1.raw_id, res, True)
-    assert aid is not None
-    assert s.record_alert(r1.raw_id, res, True) is None  # same key: nothing added
+    rec = s.record_alert(r1.raw_id, res, True)
+    assert rec.alert_id is not None and rec.status == "processed"
+    again = s.record_alert(r1.raw_id, res, True)  # same key: nothing added
+    assert again.alert_id is None and again.status == "duplicate"
     assert s.counts()["alerts"] == 1 and s.counts()["products"] == 3
     prods = s.products_of("MS181101ab")
     assert {p["level"] for p in prods if p["kind"] == "moc"} == {0.5, 0.9}
@@ -71,7 +72,8 @@ def test_record_alert_idempotent_and_retraction(tmp_path) -> None:
     assert s.event("MS181101ab")["state"] == "retracted"
     assert all(p["withdrawn"] for p in s.products_of("MS181101ab"))
     r3 = _accept(s, upd)
-    s.record_alert(r3.raw_id, process_message(upd, "upd", cfg), True)
+    late = s.record_alert(r3.raw_id, process_message(upd, "upd", cfg), True)
+    assert late.status == "ignored" and "retracted" in late.note
     last = next(a for a in s.alerts_of("MS181101ab") if a["alert_type"] == "UPDATE")
     assert not last["acted"] and "retracted" in last["note"]
     assert s.raw(r3.raw_id).status == "ignored"
