@@ -16,6 +16,7 @@ density: they are listed after the others with an empty score.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,14 +187,15 @@ def rank_galaxies(
             np.radians(catalog.ra), np.radians(catalog.dec), dist, reg, starts, ends, bs,
             skymap.probdensity, mu, sg, nm, has_d)
         cand = np.flatnonzero(inside)
-        # Candidates in sky order (then catalogue order), as the index gives
-        # them: ties rank the same with or without an index, or partitions.
-        from .kernels.healpix import lonlat_to_nest
-        from .kernels.sort import argsort_nonneg_i64
-
-        sky = argsort_nonneg_i64(lonlat_to_nest(29, np.radians(catalog.ra[cand]), np.radians(catalog.dec[cand])))
-        cand = cand[sky]
         p2, p3 = p2[cand], p3[cand]
+
+        def sky(pos: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+            # Candidates are in catalogue order here: ties are broken by sky
+            # position first, as the index and partitions order them.
+            from .kernels.healpix import lonlat_to_nest
+
+            rows = cand[pos]
+            return lonlat_to_nest(29, np.radians(catalog.ra[rows]), np.radians(catalog.dec[rows]))
     mode = "3d" if has_d else "2d"
     raw = p3.copy() if has_d else p2.copy()
     if weighting:
@@ -201,7 +203,8 @@ def rank_galaxies(
         lum = _luminosity(mag, catalog.dist[cand])
         raw = np.where(np.isfinite(lum), raw * lum, np.nan)
     total = exact_total(raw)
-    idx, score, cum = order_ranking(raw, p2, total, limit)
+    idx, score, cum = order_ranking(raw, p2, total, limit, sky=None if catalog.has_index and region is not None
+                                    else sky)
     prov = ranking_provenance(skymap, catalog.name, catalog.version, level if region is not None else None,
                               weighting, mode)
     return RankedGalaxies(catalog, cand[idx], p2[idx], p3[idx], score, cum, mode, int(len(cand)), prov)
@@ -264,13 +267,16 @@ def keep_for_merge(raw: npt.NDArray[np.float64], p2: npt.NDArray[np.float64],
 
 
 def order_ranking(raw: npt.NDArray[np.float64], p2: npt.NDArray[np.float64], total: float,
-                  limit: int | None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64],
-                                               npt.NDArray[np.float64]]:
-    """Rank candidates given in sky order: ``(positions best first, score, cumscore)``.
+                  limit: int | None, sky: Callable[[npt.NDArray[np.int64]], npt.NDArray[np.int64]] | None = None,
+                  ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Rank candidates: ``(positions best first, score, cumscore)``.
 
     Score = ``raw / total`` (NaN without a raw score); order: score
-    descending, then 2-D density descending, then candidate position (sky
-    order, then catalogue order), galaxies without a score last.
+    descending, then 2-D density descending, then sky position (depth-29
+    pixel), then catalogue order; galaxies without a score last.
+    Candidates are given in catalogue order within equal pixels; ``sky``
+    maps positions to their pixels, or is None when the candidates are
+    already in sky order (an index, partitions).
     """
     valid = np.isfinite(raw)
     score = np.where(valid, raw / total if total > 0 else 0.0, np.nan)
@@ -287,7 +293,8 @@ def order_ranking(raw: npt.NDArray[np.float64], p2: npt.NDArray[np.float64], tot
         top = np.sort(top)
     else:
         top = np.arange(len(key))
-    idx = top[np.lexsort((-p2[top], key[top]))][:n]
+    keys = (-p2[top], key[top]) if sky is None else (sky(top), -p2[top], key[top])
+    idx = top[np.lexsort(keys)][:n]
     score = score[idx]
     # The kept galaxies are a prefix of the full ranking: their running sum is
     # the cumulative score of the full ranking.
