@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_rest.py
 	$(PY) benchmarks/bench_tap.py
 	$(PY) benchmarks/bench_dask.py
+	$(PY) benchmarks/bench_partitioned.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .hypothesis build *.egg-info

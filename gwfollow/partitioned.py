@@ -430,7 +430,26 @@ def read_partition(path: Path, region: npt.NDArray[np.int64] | None, columns: li
 
 
 def _peak_rss_mib() -> float:
+    """This process's peak resident memory (MiB) since start or :func:`reset_peak_rss`."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def reset_peak_rss() -> bool:
+    """Restart this process's peak-memory count (Linux ``clear_refs``), so that
+    the next measurement covers one step only.  False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------- ranking
@@ -548,7 +567,9 @@ def rank_partitioned(
     elif touched.size:
         from distributed import as_completed
 
-        shared = client.scatter([cat, region, m], broadcast=True)
+        # hash=False: unique keys, so that releasing an earlier call's data cannot
+        # cancel this call's tasks (scattered data with equal content shares a key).
+        shared = client.scatter([cat, region, m], broadcast=True, hash=False)
         futures = {client.submit(rank_partition, shared[0], int(i), shared[1], shared[2], weighting, limit,
                                  pure=False): int(i) for i in touched}
         for k, fut in enumerate(as_completed(futures)):

@@ -246,6 +246,10 @@ def test_dask_localcluster_ranks_the_same(generated, cluster_map) -> None:
         assert all(a.startswith("tcp://127.0.0.1:") for a in client.scheduler_info()["workers"])
         par = rank_partitioned(cluster_map, out, region=region, limit=200, weighting="B", client=client,
                                progress=lambda s, d, t: seen.append((d, t)))
+        # Calls in a row on one client (the same data scattered again) must not cancel each other.
+        for _ in range(3):
+            _assert_same_ranking(par, rank_partitioned(cluster_map, out, region=region, limit=200, weighting="B",
+                                                       client=client))
     _assert_same_ranking(serial, par)
     assert seen[-1] == (par.scan["partitions_touched"],) * 2
     assert par.scan["rows_read"] == serial.scan["rows_read"]
