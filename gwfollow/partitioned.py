@@ -29,7 +29,6 @@ from one file: same galaxies, same order, same numbers bit for bit.
 
 from __future__ import annotations
 
-import math
 import os
 import resource
 import shutil
@@ -482,8 +481,9 @@ def rank_partition(cat: PartitionedCatalog, index: int, region: npt.NDArray[np.i
     """Rank one partition: the candidates that can reach the merged top ``limit``.
 
     Returns the kept candidates (a :class:`Catalog` in sky order with their
-    2-D / 3-D densities and raw scores), the exact partial sums of all raw
-    scores of the partition (for the merged normalisation) and what was read.
+    2-D / 3-D densities and raw scores), the exact sum of all raw scores of
+    the partition as fixed-point limbs (for the merged normalisation) and
+    what was read.
     """
     from . import rank as grank
     from .kernels import rank as krank
@@ -500,7 +500,7 @@ def rank_partition(cat: PartitionedCatalog, index: int, region: npt.NDArray[np.i
         col = cat.roles["bmag" if weighting == "B" else "kmag"]
         mag = _num(_np(table, col)) if col else np.full(pix.shape[0], np.nan)
         raw = np.where(np.isfinite(lum := grank._luminosity(mag, dist)), raw * lum, np.nan)
-    partials = krank.exact_partials(raw[np.isfinite(raw)])
+    partials = krank.exact_sum_limbs(raw)
     keep = grank.keep_for_merge(raw, p2, limit)
     kept = cat._catalog(table.take(keep))
     st["candidates"] = int(pix.shape[0])
@@ -527,7 +527,7 @@ def rank_partitioned(
     The result equals :func:`gwfollow.rank.rank_galaxies` on a single file
     holding the same rows: the same galaxies in the same order with the same
     densities and scores, bit for bit (scores are normalised by the
-    correctly rounded sum of all raw scores).
+    correctly rounded exact sum of all raw scores, whatever the grouping).
 
     Parameters
     ----------
@@ -547,7 +547,7 @@ def rank_partitioned(
         read, candidates, seconds, peak RSS per worker (MiB).
     """
     from .moc import credible_ranges
-    from .rank import RankedGalaxies, check_options, order_ranking, ranking_provenance
+    from .rank import RankedGalaxies, check_options, limbs_to_float, order_ranking, ranking_provenance
 
     check_options(weighting, limit)
     cat = catalog if isinstance(catalog, PartitionedCatalog) else PartitionedCatalog(catalog)
@@ -579,7 +579,7 @@ def rank_partitioned(
     parts = [results[int(i)] for i in touched]
     for r in parts:
         stats.add(r["stats"])
-    total = math.fsum(np.concatenate([r["partials"] for r in parts])) if parts else 0.0
+    total = limbs_to_float(*(r["partials"] for r in parts))
     merged = _merge_catalogs([r["catalog"] for r in parts], cat)
     p2 = np.concatenate([r["p2"] for r in parts]) if parts else np.empty(0)
     p3 = np.concatenate([r["p3"] for r in parts]) if parts else np.empty(0)

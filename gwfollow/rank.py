@@ -184,10 +184,12 @@ def rank_galaxies(
             dist = crossmatch_distance_grid(skymap, dist)
         reg = region if region is not None else np.empty((0, 2), dtype=np.int64)
         inside, p2, p3 = krank.evaluate_positions(
-            np.radians(catalog.ra), np.radians(catalog.dec), dist, reg, starts, ends, bs,
-            skymap.probdensity, mu, sg, nm, has_d)
-        cand = np.flatnonzero(inside)
-        p2, p3 = p2[cand], p3[cand]
+            catalog.ra, catalog.dec, dist, reg, starts, ends, bs, skymap.probdensity, mu, sg, nm, has_d)
+        if region is None:  # the whole sky: every galaxy is a candidate
+            cand = np.arange(len(catalog), dtype=np.int64)
+        else:
+            cand = np.flatnonzero(inside)
+            p2, p3 = p2[cand], p3[cand]
 
         def sky(pos: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
             # Candidates are in catalogue order here: ties are broken by sky
@@ -197,7 +199,7 @@ def rank_galaxies(
             rows = cand[pos]
             return lonlat_to_nest(29, np.radians(catalog.ra[rows]), np.radians(catalog.dec[rows]))
     mode = "3d" if has_d else "2d"
-    raw = p3.copy() if has_d else p2.copy()
+    raw = p3 if has_d else p2
     if weighting:
         mag = catalog.bmag[cand] if weighting == "B" else catalog.kmag[cand]
         lum = _luminosity(mag, catalog.dist[cand])
@@ -232,38 +234,32 @@ def exact_total(raw: npt.NDArray[np.float64]) -> float:
 
     Independent of the order and grouping of the scores, so that a ranking
     merged from catalogue partitions normalises exactly as one over a
-    single file (:func:`kernels.rank.exact_partials`).
+    single file (:func:`kernels.rank.exact_sum_limbs`).
     """
-    import math
+    return limbs_to_float(krank.exact_sum_limbs(np.ascontiguousarray(raw, dtype=np.float64)))
 
-    return math.fsum(krank.exact_partials(raw[np.isfinite(raw)]))
+
+def limbs_to_float(*limbs: npt.NDArray[np.int64]) -> float:
+    """Add exact-sum limbs (:func:`kernels.rank.exact_sum_limbs`) of one or
+    more pieces and round the total once, correctly (half to even), to a double."""
+    from fractions import Fraction
+
+    total = 0
+    for lb in limbs:
+        for sign, row in ((1, lb[0]), (-1, lb[1])):
+            total += sign * int.from_bytes(row.astype("<u4").tobytes(), "little")
+    return float(Fraction(total, 1 << 1074))
 
 
 def keep_for_merge(raw: npt.NDArray[np.float64], p2: npt.NDArray[np.float64],
                    limit: int | None) -> npt.NDArray[np.int64]:
     """Positions (ascending) of the candidates of one partition that can reach
-    the merged top ``limit``.
-
-    The merged order is by score = raw / total (total unknown here), then by
-    2-D density, then by position; galaxies without a score come last.  A
-    galaxy below the ``limit``-th raw score of its own partition by more than
-    the rounding of one division cannot rank above those ``limit`` galaxies,
-    so it is dropped; every possible tie is kept.
-    """
-    n = raw.shape[0]
-    if limit is None or n <= limit:
-        return np.arange(n, dtype=np.int64)
-    valid = np.isfinite(raw)
-    keep = np.zeros(n, dtype=bool)
-    for mask, key in ((valid, raw), (~valid, p2)):
-        vals = key[mask]
-        if vals.size <= limit:
-            keep |= mask
-            continue
-        kth = np.partition(vals, vals.size - limit)[vals.size - limit] if limit > 0 else np.inf
-        bound = kth * (1.0 - 1e-9) if mask is valid else kth
-        keep |= mask & (key >= bound)
-    return np.flatnonzero(keep)
+    the merged top ``limit``: its own top ``limit`` and every tie (a galaxy
+    ranked after ``limit`` others of its partition cannot rank higher in the
+    merged list, whose order is the same)."""
+    if limit is None:
+        return np.arange(raw.shape[0], dtype=np.int64)
+    return krank.top_positions(raw, p2, limit)
 
 
 def order_ranking(raw: npt.NDArray[np.float64], p2: npt.NDArray[np.float64], total: float,
@@ -271,31 +267,25 @@ def order_ranking(raw: npt.NDArray[np.float64], p2: npt.NDArray[np.float64], tot
                   ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Rank candidates: ``(positions best first, score, cumscore)``.
 
-    Score = ``raw / total`` (NaN without a raw score); order: score
+    Score = ``raw / total`` (NaN without a raw score); order: raw score
     descending, then 2-D density descending, then sky position (depth-29
-    pixel), then catalogue order; galaxies without a score last.
+    pixel), then catalogue order; galaxies without a score last, by 2-D
+    density.
     Candidates are given in catalogue order within equal pixels; ``sky``
     maps positions to their pixels, or is None when the candidates are
     already in sky order (an index, partitions).
     """
-    valid = np.isfinite(raw)
-    score = np.where(valid, raw / total if total > 0 else 0.0, np.nan)
-    # Best first; galaxies without a score last (by 2-D density).  Only the
-    # kept ones are fully sorted (a partition finds them first).
-    key = np.where(valid, -score, np.inf)
-    n = len(key) if limit is None else min(limit, len(key))
-    if n < len(key):
-        top = np.argpartition(key, n - 1)[:n] if n > 0 else np.empty(0, dtype=np.int64)
-        # Ties at the partition boundary: keep every candidate with the boundary key.
-        if n > 0:
-            kth = key[top].max()
-            top = np.union1d(top, np.flatnonzero(key == kth))
-        top = np.sort(top)
-    else:
-        top = np.arange(len(key))
-    keys = (-p2[top], key[top]) if sky is None else (sky(top), -p2[top], key[top])
-    idx = top[np.lexsort(keys)][:n]
-    score = score[idx]
+    n = raw.shape[0] if limit is None else min(limit, raw.shape[0])
+    # Only the best n (and ties with the n-th) are sorted.
+    top = np.arange(raw.shape[0]) if n == raw.shape[0] else krank.top_positions(raw, p2, n)
+    r, q = raw[top], p2[top]
+    valid = np.isfinite(r)
+    keys = (-q, np.where(valid, -r, -q), ~valid)
+    if sky is not None:
+        keys = (sky(top),) + keys
+    order = np.lexsort(keys)[:n]
+    idx = top[order]
+    score = np.where(valid[order], r[order] / total if total > 0 else 0.0, np.nan)
     # The kept galaxies are a prefix of the full ranking: their running sum is
     # the cumulative score of the full ranking.
     cum = np.where(np.isfinite(score), np.cumsum(np.nan_to_num(score)), np.nan)

@@ -116,7 +116,8 @@ def evaluate_positions(
     """Fused scan of a catalogue: position -> region test -> cell -> densities.
 
     One pass per galaxy (threads over galaxies), for catalogues without an
-    index.  ``lon``/``lat`` in radians; ``region`` canonical depth-29 ranges
+    index.  ``lon``/``lat`` in degrees (converted here, as ``np.radians``
+    does, to spare two passes over the columns); ``region`` canonical depth-29 ranges
     (empty: the whole sky).  Returns ``(inside, p2, p3)`` as in
     :func:`posterior_densities`; galaxies outside the region get ``inside``
     False and zero densities.
@@ -128,12 +129,13 @@ def evaluate_positions(
     nreg = region.shape[0]
     rstarts = region[:, 0].copy()
     halfpi = 0.5 * np.pi
+    d2r = np.pi / 180.0
     for i in prange(n):
-        theta = halfpi - lat[i]
+        theta = halfpi - lat[i] * d2r
         z = np.cos(theta)
         have_sth = theta < 0.01 or theta > np.pi - 0.01
         sth = np.sin(theta) if have_sth else 0.0
-        pix = _ang2pix_nest_one(29, z, sth, have_sth, lon[i])
+        pix = _ang2pix_nest_one(29, z, sth, have_sth, lon[i] * d2r)
         if nreg > 0:
             k = np.searchsorted(rstarts, pix, side="right") - 1
             if k < 0 or pix >= region[k, 1]:
@@ -161,33 +163,143 @@ def locate_sorted(pix_sorted: np.ndarray, starts: np.ndarray, ends: np.ndarray, 
     return out
 
 
-@njit(cache=True)
-def exact_partials(values: np.ndarray) -> np.ndarray:
-    """Non-overlapping partial sums whose exact sum is the exact sum of ``values``.
+#: 32-bit limbs of a fixed-point accumulator spanning every finite double:
+#: bit 0 is 2**-1074 (the smallest subnormal); 2098 bits + carries.
+SUM_LIMBS = 70
 
-    Shewchuk's expansion growth (J. R. Shewchuk 1997, "Adaptive Precision
-    Floating-Point Arithmetic and Fast Robust Geometric Predicates", Discrete
-    Comput. Geom. 18, 305; the algorithm behind Python's ``math.fsum``).
-    ``math.fsum`` of the partials is the correctly rounded sum of ``values``
-    whatever their order or grouping: the sum of partials from several
-    pieces equals the sum over the whole, bit for bit.  Values must be
-    finite.
+
+@njit(cache=True)
+def exact_sum_limbs(values: np.ndarray) -> np.ndarray:
+    """The exact sum of the finite ``values`` as fixed-point limbs (a
+    "superaccumulator", cf. Kulisch; Neal 2015, arXiv:1505.05571).
+
+    Each double is ``m * 2**(p - 1074)`` with an integer mantissa ``m`` <
+    2**53; ``m`` is added, shifted by ``p % 32``, into the 32-bit limbs from
+    ``p // 32`` on.  Integer additions are exact and associative, so the
+    limbs of several pieces add up to the limbs of the whole: the sum does
+    not depend on order or grouping.  Non-finite values are skipped.
+    Returns ``(2, SUM_LIMBS)`` int64: positive and negative parts, carries
+    propagated (each limb in [0, 2**32)); :func:`gwfollow.rank.limbs_to_float`
+    rounds them correctly to one double.
     """
-    partials = np.empty(160, dtype=np.float64)  # 2098 exponents / 53 bits < 40 are ever needed
-    n = 0
+    acc = np.zeros((2, SUM_LIMBS + 1), dtype=np.int64)
+    bits = values.view(np.int64)
+    pending = 0
     for k in range(values.shape[0]):
-        x = values[k]
-        i = 0
-        for j in range(n):
-            y = partials[j]
-            if abs(x) < abs(y):
-                x, y = y, x
-            hi = x + y
-            lo = y - (hi - x)
-            if lo != 0.0:
-                partials[i] = lo
-                i += 1
-            x = hi
-        partials[i] = x
-        n = i + 1
-    return partials[:n].copy()
+        b = bits[k]
+        e = (b >> 52) & 0x7FF
+        if e == 0x7FF:  # inf or NaN
+            continue
+        m = b & 0xFFFFFFFFFFFFF
+        if e > 0:
+            m |= 0x10000000000000
+            p = e - 1
+        else:
+            p = 0
+        s = 1 if b < 0 else 0
+        limb = p >> 5
+        off = p & 31
+        lo = (m & 0xFFFFFFFF) << off
+        hi = (m >> 32) << off
+        acc[s, limb] += lo & 0xFFFFFFFF
+        acc[s, limb + 1] += (lo >> 32) + (hi & 0xFFFFFFFF)
+        acc[s, limb + 2] += hi >> 32
+        pending += 1
+        if pending == 1 << 28:  # each add is < 2**33: carry before int64 could overflow
+            _carry(acc)
+            pending = 0
+    _carry(acc)
+    return acc[:, :SUM_LIMBS].copy()
+
+
+@njit(cache=True)
+def _carry(acc: np.ndarray) -> None:
+    for s in range(acc.shape[0]):
+        c = 0
+        for i in range(acc.shape[1]):
+            v = acc[s, i] + c
+            acc[s, i] = v & 0xFFFFFFFF
+            c = v >> 32
+
+
+@njit(cache=True, inline="always")
+def _worse(ca: int, pa: float, sa: float, cb: int, pb: float, sb: float) -> bool:
+    """Is key a = (class, primary, secondary) ranked after key b?  Class 0
+    (with a score) before class 1; then primary, then secondary, descending."""
+    if ca != cb:
+        return ca > cb
+    if pa != pb:
+        return pa < pb
+    return sa < sb
+
+
+@njit(cache=True)
+def top_positions(raw: np.ndarray, p2: np.ndarray, k: int) -> np.ndarray:
+    """Positions (ascending) of the best ``k`` galaxies and of every galaxy
+    tied with the ``k``-th.
+
+    Order: galaxies with a finite ``raw`` score first, by ``raw`` then
+    ``p2`` descending; the others by ``p2`` descending.  One pass with a
+    bounded heap whose root is the worst kept key (O(n log k)), then one
+    pass for the ties.
+    """
+    n = raw.shape[0]
+    if k >= n:
+        return np.arange(n)
+    out_empty = np.empty(0, dtype=np.int64)
+    if k <= 0:
+        return out_empty
+    hc = np.empty(k, dtype=np.int64)
+    hp = np.empty(k, dtype=np.float64)
+    hs = np.empty(k, dtype=np.float64)
+    size = 0
+    for i in range(n):
+        c = 0 if np.isfinite(raw[i]) else 1
+        pv = raw[i] if c == 0 else p2[i]
+        sv = p2[i] if c == 0 else 0.0
+        if size < k:
+            # sift up: the root is the worst key
+            j = size
+            size += 1
+            while j > 0:
+                parent = (j - 1) >> 1
+                if _worse(c, pv, sv, hc[parent], hp[parent], hs[parent]):
+                    hc[j], hp[j], hs[j] = hc[parent], hp[parent], hs[parent]
+                    j = parent
+                else:
+                    break
+            hc[j], hp[j], hs[j] = c, pv, sv
+        elif _worse(hc[0], hp[0], hs[0], c, pv, sv):
+            # replace the root, sift down
+            j = 0
+            while True:
+                left = 2 * j + 1
+                if left >= k:
+                    break
+                w = left
+                right = left + 1
+                if right < k and _worse(hc[right], hp[right], hs[right], hc[left], hp[left], hs[left]):
+                    w = right
+                if _worse(hc[w], hp[w], hs[w], c, pv, sv):
+                    hc[j], hp[j], hs[j] = hc[w], hp[w], hs[w]
+                    j = w
+                else:
+                    break
+            hc[j], hp[j], hs[j] = c, pv, sv
+    tc, tp, ts = hc[0], hp[0], hs[0]
+    keep = np.zeros(n, dtype=np.bool_)
+    m = 0
+    for i in range(n):
+        c = 0 if np.isfinite(raw[i]) else 1
+        pv = raw[i] if c == 0 else p2[i]
+        sv = p2[i] if c == 0 else 0.0
+        if not _worse(c, pv, sv, tc, tp, ts):
+            keep[i] = True
+            m += 1
+    out = np.empty(m, dtype=np.int64)
+    j = 0
+    for i in range(n):
+        if keep[i]:
+            out[j] = i
+            j += 1
+    return out
