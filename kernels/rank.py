@@ -233,6 +233,14 @@ def _worse(ca: int, pa: float, sa: float, cb: int, pb: float, sb: float) -> bool
     return sa < sb
 
 
+@njit(cache=True, inline="always")
+def _key(raw: np.ndarray, p2: np.ndarray, i: int) -> tuple[int, float, float]:
+    """(class, primary, secondary) of galaxy ``i`` for :func:`top_positions`."""
+    if np.isfinite(raw[i]):
+        return 0, raw[i], p2[i]
+    return 1, p2[i], 0.0
+
+
 @njit(cache=True)
 def top_positions(raw: np.ndarray, p2: np.ndarray, k: int) -> np.ndarray:
     """Positions (ascending) of the best ``k`` galaxies and of every galaxy
@@ -254,9 +262,7 @@ def top_positions(raw: np.ndarray, p2: np.ndarray, k: int) -> np.ndarray:
     hs = np.empty(k, dtype=np.float64)
     size = 0
     for i in range(n):
-        c = 0 if np.isfinite(raw[i]) else 1
-        pv = raw[i] if c == 0 else p2[i]
-        sv = p2[i] if c == 0 else 0.0
+        c, pv, sv = _key(raw, p2, i)
         if size < k:
             # sift up: the root is the worst key
             j = size
@@ -290,9 +296,7 @@ def top_positions(raw: np.ndarray, p2: np.ndarray, k: int) -> np.ndarray:
     keep = np.zeros(n, dtype=np.bool_)
     m = 0
     for i in range(n):
-        c = 0 if np.isfinite(raw[i]) else 1
-        pv = raw[i] if c == 0 else p2[i]
-        sv = p2[i] if c == 0 else 0.0
+        c, pv, sv = _key(raw, p2, i)
         if not _worse(c, pv, sv, tc, tp, ts):
             keep[i] = True
             m += 1

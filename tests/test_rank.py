@@ -164,3 +164,26 @@ def test_catalogue_formats(tmp_path) -> None:
         assert list(c.ids) == ["a", "b"] and c.dropped == 1, name
         np.testing.assert_array_equal(c.dist, [50.0, 60.0])
         np.testing.assert_array_equal(c.bmag, [12.0, 13.0])
+
+
+@given(st.lists(st.tuples(st.sampled_from([np.nan, 0.0, 1.0, 2.0, 2.5, 1e-300, 7.0]),
+                          st.sampled_from([0.0, 0.5, 1.0, 3.0])), max_size=60), st.integers(0, 70))
+@settings(max_examples=300, deadline=None)
+def test_top_positions_is_the_sorted_prefix_with_ties(rows, k) -> None:
+    from gwfollow.kernels.rank import top_positions
+
+    raw = np.array([r for r, _ in rows], dtype=np.float64)
+    p2 = np.array([q for _, q in rows], dtype=np.float64)
+
+    def key(i):
+        return (0, -raw[i], -p2[i]) if np.isfinite(raw[i]) else (1, -p2[i], 0.0)
+
+    got = top_positions(raw, p2, k)
+    if k >= len(rows):
+        assert got.tolist() == list(range(len(rows)))
+        return
+    if k == 0:
+        assert got.size == 0
+        return
+    kth = sorted(key(i) for i in range(len(rows)))[k - 1]
+    assert got.tolist() == [i for i in range(len(rows)) if key(i) <= kth]
