@@ -232,6 +232,23 @@ def lonlat_to_nest(order: int, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
+def lonlat_deg_to_nest(order: int, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """:func:`lonlat_to_nest` for degrees, converted per point as ``np.radians``
+    does (``x * (pi / 180)``, the same doubles), with no temporary arrays."""
+    n = lon.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    halfpi = 0.5 * np.pi
+    d2r = np.pi / 180.0
+    for i in range(n):
+        theta = halfpi - lat[i] * d2r
+        z = np.cos(theta)
+        have_sth = theta < 0.01 or theta > np.pi - 0.01
+        sth = np.sin(theta) if have_sth else 0.0
+        out[i] = _ang2pix_nest_one(order, z, sth, have_sth, lon[i] * d2r)
+    return out
+
+
+@njit(cache=True)
 def nest_to_ring_order(order: int) -> np.ndarray:
     """Permutation ``p`` with ``nested_values = ring_values[p]`` at ``order``.
 

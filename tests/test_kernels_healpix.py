@@ -46,6 +46,9 @@ def test_lonlat_to_nest_matches_healpy(order: int) -> None:
     got = khp.lonlat_to_nest(order, lon, lat)
     ref = hp.ang2pix(2**order, np.pi / 2 - lat, lon, nest=True)
     assert np.array_equal(got, ref)
+    deg_lon, deg_lat = np.degrees(lon), np.degrees(lat)
+    assert np.array_equal(khp.lonlat_deg_to_nest(order, deg_lon, deg_lat),
+                          khp.lonlat_to_nest(order, np.radians(deg_lon), np.radians(deg_lat)))
 
 
 @pytest.mark.parametrize("order", [0, 1, 2, 5, 8])
