@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gwfollow import read_skymap
     from gwfollow.catalogues import Catalog
-    from gwfollow.coverage import ZTF_FOV
-    from gwfollow.fields import Telescope, rank_fields
+    from gwfollow.fields import ZTF_FOV, Telescope, rank_fields
     from gwfollow.kernels import warm_up
     from gwfollow.rank import rank_galaxies
 

@@ -1,20 +1,27 @@
-"""Telescope fields ranked by enclosed probability, with greedy selection.
+"""Telescope fields: footprints, tile grids, executed pointings, and fields ranked by probability.
 
-A telescope is a tile grid (field id -> centre) and a field of view.  For a
-sky map, the fields near the credible region are found first (a k-d tree on
-unit vectors: coarse), then each candidate's footprint MOC is intersected
-with the map exactly (fine).  The greedy selection adds, at each step, the
-field that adds the most probability not yet covered (overlapping fields
-are not counted twice) until the target cumulative probability is reached
-(the classic greedy algorithm for maximum coverage, Nemhauser et al. 1978;
-probability coverage is submodular, so a lazy priority queue is exact).
+A field of view (:class:`FieldOfView`) centred on a position gives a
+footprint MOC (:func:`field_footprint_ranges`); a telescope is a tile grid
+(field id -> centre, :func:`read_field_grid`) and a field of view.  Executed
+pointings become a space-time coverage (:func:`pointings_to_stmoc`).
+
+For a sky map, the fields near the credible region are found first (a k-d
+tree on unit vectors: coarse), then each candidate's footprint MOC is
+intersected with the map exactly (fine).  The greedy selection adds, at each
+step, the field that adds the most probability not yet covered (overlapping
+fields are not counted twice) until the target cumulative probability is
+reached (the classic greedy algorithm for maximum coverage, Nemhauser et al.
+1978; probability coverage is submodular, so a lazy priority queue is exact).
 """
 
 from __future__ import annotations
 
+import csv
+import functools
 import heapq
 import math
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +29,258 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .coverage import FieldOfView, field_footprint_ranges, read_field_grid
-from .errors import FieldsError
+from .coverage import TIME_DEPTH, Coverage, IntRanges, SpaceTimeRanges, times_to_us
+from .errors import CoverageError, FieldsError
 from .kernels import ranges as kr
-from .moc import credible_ranges, probability_in_ranges
+from .moc import credible_ranges, probability_in_ranges, ranges_of
+from .mocio import _default_name
 from .skymap import SkyMap
+
+
+FOV_SHAPES = ("square", "circle", "rectangle")
+
+
+@dataclass(frozen=True)
+class FieldOfView:
+    """A telescope's field of view, in degrees.
+
+    Attributes
+    ----------
+    shape : {"square", "circle", "rectangle"}
+    width_deg : float
+        Side (square) or east-west side (rectangle, before rotation).
+    height_deg : float
+        North-south side of a rectangle (equal to ``width_deg`` for a square).
+    radius_deg : float
+        Radius of a circle.
+    rotation_deg : float
+        Position angle of the north-south axis, east of north.
+
+    Boxes follow mocpy's ``MOC.from_box``: the sides and the central cross are
+    great circles, a close approximation of a camera's footprint for fields
+    of a few degrees.  Cells the border crosses are included, so footprints
+    slightly over-cover at coarse orders.
+    """
+
+    shape: str
+    width_deg: float = 0.0
+    height_deg: float = 0.0
+    radius_deg: float = 0.0
+    rotation_deg: float = 0.0
+
+    @classmethod
+    def square(cls, side_deg: float, rotation_deg: float = 0.0) -> FieldOfView:
+        """A square field ``side_deg`` on a side."""
+        return cls("square", float(side_deg), float(side_deg), 0.0, float(rotation_deg)).validate()
+
+    @classmethod
+    def rectangle(cls, width_deg: float, height_deg: float, rotation_deg: float = 0.0) -> FieldOfView:
+        """A rectangle ``width_deg`` (east-west) by ``height_deg`` (north-south)."""
+        return cls("rectangle", float(width_deg), float(height_deg), 0.0, float(rotation_deg)).validate()
+
+    @classmethod
+    def circle(cls, radius_deg: float) -> FieldOfView:
+        """A circular field of ``radius_deg``."""
+        return cls("circle", 0.0, 0.0, float(radius_deg)).validate()
+
+    def validate(self) -> FieldOfView:
+        """Check the sizes; return ``self``."""
+        if self.shape not in FOV_SHAPES:
+            raise CoverageError(f"shape {self.shape!r} is not one of {', '.join(FOV_SHAPES)}", source="fov")
+        if self.shape == "circle":
+            if not 0 < self.radius_deg < 90:
+                raise CoverageError(f"radius {self.radius_deg} deg is not in (0, 90)", source="fov")
+        elif not (0 < self.width_deg < 180 and 0 < self.height_deg < 180):
+            raise CoverageError(f"sides {self.width_deg} x {self.height_deg} deg are not in (0, 180)",
+                                source="fov")
+        if self.shape == "square" and self.width_deg != self.height_deg:
+            raise CoverageError("a square has equal sides", source="fov")
+        return self
+
+
+ZTF_FOV = FieldOfView.square(6.86)
+"""ZTF's 47 deg2 camera as a 6.86 deg square (CCD gaps ignored)."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _footprint_cached(ra_deg: float, dec_deg: float, fov: FieldOfView, order: int) -> IntRanges:
+    import astropy.units as u
+    from astropy.coordinates import Angle, Latitude, Longitude
+    from mocpy import MOC
+
+    lon = Longitude(ra_deg * u.deg)
+    lat = Latitude(dec_deg * u.deg)
+    if fov.shape == "circle":
+        moc = MOC.from_cone(lon, lat, radius=Angle(fov.radius_deg * u.deg), max_depth=order)
+    else:
+        # mocpy wants a >= b and measures the angle of the a-axis east of north.
+        half_ns, half_ew = fov.height_deg / 2, fov.width_deg / 2
+        if half_ns >= half_ew:
+            a, b, angle = half_ns, half_ew, fov.rotation_deg
+        else:
+            a, b, angle = half_ew, half_ns, fov.rotation_deg + 90.0
+        moc = MOC.from_box(lon, lat, a=Angle(a * u.deg), b=Angle(b * u.deg),
+                           angle=Angle(angle * u.deg), max_depth=order)
+    r = ranges_of(moc)
+    r.flags.writeable = False
+    return r
+
+
+def field_footprint_ranges(ra_deg: float, dec_deg: float, fov: FieldOfView, order: int = 10) -> IntRanges:
+    """Canonical depth-29 ranges of a field of view centred on (``ra_deg``, ``dec_deg``).
+
+    Parameters
+    ----------
+    ra_deg, dec_deg : float
+        Field centre (ICRS), degrees.
+    fov : FieldOfView
+    order : int
+        HEALPix order of the footprint's border cells (10: 3.4 arcmin).
+
+    Returns
+    -------
+    (n, 2) ndarray of int64
+        Read-only (results are cached per field).
+
+    Examples
+    --------
+    >>> from gwfollow.moc import ranges_area_deg2
+    >>> r = field_footprint_ranges(10.0, 20.0, FieldOfView.square(6.86), order=10)
+    >>> 47.0 < ranges_area_deg2(r) < 49.0
+    True
+    """
+    fov.validate()
+    if not (math.isfinite(ra_deg) and math.isfinite(dec_deg) and -90 <= dec_deg <= 90):
+        raise CoverageError(f"field centre ({ra_deg}, {dec_deg}) is not a sky position", source="field")
+    if not 0 <= int(order) <= 29:
+        raise CoverageError(f"order {order} is not in 0..29", source="field")
+    return _footprint_cached(float(ra_deg) % 360.0, float(dec_deg), fov, int(order))
+
+
+def read_field_grid(path: str | os.PathLike[str]) -> dict[int, tuple[float, float]]:
+    """Field centres of a tile grid: ``{field id: (ra_deg, dec_deg)}``.
+
+    Reads whitespace- or comma-separated files whose first three columns are
+    ID, RA, Dec (ZTF ``ZTF_Fields.txt`` with its ``%`` header, DECam CSV,
+    gwemopt ``.tess``); a header naming ``ID``/``field_id``, ``RA`` and
+    ``Dec`` columns is used when present.
+    """
+    p = Path(path)
+    try:
+        lines = p.read_text().splitlines()
+    except OSError as exc:
+        raise CoverageError(f"cannot read ({exc.strerror})", source=str(p)) from None
+    cols = (0, 1, 2)
+    out: dict[int, tuple[float, float]] = {}
+    for n, line in enumerate(lines, 1):
+        s = line.strip()
+        if not s:
+            continue
+        header = s.startswith(("%", "#"))
+        tokens = [t.strip() for t in (s.lstrip("%#").split(",") if "," in s else s.lstrip("%#").split())]
+        if header or not _is_number(tokens[0]):
+            names = [t.lower() for t in tokens]
+            idx = {k: names.index(k) for k in ("id", "field_id", "field", "ra", "dec") if k in names}
+            fid = next((idx[k] for k in ("id", "field_id", "field") if k in idx), None)
+            if fid is not None and "ra" in idx and "dec" in idx:
+                cols = (fid, idx["ra"], idx["dec"])
+            continue
+        try:
+            out[int(float(tokens[cols[0]]))] = (float(tokens[cols[1]]), float(tokens[cols[2]]))
+        except (IndexError, ValueError):
+            raise CoverageError(f"line {n} is not 'ID RA Dec': {s[:60]!r}", source=str(p)) from None
+    if not out:
+        raise CoverageError("no fields", source=str(p))
+    return out
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def pointings_to_stmoc(
+    pointings: str | os.PathLike[str] | Iterable[Mapping[str, Any]],
+    field_grid: str | os.PathLike[str] | Mapping[int, tuple[float, float]],
+    fov: FieldOfView,
+    *, order: int = 10, name: str | None = None,
+) -> Coverage:
+    """Executed pointings as a space-time coverage.
+
+    Parameters
+    ----------
+    pointings : path-like or iterable of mappings
+        A CSV file or rows with ``field_id`` (or ``ra``/``dec`` in degrees),
+        ``obstime`` (UTC, ISO 8601) and ``exposure_time`` (seconds): the
+        columns of SkyPortal's executed-observation exports.
+    field_grid : path-like or mapping
+        The telescope's fields (:func:`read_field_grid`).
+    fov : FieldOfView
+    order : int
+        HEALPix order of the footprints.
+    name : str, optional
+        Name of the coverage (the file name by default).
+
+    Returns
+    -------
+    Coverage
+        ``kind="spacetime"``: each exposure's footprint during
+        ``[obstime, obstime + exposure_time)``; overlapping exposures are
+        merged (:meth:`~gwfollow.coverage.SpaceTimeRanges.from_blocks`).
+    """
+    fov.validate()
+    if isinstance(pointings, (str, os.PathLike)):
+        src = str(pointings)
+        try:
+            with open(pointings, newline="") as fh:
+                rows = list(csv.DictReader(fh))
+        except OSError as exc:
+            raise CoverageError(f"cannot read ({exc.strerror})", source=src) from None
+        label = name or _default_name(Path(src))
+    else:
+        src = "<rows>"
+        rows = list(pointings)
+        label = name or "pointings"
+    grid = read_field_grid(field_grid) if isinstance(field_grid, (str, os.PathLike)) else field_grid
+    if not rows:
+        raise CoverageError("no pointings", source=src)
+    centres: list[tuple[float, float]] = []
+    times: list[str] = []
+    exposures = np.empty(len(rows), dtype=np.float64)
+    for i, row in enumerate(rows):
+        try:
+            if row.get("field_id") not in (None, ""):
+                fid = int(float(row["field_id"]))
+                if fid not in grid:
+                    raise CoverageError(f"row {i + 1}: field {fid} is not in the field grid", source=src)
+                ra, dec = grid[fid]
+                centres.append((float(ra), float(dec)))
+            else:
+                centres.append((float(row["ra"]), float(row["dec"])))
+            times.append(str(row["obstime"]))
+            exposures[i] = float(row["exposure_time"])
+        except KeyError as exc:
+            raise CoverageError(f"row {i + 1} has no {exc.args[0]!r}", source=src,
+                                hint="need field_id (or ra, dec), obstime and exposure_time") from None
+        except (TypeError, ValueError) as exc:
+            raise CoverageError(f"row {i + 1}: {exc}", source=src) from None
+    if np.any(~np.isfinite(exposures) | (exposures <= 0)):
+        k = int(np.argmax(~np.isfinite(exposures) | (exposures <= 0)))
+        raise CoverageError(f"row {k + 1}: exposure_time {exposures[k]} s is not positive", source=src)
+    try:
+        t0 = times_to_us(times)
+    except ValueError as exc:
+        raise CoverageError(f"cannot read obstime values ({exc})", source=src) from None
+    t1 = t0 + np.round(exposures * 1e6).astype(np.int64)
+    blocks = [
+        (np.array([[a, b]], dtype=np.int64), field_footprint_ranges(ra, dec, fov, order))
+        for (ra, dec), a, b in zip(centres, t0.tolist(), t1.tolist())
+    ]
+    st = SpaceTimeRanges.from_blocks(blocks)
+    return Coverage(label, "spacetime", src, int(order), time_order=TIME_DEPTH, spacetime=st)
 
 
 @dataclass(frozen=True)

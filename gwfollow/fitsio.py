@@ -136,6 +136,35 @@ def _padded(n: int) -> int:
     return (n + BLOCK - 1) // BLOCK * BLOCK
 
 
+def locate_bintable(
+    buf: bytes | memoryview, source: str
+) -> tuple[dict[str, Any], dict[str, Any], int, int] | None:
+    """Find the first BINTABLE extension by walking the headers, without mapping its rows.
+
+    Returns
+    -------
+    (primary, header, data_start, data_size) or None
+        Cards of the primary and of the table header, the byte offset of the
+        table's data and its size in bytes before padding; None when the file
+        has no BINTABLE extension.
+
+    Raises
+    ------
+    CorruptSkyMapError
+        Truncated header, or non-ASCII bytes in one.
+    """
+    mv = memoryview(buf)
+    primary, pos = read_header(mv, 0, source)
+    pos += _padded(data_size(primary))
+    while pos < len(mv):
+        h, data_start = read_header(mv, pos, source)
+        size = data_size(h)
+        if h.get("XTENSION") == "BINTABLE":
+            return primary, h, data_start, size
+        pos = data_start + _padded(size)
+    return None
+
+
 def find_bintable(buf: bytes | memoryview, source: str) -> BinTable:
     """Locate the first BINTABLE extension and map its rows.
 
@@ -153,15 +182,11 @@ def find_bintable(buf: bytes | memoryview, source: str) -> BinTable:
             source=source,
             hint="expected a HEALPix FITS sky map, optionally gzip-compressed",
         )
-    primary, pos = read_header(mv, 0, source)
-    pos += _padded(data_size(primary))
-    while pos < len(mv):
-        h, data_start = read_header(mv, pos, source)
-        size = data_size(h)
-        if h.get("XTENSION") == "BINTABLE":
-            return _map_table(mv, primary, h, data_start, size, source)
-        pos = data_start + _padded(size)
-    raise FastPathUnsupported("no BINTABLE extension")
+    found = locate_bintable(mv, source)
+    if found is None:
+        raise FastPathUnsupported("no BINTABLE extension")
+    primary, h, data_start, size = found
+    return _map_table(mv, primary, h, data_start, size, source)
 
 
 def _map_table(

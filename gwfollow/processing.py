@@ -184,7 +184,9 @@ def load_configured_coverage(cc, config: Config):
     """A :class:`~gwfollow.coverage.Coverage` from a ``[coverages.NAME]`` table (cached per process)."""
     import os
 
-    from .coverage import coverage_from_mocserver, load_coverage, pointings_to_stmoc
+    from .coverage import load_coverage
+    from .fields import pointings_to_stmoc
+    from .mocserver import coverage_from_mocserver
 
     if cc in _COVERAGES:
         return _COVERAGES[cc]

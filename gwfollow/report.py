@@ -95,7 +95,7 @@ def sky_plot(skymap: Any, path: str | os.PathLike[str], *, levels: tuple[float, 
     ranked galaxy table) and fields (``fields``: a table with ra/dec), and
     coverage MOCs filled lightly.  ``zoom`` adds a zoomed panel on the
     90 % region when it is small.  With ``fov`` (a
-    :class:`~gwfollow.coverage.FieldOfView`) fields are drawn as outlines.
+    :class:`~gwfollow.fields.FieldOfView`) fields are drawn as outlines.
     """
     import matplotlib
 

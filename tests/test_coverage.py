@@ -19,28 +19,26 @@ from mocpy.tmoc import microseconds_to_times, times_to_microseconds
 
 from gwfollow import read_skymap
 from gwfollow.coverage import (
-    ZTF_FOV,
     Coverage,
     CoverageError,
-    FieldOfView,
     SpaceTimeRanges,
-    coverage_from_mocserver,
-    coverage_from_mocserver_async,
     coverage_probability,
-    field_footprint_ranges,
     load_coverage,
-    mocserver_cache_path,
-    mocserver_query,
-    pointings_to_stmoc,
-    read_field_grid,
     remaining_probability,
     times_to_us,
     us_to_times,
 )
 from gwfollow.errors import FetchError, GwfollowError
+from gwfollow.fields import ZTF_FOV, FieldOfView, field_footprint_ranges, pointings_to_stmoc, read_field_grid
 from gwfollow.kernels import healpix as khp
 from gwfollow.kernels import ranges as kr
 from gwfollow.moc import credible_ranges, moc_from_ranges, probability_in_ranges, ranges_area_deg2, ranges_of
+from gwfollow.mocserver import (
+    coverage_from_mocserver,
+    coverage_from_mocserver_async,
+    mocserver_cache_path,
+    mocserver_query,
+)
 
 from .conftest import shared_files, shared_path
 
@@ -185,7 +183,7 @@ def test_quirky_files() -> None:
 
 
 def test_fallback_when_mocpy_panics(monkeypatch) -> None:
-    import gwfollow.coverage as cov_mod
+    import gwfollow.mocio as cov_mod
 
     class PanicException(BaseException):  # what pyo3 raises when mocpy's Rust core panics
         pass

@@ -8,8 +8,15 @@ from astropy.table import Table
 from mocpy import MOC
 
 from gwfollow import read_skymap
-from gwfollow.coverage import ZTF_FOV, FieldOfView, field_footprint_ranges
-from gwfollow.fields import FieldsError, Telescope, candidate_fields, rank_fields
+from gwfollow.fields import (
+    ZTF_FOV,
+    FieldOfView,
+    FieldsError,
+    Telescope,
+    candidate_fields,
+    field_footprint_ranges,
+    rank_fields,
+)
 from gwfollow.kernels import ranges as kr
 from gwfollow.moc import credible_ranges, moc_from_ranges, probability_in_ranges, ranges_area_deg2
 

@@ -34,9 +34,11 @@ def main(args: argparse.Namespace) -> int:
     import os
 
     from ..config import load_config
-    from ..coverage import coverage_from_mocserver, coverage_probability, load_coverage, pointings_to_stmoc
+    from ..coverage import coverage_probability, load_coverage
     from ..errors import GwfollowError
+    from ..fields import pointings_to_stmoc
     from ..moc import credible_ranges
+    from ..mocserver import coverage_from_mocserver
     from ..skymap import read_skymap
     from ._common import emit_json
 

@@ -26,8 +26,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def parse_fov(text: str):
     """``square:6.86``, ``rectangle:3:2``, ``circle:7`` -> FieldOfView."""
-    from ..coverage import FieldOfView
-    from ..fields import FieldsError
+    from ..fields import FieldOfView, FieldsError
 
     parts = text.split(":")
     try:
