@@ -183,8 +183,11 @@ def rank_galaxies(
         if distance_grid == "crossmatch" and has_d:
             dist = crossmatch_distance_grid(skymap, dist)
         reg = region if region is not None else np.empty((0, 2), dtype=np.int64)
+        # An order-5 cell lookup (12,288 entries, 48 kB: it stays in cache)
+        # narrows each galaxy's cell search; finer ones miss the cache.
+        lut = krank.cell_lookup(ends, 5)
         inside, p2, p3 = krank.evaluate_positions(
-            catalog.ra, catalog.dec, dist, reg, starts, ends, bs, skymap.probdensity, mu, sg, nm, has_d)
+            catalog.ra, catalog.dec, dist, reg, starts, ends, bs, skymap.probdensity, mu, sg, nm, has_d, lut, 5)
         if region is None:  # the whole sky: every galaxy is a candidate
             cand = np.arange(len(catalog), dtype=np.int64)
         else:

@@ -112,13 +112,18 @@ def evaluate_positions(
     distsigma: np.ndarray,
     distnorm: np.ndarray,
     has_distance: bool,
+    lut: np.ndarray,
+    lut_order: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fused scan of a catalogue: position -> region test -> cell -> densities.
 
     One pass per galaxy (threads over galaxies), for catalogues without an
     index.  ``lon``/``lat`` in degrees (converted here, as ``np.radians``
     does, to spare two passes over the columns); ``region`` canonical depth-29 ranges
-    (empty: the whole sky).  Returns ``(inside, p2, p3)`` as in
+    (empty: the whole sky).  ``lut`` (from :func:`cell_lookup` at
+    ``lut_order``, or empty) narrows the search for each galaxy's map cell
+    to the few cells of its order-``lut_order`` pixel.  Returns
+    ``(inside, p2, p3)`` as in
     :func:`posterior_densities`; galaxies outside the region get ``inside``
     False and zero densities.
     """
@@ -130,6 +135,7 @@ def evaluate_positions(
     rstarts = region[:, 0].copy()
     halfpi = 0.5 * np.pi
     d2r = np.pi / 180.0
+    ncell = cell_starts.shape[0]
     for i in prange(n):
         theta = halfpi - lat[i] * d2r
         z = np.cos(theta)
@@ -141,8 +147,22 @@ def evaluate_positions(
             if k < 0 or pix >= region[k, 1]:
                 continue
         inside[i] = True
-        k = np.searchsorted(cell_starts, pix, side="right") - 1
-        c = cell_rows[k] if k >= 0 and pix < cell_ends[k] else -1
+        if lut.shape[0] > 0:
+            # The cells that can hold pix start at lut[q]: walk the few of them.
+            q = pix >> (2 * (29 - lut_order))
+            k = lut[q]
+            hi = lut[q + 1] + 1
+            if hi > ncell:
+                hi = ncell
+            if hi - k > 8:
+                k = k + np.searchsorted(cell_ends[k:hi], pix, side="right")
+            else:
+                while k < hi and cell_ends[k] <= pix:
+                    k += 1
+            c = cell_rows[k] if k < ncell and cell_starts[k] <= pix else -1
+        else:
+            k = np.searchsorted(cell_starts, pix, side="right") - 1
+            c = cell_rows[k] if k >= 0 and pix < cell_ends[k] else -1
         p2[i], p3[i] = _densities(c, dist[i], probdensity, distmu, distsigma, distnorm, has_distance)
     return inside, p2, p3
 
@@ -307,3 +327,22 @@ def top_positions(raw: np.ndarray, p2: np.ndarray, k: int) -> np.ndarray:
             out[j] = i
             j += 1
     return out
+
+
+@njit(cache=True)
+def cell_lookup(cell_ends: np.ndarray, order: int) -> np.ndarray:
+    """For each pixel ``q`` at ``order``, the position of the first cell
+    (sorted by start) ending after the pixel's first depth-29 pixel; one
+    merging walk.  Entry ``12 * 4**order`` is the number of cells."""
+    m = 12 << (2 * order)
+    shift = 2 * (29 - order)
+    nc = cell_ends.shape[0]
+    lut = np.empty(m + 1, dtype=np.int32)
+    k = 0
+    for q in range(m):
+        qs = np.int64(q) << shift
+        while k < nc and cell_ends[k] <= qs:
+            k += 1
+        lut[q] = k
+    lut[m] = nc
+    return lut
