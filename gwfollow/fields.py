@@ -487,7 +487,10 @@ def rank_fields(skymap: SkyMap, telescope: Telescope, *, target: float = 0.9, le
         order_sel.append(i)
         marg.append(gain)
         covered = kr.union(covered, foot[i])
-        covered_prob = probability_in_ranges(skymap, covered)
+        # The marginal gain is the probability of what the field adds: the
+        # running sum is the probability of the union (re-measuring the
+        # growing union every step cost O(cells) per field).
+        covered_prob += gain
         cum.append(covered_prob)
     cumarr = np.array(cum)
     n_sel = int(np.searchsorted(cumarr, target, side="left")) + 1 if len(cumarr) else 0

@@ -175,7 +175,14 @@ def credible_moc(skymap: SkyMap, level: float, boundary: str = "split") -> MOC:
 
 
 def probability_in_ranges(skymap: SkyMap, ranges: npt.NDArray[np.int64]) -> float:
-    """Probability of ``skymap`` inside canonical ranges (exact for partial cells)."""
+    """Probability of ``skymap`` inside canonical ranges (exact for partial cells).
+
+    A MOC of few ranges (a field of view) visits only the cells it touches;
+    a large one walks all cells; both give the same double.
+    """
+    if ranges.shape[0] * 16 < skymap.ranges.shape[0]:
+        starts, ends = skymap.sorted_cells
+        return float(kprob.probability_in_ranges_sorted(starts, ends, skymap.by_start, skymap.prob, ranges))
     return float(kprob.probability_in_ranges(skymap.ranges, skymap.prob, ranges))
 
 

@@ -143,6 +143,11 @@ class SkyMap:
     raw: bytes = field(repr=False, default=b"")
 
     @functools.cached_property
+    def sorted_cells(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """(starts, ends) of the cells' depth-29 ranges in sky order (``by_start``)."""
+        return self.ranges[self.by_start, 0].copy(), self.ranges[self.by_start, 1].copy()
+
+    @functools.cached_property
     def sha256(self) -> str:
         """SHA-256 of the bytes as received (compressed or not).
 

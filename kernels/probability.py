@@ -39,3 +39,58 @@ def probability_in_ranges(
         else:
             total += cell_prob[i] * (inside[i] / length)
     return total
+
+
+@njit(cache=True)
+def probability_in_ranges_sorted(
+    starts: np.ndarray, ends: np.ndarray, rows: np.ndarray, cell_prob: np.ndarray, moc: np.ndarray
+) -> float:
+    """:func:`probability_in_ranges` for a small ``moc``: only the cells it touches are visited.
+
+    ``starts``/``ends`` are the cells' depth-29 ranges sorted by start and
+    ``rows`` their map rows.  Each MOC range finds its first cell by binary
+    search; the touched cells' contributions are then added in map-row
+    order, as :func:`probability_in_ranges` adds them, so both return the
+    same double.
+    """
+    n = starts.shape[0]
+    m = moc.shape[0]
+    cap = 64
+    hit = np.empty(cap, dtype=np.int64)  # positions in sorted order
+    ins = np.empty(cap, dtype=np.int64)  # depth-29 pixels inside
+    h = 0
+    for r in range(m):
+        s = moc[r, 0]
+        e = moc[r, 1]
+        k = np.searchsorted(ends, s, side="right")
+        while k < n and starts[k] < e:
+            ov = min(e, ends[k]) - max(s, starts[k])
+            if h > 0 and hit[h - 1] == k:  # the same cell, from the next MOC range
+                ins[h - 1] += ov
+            else:
+                if h == cap:
+                    cap *= 2
+                    hit2 = np.empty(cap, dtype=np.int64)
+                    ins2 = np.empty(cap, dtype=np.int64)
+                    hit2[:h] = hit[:h]
+                    ins2[:h] = ins[:h]
+                    hit, ins = hit2, ins2
+                hit[h] = k
+                ins[h] = ov
+                h += 1
+            if ends[k] > e:
+                break
+            k += 1
+    row = np.empty(h, dtype=np.int64)
+    for j in range(h):
+        row[j] = rows[hit[j]]
+    order = np.argsort(row)
+    total = 0.0
+    for j in order:
+        k = hit[j]
+        length = ends[k] - starts[k]
+        if ins[j] == length:
+            total += cell_prob[row[j]]
+        else:
+            total += cell_prob[row[j]] * (ins[j] / length)
+    return total
