@@ -102,16 +102,29 @@ ZTF_FOV = FieldOfView.square(6.86)
 """ZTF's 47 deg2 camera as a 6.86 deg square (CCD gaps ignored)."""
 
 
-@functools.lru_cache(maxsize=4096)
-def _footprint_cached(ra_deg: float, dec_deg: float, fov: FieldOfView, order: int) -> IntRanges:
+_FOOTPRINTS: dict[tuple[float, float, FieldOfView, int], IntRanges] = {}
+_FOOTPRINTS_MAX = 20_000  # a few whole grids (ZTF: 1,778 fields, ~1 kB each)
+
+
+def _compute_footprints(ra_deg: np.ndarray, dec_deg: np.ndarray, fov: FieldOfView, order: int) -> list[IntRanges]:
+    """Footprints of many fields in one mocpy call (computed in Rust, in parallel)."""
     import astropy.units as u
     from astropy.coordinates import Angle, Latitude, Longitude
     from mocpy import MOC
 
+    n = ra_deg.shape[0]
     lon = Longitude(ra_deg * u.deg)
     lat = Latitude(dec_deg * u.deg)
+    # mocpy's batch calls run on a pool of threads made per call: worth it
+    # for a grid, not for one field (thousands of single calls in a loop
+    # made the machine thrash), so small batches run on one thread.
+    threads = None if n >= 64 else 1
     if fov.shape == "circle":
-        moc = MOC.from_cone(lon, lat, radius=Angle(fov.radius_deg * u.deg), max_depth=order)
+        if n == 1:
+            mocs = [MOC.from_cone(lon[0], lat[0], radius=Angle(fov.radius_deg * u.deg), max_depth=order)]
+        else:
+            mocs = MOC.from_cones(lon=lon, lat=lat, radius=Angle(np.full(n, fov.radius_deg) * u.deg),
+                                  max_depth=order, n_threads=threads)
     else:
         # mocpy wants a >= b and measures the angle of the a-axis east of north.
         half_ns, half_ew = fov.height_deg / 2, fov.width_deg / 2
@@ -119,11 +132,44 @@ def _footprint_cached(ra_deg: float, dec_deg: float, fov: FieldOfView, order: in
             a, b, angle = half_ns, half_ew, fov.rotation_deg
         else:
             a, b, angle = half_ew, half_ns, fov.rotation_deg + 90.0
-        moc = MOC.from_box(lon, lat, a=Angle(a * u.deg), b=Angle(b * u.deg),
-                           angle=Angle(angle * u.deg), max_depth=order)
-    r = ranges_of(moc)
-    r.flags.writeable = False
-    return r
+        if n == 1:
+            mocs = [MOC.from_box(lon[0], lat[0], a=Angle(a * u.deg), b=Angle(b * u.deg), angle=Angle(angle * u.deg),
+                                 max_depth=order)]
+        else:
+            mocs = MOC.from_boxes(lon=lon, lat=lat, a=Angle(np.full(n, a) * u.deg), b=Angle(np.full(n, b) * u.deg),
+                                  angle=Angle(np.full(n, angle) * u.deg), max_depth=order, n_threads=threads)
+    out = []
+    for m in mocs:
+        r = ranges_of(m)
+        r.flags.writeable = False
+        out.append(r)
+    return out
+
+
+def field_footprints(ra_deg: Any, dec_deg: Any, fov: FieldOfView, order: int = 10) -> list[IntRanges]:
+    """Footprints (canonical depth-29 ranges, read-only) of fields centred on
+    (``ra_deg``, ``dec_deg``); those not yet cached in this process are
+    computed together in one call."""
+    fov.validate()
+    ra = np.atleast_1d(np.asarray(ra_deg, dtype=np.float64))
+    dec = np.atleast_1d(np.asarray(dec_deg, dtype=np.float64))
+    bad = ~(np.isfinite(ra) & np.isfinite(dec) & (dec >= -90) & (dec <= 90))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise CoverageError(f"field centre ({ra[i]}, {dec[i]}) is not a sky position", source="field")
+    if not 0 <= int(order) <= 29:
+        raise CoverageError(f"order {order} is not in 0..29", source="field")
+    keys = [(float(a) % 360.0, float(d), fov, int(order)) for a, d in zip(ra, dec)]
+    todo = list(dict.fromkeys(k for k in keys if k not in _FOOTPRINTS))
+    if not todo:
+        return [_FOOTPRINTS[k] for k in keys]
+    made = dict(zip(todo, _compute_footprints(np.array([k[0] for k in todo]), np.array([k[1] for k in todo]),
+                                              fov, int(order))))
+    out = [made[k] if k in made else _FOOTPRINTS[k] for k in keys]
+    if len(_FOOTPRINTS) + len(made) > _FOOTPRINTS_MAX:
+        _FOOTPRINTS.clear()
+    _FOOTPRINTS.update(made)
+    return out
 
 
 def field_footprint_ranges(ra_deg: float, dec_deg: float, fov: FieldOfView, order: int = 10) -> IntRanges:
@@ -149,12 +195,7 @@ def field_footprint_ranges(ra_deg: float, dec_deg: float, fov: FieldOfView, orde
     >>> 47.0 < ranges_area_deg2(r) < 49.0
     True
     """
-    fov.validate()
-    if not (math.isfinite(ra_deg) and math.isfinite(dec_deg) and -90 <= dec_deg <= 90):
-        raise CoverageError(f"field centre ({ra_deg}, {dec_deg}) is not a sky position", source="field")
-    if not 0 <= int(order) <= 29:
-        raise CoverageError(f"order {order} is not in 0..29", source="field")
-    return _footprint_cached(float(ra_deg) % 360.0, float(dec_deg), fov, int(order))
+    return field_footprints(ra_deg, dec_deg, fov, order)[0]
 
 
 def read_field_grid(path: str | os.PathLike[str]) -> dict[int, tuple[float, float]]:
@@ -275,10 +316,9 @@ def pointings_to_stmoc(
     except ValueError as exc:
         raise CoverageError(f"cannot read obstime values ({exc})", source=src) from None
     t1 = t0 + np.round(exposures * 1e6).astype(np.int64)
-    blocks = [
-        (np.array([[a, b]], dtype=np.int64), field_footprint_ranges(ra, dec, fov, order))
-        for (ra, dec), a, b in zip(centres, t0.tolist(), t1.tolist())
-    ]
+    cen = np.array(centres, dtype=np.float64).reshape(-1, 2)
+    feet = field_footprints(cen[:, 0], cen[:, 1], fov, order) if len(centres) else []
+    blocks = [(np.array([[a, b]], dtype=np.int64), f) for f, a, b in zip(feet, t0.tolist(), t1.tolist())]
     st = SpaceTimeRanges.from_blocks(blocks)
     return Coverage(label, "spacetime", src, int(order), time_order=TIME_DEPTH, spacetime=st)
 
@@ -415,22 +455,21 @@ def candidate_fields(telescope: Telescope, region: npt.NDArray[np.int64]) -> npt
     """Rows of fields whose footprint may touch ``region`` (coarse filter)."""
     from scipy.spatial import cKDTree
 
-    from .kernels.healpix import uniq_to_order_ipix
+    from .kernels.geometry import max_pixrad, nest_to_lonlat
 
     if region.shape[0] == 0:
         return np.empty(0, dtype=np.int64)
     order = 7  # cells of 0.46 deg
-    cells = kr.to_uniq(kr.degrade(region, order))
-    o, p = uniq_to_order_ipix(cells)
-    # Expand coarse cells to order-7 children centres (the region at order 7).
-    import healpy as hp
-
-    pix7 = np.concatenate([(pp << (2 * (order - oo))) + np.arange(1 << (2 * (order - oo)))
-                           for oo, pp in zip(o, p)]) if len(o) else np.empty(0, dtype=np.int64)
-    vec = np.stack(hp.pix2vec(2**order, pix7, nest=True), axis=1)
+    # The order-7 pixels of the region (its ranges widened to whole pixels).
+    deg = kr.degrade(region, order) >> (2 * (29 - order))
+    lengths = deg[:, 1] - deg[:, 0]
+    pix7 = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(deg[:, 0] - (np.cumsum(lengths) - lengths),
+                                                                     lengths)
+    lon, lat = nest_to_lonlat(order, pix7)
+    vec = _unit_vectors(np.degrees(lon), np.degrees(lat))
     fov = telescope.fov
     half_diag = fov.radius_deg if fov.shape == "circle" else 0.5 * math.hypot(fov.width_deg, fov.height_deg)
-    reach = math.radians(half_diag + hp.max_pixrad(2**order, degrees=True) + 0.05)
+    reach = math.radians(half_diag + 0.05) + max_pixrad(order)
     chord = 2 * math.sin(min(reach, math.pi) / 2)
     tree = cKDTree(vec)
     d, _ = tree.query(_unit_vectors(telescope.ra, telescope.dec), k=1, distance_upper_bound=chord)
@@ -465,8 +504,7 @@ def rank_fields(skymap: SkyMap, telescope: Telescope, *, target: float = 0.9, le
         raise FieldsError(f"target {target} is not in (0, 1]")
     region = credible_ranges(skymap, [level], "include")[0]
     cand = candidate_fields(telescope, region)
-    foot = [field_footprint_ranges(float(telescope.ra[r]), float(telescope.dec[r]), telescope.fov, order)
-            for r in cand]
+    foot = field_footprints(telescope.ra[cand], telescope.dec[cand], telescope.fov, order) if len(cand) else []
     prob = np.array([probability_in_ranges(skymap, f) for f in foot])
     # Lazy greedy: the heap holds (-upper bound on the marginal gain, index).
     heap = [(-p, i) for i, p in enumerate(prob)]

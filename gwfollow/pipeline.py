@@ -41,11 +41,17 @@ log = logging.getLogger("gwfollow.pipeline")
 T = TypeVar("T")
 
 
-def _init_worker() -> None:
-    """Worker-process start: load the numba kernels from their cache."""
+def _init_worker(config: Config | None = None) -> None:
+    """Worker-process start: load the numba kernels from their cache and, with
+    a configuration, what the first alert would otherwise wait for (imports,
+    telescope grids and their footprints; :func:`processing.warm_worker`)."""
     from .kernels import warm_up
 
     warm_up()
+    if config is not None:
+        from .processing import warm_worker
+
+        warm_worker(config)
 
 
 def _ping() -> bool:
@@ -126,7 +132,8 @@ class Pipeline:
 
     def _make_executor(self) -> Executor:
         ctx = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(self.config.service.workers, mp_context=ctx, initializer=_init_worker)
+        return ProcessPoolExecutor(self.config.service.workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(self.config,))
 
     async def start(self, resume: bool = True) -> None:
         """Start the workers; resume messages accepted before a crash."""

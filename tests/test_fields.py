@@ -76,3 +76,37 @@ def test_bad_target(sim_bytes) -> None:
         rank_fields(sm, Telescope.generated("g", ZTF_FOV), target=0)
     r = rank_fields(sm, Telescope.generated("g", ZTF_FOV), max_fields=3)
     assert len(r) == 3 and probability_in_ranges(sm, np.empty((0, 2), dtype=np.int64)) == 0
+
+
+@pytest.mark.parametrize("fov", [ZTF_FOV, FieldOfView.rectangle(3.0, 1.5, rotation_deg=30.0),
+                                 FieldOfView.circle(1.2)])
+def test_batched_footprints_equal_mocpy_one_by_one(fov) -> None:
+    import astropy.units as u
+    from astropy.coordinates import Angle, Latitude, Longitude
+
+    from gwfollow.fields import field_footprints
+    from gwfollow.moc import ranges_of
+
+    rng = np.random.default_rng(4)
+    ra = np.append(rng.uniform(0, 360, 40), [359.99, 0.0, 10.0])
+    dec = np.append(rng.uniform(-89, 89, 40), [0.0, 89.9, -89.9])
+    ra[5], dec[5] = ra[3], dec[3]  # a repeated field
+    got = field_footprints(ra, dec, fov, 9)
+    assert len(got) == len(ra) and got[5] is got[3]
+    for a, d, r in zip(ra, dec, got):
+        lon, lat = Longitude(a * u.deg), Latitude(d * u.deg)
+        if fov.shape == "circle":
+            ref = MOC.from_cone(lon, lat, radius=Angle(fov.radius_deg * u.deg), max_depth=9)
+        else:
+            ref = MOC.from_box(lon, lat, a=Angle(max(fov.width_deg, fov.height_deg) / 2 * u.deg),
+                               b=Angle(min(fov.width_deg, fov.height_deg) / 2 * u.deg),
+                               angle=Angle((fov.rotation_deg + (90.0 if fov.width_deg > fov.height_deg else 0.0))
+                                           * u.deg), max_depth=9)
+        assert np.array_equal(r, ranges_of(ref))
+        assert not r.flags.writeable
+    # Cached: the same arrays again, and single calls agree.
+    again = field_footprints(ra[::-1], dec[::-1], fov, 9)
+    assert all(x is y for x, y in zip(again, got[::-1]))
+    assert field_footprint_ranges(ra[0], dec[0], fov, 9) is got[0]
+    with pytest.raises(Exception, match="not a sky position"):
+        field_footprints([10.0, 20.0], [0.0, 95.0], fov, 9)
