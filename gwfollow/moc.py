@@ -180,9 +180,12 @@ def probability_in_ranges(skymap: SkyMap, ranges: npt.NDArray[np.int64]) -> floa
     A MOC of few ranges (a field of view) visits only the cells it touches;
     a large one walks all cells; both give the same double.
     """
-    if ranges.shape[0] * 16 < skymap.ranges.shape[0]:
+    n = skymap.ranges.shape[0]
+    if ranges.shape[0] * 16 < n:
         starts, ends = skymap.sorted_cells
-        return float(kprob.probability_in_ranges_sorted(starts, ends, skymap.by_start, skymap.prob, ranges))
+        touched = int((np.searchsorted(starts, ranges[:, 1]) - np.searchsorted(ends, ranges[:, 0], side="right")).sum())
+        if touched * 8 < n:  # else sorting the touched cells costs more than one pass over all
+            return float(kprob.probability_in_ranges_sorted(starts, ends, skymap.by_start, skymap.prob, ranges))
     return float(kprob.probability_in_ranges(skymap.ranges, skymap.prob, ranges))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -112,3 +114,25 @@ def _load(p) -> MOC:
 
         return MOC.from_json({k: v for k, v in json.loads(p.read_text()).items()})
     return MOC.load(str(p), format="fits")
+
+
+@given(canonical_ranges())
+@settings(max_examples=150, deadline=None)
+def test_probability_of_few_ranges_equals_the_full_scan(r: np.ndarray) -> None:
+    """The path that visits only the touched cells returns the same double."""
+    from gwfollow.kernels.probability import probability_in_ranges, probability_in_ranges_sorted
+
+    sm = _sim_map()
+    starts, ends = sm.sorted_cells
+    for moc in (r, r[: max(1, r.shape[0] // 3)], r >> 20 << 20):
+        moc = kr.normalize(moc)
+        assert (probability_in_ranges_sorted(starts, ends, sm.by_start, sm.prob, moc)
+                == probability_in_ranges(sm.ranges, sm.prob, moc))
+
+
+@functools.cache
+def _sim_map():
+    from gwfollow.simulate import simulated_skymap_bytes
+    from gwfollow.skymap import read_skymap
+
+    return read_skymap(simulated_skymap_bytes(8, ra_deg=30.0, dec_deg=10.0, size_deg=20.0))
