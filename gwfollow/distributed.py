@@ -85,7 +85,11 @@ def dask_client(address: str | None = None, n_workers: int = 2) -> Iterator[Any]
     if address is None:
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                dashboard_address="127.0.0.1:0")
-        client = Client(cluster)
+        try:
+            client = Client(cluster)
+        except BaseException:
+            cluster.close()
+            raise
     else:
         try:
             client = Client(address, timeout="20s")

@@ -159,16 +159,19 @@ def field_footprints(ra_deg: Any, dec_deg: Any, fov: FieldOfView, order: int = 1
         raise CoverageError(f"field centre ({ra[i]}, {dec[i]}) is not a sky position", source="field")
     if not 0 <= int(order) <= 29:
         raise CoverageError(f"order {order} is not in 0..29", source="field")
+    global _FOOTPRINTS
     keys = [(float(a) % 360.0, float(d), fov, int(order)) for a, d in zip(ra, dec)]
-    todo = list(dict.fromkeys(k for k in keys if k not in _FOOTPRINTS))
+    cache = _FOOTPRINTS
+    todo = list(dict.fromkeys(k for k in keys if k not in cache))
     if not todo:
-        return [_FOOTPRINTS[k] for k in keys]
+        return [cache[k] for k in keys]
     made = dict(zip(todo, _compute_footprints(np.array([k[0] for k in todo]), np.array([k[1] for k in todo]),
                                               fov, int(order))))
-    out = [made[k] if k in made else _FOOTPRINTS[k] for k in keys]
-    if len(_FOOTPRINTS) + len(made) > _FOOTPRINTS_MAX:
-        _FOOTPRINTS.clear()
-    _FOOTPRINTS.update(made)
+    out = [made[k] if k in made else cache[k] for k in keys]
+    if len(cache) + len(made) > _FOOTPRINTS_MAX:
+        _FOOTPRINTS = dict(made)  # rebound, not cleared: a concurrent reader keeps its snapshot
+    else:
+        _FOOTPRINTS.update(made)
     return out
 
 

@@ -185,7 +185,7 @@ class PartitionedCatalog:
     """
 
     def __init__(self, path: str | os.PathLike[str], columns: dict[str, str] | None = None) -> None:
-        root = Path(path)
+        root = Path(path).expanduser().resolve()  # workers of a cluster see absolute paths
         if not root.is_dir():
             raise CatalogError(f"{root}: not a directory", hint="make one with: gwfollow catalog import FILE --out DIR")
         if (root / "collection.properties").is_file() and not (root / "hats.properties").is_file():
@@ -202,7 +202,10 @@ class PartitionedCatalog:
         self.properties = _read_properties(props_file)
         self.name = self.properties.get("obs_collection", root.name)
         self.healpix_column = self.properties.get("hats_col_healpix", HEALPIX_COLUMN)
-        if int(self.properties.get("hats_col_healpix_order", DEPTH)) != DEPTH:
+        hp_order = self.properties.get("hats_col_healpix_order", str(DEPTH))
+        if not hp_order.strip().isdigit():
+            raise CatalogError(f"{props_file}: hats_col_healpix_order {hp_order!r} is not an order")
+        if int(hp_order) != DEPTH:
             raise CatalogError(f"{root}: pixel column {self.healpix_column} is of order "
                                f"{self.properties['hats_col_healpix_order']}; gwfollow needs order 29",
                                hint="re-import the table with: gwfollow catalog import")
@@ -220,6 +223,10 @@ class PartitionedCatalog:
         for role, key in (("ra", "hats_col_ra"), ("dec", "hats_col_dec")):
             if role not in mapping and self.properties.get(key) in names:
                 mapping[role] = self.properties[key]
+        for role in ALIASES:  # roles mapped at import (gwfollow catalog import --columns)
+            col = self.properties.get(f"gwfollow_col_{role}")
+            if role not in mapping and col in names:
+                mapping[role] = col
         self.roles = {k: find_column(names, k, mapping) for k in ALIASES}
         if self.roles["ra"] is None or self.roles["dec"] is None:
             raise CatalogError(f"{root}: cannot find the RA/Dec columns (columns: {', '.join(names)})",
@@ -229,7 +236,7 @@ class PartitionedCatalog:
                            [lower[a] for a in ALIASES["id"] if a in lower])
         self.has_source_row = ROW_COLUMN in names
         nrows = self.properties.get("hats_nrows")
-        self.nrows = int(nrows) if nrows and nrows.isdigit() else -1
+        self.nrows = int(nrows) if nrows and nrows.isdigit() else self._count_rows()
         self.version = (f"HATS {self.properties.get('hats_version', '')} "
                         f"{self.properties.get('hats_creation_date', '')}".strip())
 
@@ -258,6 +265,18 @@ class PartitionedCatalog:
             if not 0 <= q.order <= DEPTH or not 0 <= q.pixel < 12 * 4**q.order:
                 raise CatalogError(f"{self.path}: partition Norder={q.order} Npix={q.pixel} is not a HEALPix cell")
         return sorted(parts, key=lambda q: q.start)
+
+    def _count_rows(self) -> int:
+        """Rows from ``dataset/_metadata`` (or the files' footers) when the properties omit them."""
+        import pyarrow.parquet as pq
+
+        meta = self.path / "dataset" / "_metadata"
+        try:
+            if meta.is_file():
+                return int(pq.read_metadata(meta).num_rows)
+            return sum(int(pq.read_metadata(self.file(q)).num_rows) for q in self.partitions)
+        except Exception as exc:  # pyarrow raises several kinds
+            raise CatalogError(f"{self.path}: cannot count the rows ({exc})") from None
 
     def _read_schema(self):
         import pyarrow.parquet as pq
@@ -400,7 +419,8 @@ def read_partition(path: Path, region: npt.NDArray[np.int64] | None, columns: li
     try:
         pf = pq.ParquetFile(path)
         md = pf.metadata
-        j = md.schema.to_arrow_schema().get_field_index(healpix_column)
+        # Statistics are per Parquet leaf column (a struct has several): find the pixel's.
+        j = next((i for i in range(md.num_columns) if md.schema.column(i).path == healpix_column), -1)
         groups = []
         for g in range(md.num_row_groups):
             st = md.row_group(g).column(j).statistics if j >= 0 else None
@@ -572,10 +592,13 @@ def rank_partitioned(
         shared = client.scatter([cat, region, m], broadcast=True, hash=False)
         futures = {client.submit(rank_partition, shared[0], int(i), shared[1], shared[2], weighting, limit,
                                  pure=False): int(i) for i in touched}
-        for k, fut in enumerate(as_completed(futures)):
-            results[futures[fut]] = fut.result()
-            if progress:
-                progress("partitions", k + 1, int(touched.size))
+        try:
+            for k, fut in enumerate(as_completed(futures)):
+                results[futures[fut]] = fut.result()  # a partition's typed error is raised here
+                if progress:
+                    progress("partitions", k + 1, int(touched.size))
+        finally:  # on an error, the other tasks and the scattered data are released now
+            client.cancel(list(futures) + list(shared))
     parts = [results[int(i)] for i in touched]
     for r in parts:
         stats.add(r["stats"])
@@ -631,14 +654,20 @@ def _source_batches(src: Path, columns: list[str] | None, batch_rows: int) -> It
         return
     if suffix.endswith((".csv", ".csv.gz")) or not suffix.endswith(
             (".xml", ".vot", ".votable", ".fits", ".fit", ".fits.gz")):
+        skip = 0
+        first = ""
         with (__import__("gzip").open(src, "rt", errors="replace") if suffix.endswith(".gz")
               else src.open(errors="replace")) as f:
-            first = next((ln for ln in f if ln.strip() and not ln.startswith(("#", "%"))), "")
+            for ln in f:  # leading comments and blank lines, as astropy skips them
+                if ln.strip() and not ln.startswith(("#", "%")):
+                    first = ln
+                    break
+                skip += 1
         delim = ";" if ";" in first else "," if "," in first else None
         if delim is not None:
             import pyarrow.csv as pcsv
 
-            reader = pcsv.open_csv(src, read_options=pcsv.ReadOptions(block_size=1 << 24),
+            reader = pcsv.open_csv(src, read_options=pcsv.ReadOptions(block_size=1 << 24, skip_rows=skip),
                                    parse_options=pcsv.ParseOptions(delimiter=delim),
                                    convert_options=pcsv.ConvertOptions(include_columns=columns))
             for b in reader:
@@ -685,8 +714,10 @@ def import_catalog(
     """Write ``src`` (CSV, VOTable, FITS or Parquet) as a HATS catalogue in ``out``.
 
     Three passes, memory bounded by one input batch plus the largest
-    partition: (1) count rows per pixel of ``histogram_order`` and plan the
-    partitions (:func:`plan_partitions`); (2) sort each input batch by pixel
+    partition (Parquet and CSV are read in batches; VOTable, FITS and
+    whitespace-separated text are read whole, once per pass): (1) count
+    rows per pixel of ``histogram_order`` and plan the partitions
+    (:func:`plan_partitions`); (2) sort each input batch by pixel
     into a run file on disk (Arrow IPC, memory-mapped later); (3) per
     partition, gather its slice of every run, sort stably by pixel (ties
     keep the source order) and write it in row groups of ``row_group_rows``
@@ -710,15 +741,21 @@ def import_catalog(
     if (out_p.is_dir() and any(out_p.iterdir())) or out_p.is_file():
         if not overwrite:
             raise CatalogError(f"{out_p} exists", hint="choose a new --out directory or pass --overwrite")
-    if not 0 <= histogram_order <= 13:
-        raise CatalogError(f"histogram order {histogram_order} must be in 0..13")
+        if not is_partitioned(out_p):
+            raise CatalogError(f"{out_p} exists and is not a partitioned catalogue; --overwrite only replaces one",
+                               hint="choose a new --out directory")
+    if not 0 <= histogram_order <= 10:  # order 10: 12.6 million counters, 100 MB
+        raise CatalogError(f"histogram order {histogram_order} must be in 0..10")
     if row_group_rows < 1 or batch_rows < 1:
         raise CatalogError("row_group_rows and batch_rows must be >= 1")
     mapping = dict(columns or {})
     for k in mapping:
         if k not in ALIASES:
             raise CatalogError(f"unknown column role {k!r}; use one of {', '.join(ALIASES)}")
-    first = next(_source_batches(src_p, None, 1), None)
+    try:
+        first = next(_source_batches(src_p, None, 1), None)
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"{src_p}: cannot read the table ({exc})") from None
     if first is None:
         raise CatalogError(f"{src_p}: the table is empty")
     names = list(first.schema.names)
@@ -792,6 +829,10 @@ def import_catalog(
             t = pa.concat_tables([p for p in pieces if p.num_rows] or pieces[:1])
             o = argsort_nonneg_i64(t.column(HEALPIX_COLUMN).to_numpy())
             t = t.take(o)
+            pix = t.column(HEALPIX_COLUMN).to_numpy()
+            if pix.size and (pix[0] < q.start or pix[-1] >= q.stop):  # passes 1 and 2 disagree: never write it
+                raise CatalogError(f"{src_p}: rows of pixel {pix[0]}..{pix[-1]} fell into partition "
+                                   f"Norder={q.order} Npix={q.pixel}; the table changed during the import?")
             biggest = max(biggest, t.num_rows)
             f = tmp / q.relpath()
             f.parent.mkdir(parents=True, exist_ok=True)
@@ -829,10 +870,18 @@ def import_catalog(
             "hats_version": "v1.0",
             "gwfollow_source": src_p.name,
             "gwfollow_dropped_rows": dropped,
+            **{f"gwfollow_col_{k}": v for k, v in mapping.items()},
         })
-        if out_p.exists():
-            shutil.rmtree(out_p) if out_p.is_dir() else out_p.unlink()
-        tmp.rename(out_p)
+        if out_p.exists():  # an empty directory, or a catalogue to replace: swap, then delete the old
+            old = out_p.parent / f".{out_p.name}.replaced-{os.getpid()}"
+            out_p.rename(old)
+            tmp.rename(out_p)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out_p)
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # a bad row late in a CSV, disk full...
+        raise CatalogError(f"{src_p}: import failed ({type(exc).__name__}: {exc})",
+                           hint="nothing was written; fix the table or free space and run the import again") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

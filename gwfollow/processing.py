@@ -166,9 +166,10 @@ def _partitioned(path: str):
     """Partitioned catalogues are opened once per worker process (metadata only)."""
     from .partitioned import PartitionedCatalog
 
-    if path not in _CATALOGS:
-        _CATALOGS[path] = PartitionedCatalog(path)
-    return _CATALOGS[path]
+    key = f"partitioned:{path}"  # the same path may hold a table in another configuration
+    if key not in _CATALOGS:
+        _CATALOGS[key] = PartitionedCatalog(path)
+    return _CATALOGS[key]
 
 
 def _start_time(sm):
@@ -346,8 +347,9 @@ def warm_worker(config: Config) -> None:
                 _TELESCOPES[tc] = telescope_from_config(tc)
             tel = _TELESCOPES[tc]
             field_footprints(tel.ra, tel.dec, tel.fov, tc.order)
-        except GwfollowError as exc:  # reported again, per alert, where it is used
-            log.warning("telescope %s not prepared: %s", tc.name, exc)
+        except Exception as exc:  # noqa: BLE001 -- a failing initializer would break the whole pool;
+            # the error is reported again, per alert, where the telescope is used.
+            log.warning("telescope %s not prepared: %s: %s", tc.name, type(exc).__name__, exc)
 
 
 def _field_products(sm, config: Config, start=None) -> list[Product]:

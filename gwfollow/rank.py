@@ -16,6 +16,7 @@ density: they are listed after the others with an empty score.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -251,7 +252,10 @@ def limbs_to_float(*limbs: npt.NDArray[np.int64]) -> float:
     for lb in limbs:
         for sign, row in ((1, lb[0]), (-1, lb[1])):
             total += sign * int.from_bytes(row.astype("<u4").tobytes(), "little")
-    return float(Fraction(total, 1 << 1074))
+    try:
+        return float(Fraction(total, 1 << 1074))
+    except OverflowError:  # beyond the largest double, as a float sum would overflow
+        return math.inf if total > 0 else -math.inf
 
 
 def keep_for_merge(raw: npt.NDArray[np.float64], p2: npt.NDArray[np.float64],

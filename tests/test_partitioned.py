@@ -330,6 +330,7 @@ def test_bad_inputs_give_typed_errors(tmp_path, generated, cluster_map) -> None:
     with pytest.raises(CatalogError, match="usable position"):
         import_catalog(tmp_path / "n.csv", tmp_path / "o")
     assert not (tmp_path / "o").exists(), "a failed import leaves nothing behind"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "nor a temporary directory"
     with pytest.raises(CatalogError, match="not a HATS catalogue"):
         PartitionedCatalog(tmp_path)
     with pytest.raises(CatalogError, match="not a directory"):
@@ -349,3 +350,59 @@ def test_bad_inputs_give_typed_errors(tmp_path, generated, cluster_map) -> None:
     (broken / "partition_info.csv").write_text("Norder,Npix\n1,x\n")
     with pytest.raises(CatalogError, match="line 2"):
         PartitionedCatalog(broken)
+
+
+def test_ties_rank_the_same_on_a_map_without_distances(generated, single_file) -> None:
+    """A 2-D map (no distances): every galaxy of a cell ties; the limit falls inside ties."""
+    _, out, _ = generated
+    sm = read_skymap(shared_path("skymaps", "cWB_O3_20190928.fits.gz"))
+    assert not sm.has_distance
+    region = credible_ranges(sm, [0.5], "include")[0]
+    for limit in (7, 100, 1000):
+        ref = rank_galaxies(sm, single_file, region=region, limit=limit)
+        got = rank_partitioned(sm, out, region=region, limit=limit)
+        assert np.unique(ref.probdensity_2d).size < len(ref)  # there are ties
+        _assert_same_ranking(ref, got)
+
+
+def test_row_groups_pruned_by_the_pixel_column_behind_a_struct(tmp_path) -> None:
+    """Parquet statistics are per leaf column: a struct before the pixel column must not shift them."""
+    from gwfollow.partitioned import read_partition
+
+    rng = np.random.default_rng(9)
+    pix = np.sort(rng.integers(0, 12 * 4**29, 5000))
+    t = pa.table({"s": pa.array([{"x": int(i), "y": -int(i)} for i in range(5000)]), HEALPIX_COLUMN: pix})
+    f = tmp_path / "p.parquet"
+    pq.write_table(t, f, row_group_size=500)
+    region = np.array([[pix[1234], pix[1234] + 1], [pix[4321], pix[4400]]], dtype=np.int64)
+    got, st = read_partition(f, region, ["s", HEALPIX_COLUMN])
+    inside = ((pix >= region[0, 0]) & (pix < region[0, 1])) | ((pix >= region[1, 0]) & (pix < region[1, 1]))
+    assert np.array_equal(got.column(HEALPIX_COLUMN).to_numpy(), pix[inside])
+    assert st["row_groups_read"] == 2
+
+
+def test_import_keeps_column_roles_skips_comments_and_never_clobbers(tmp_path) -> None:
+    lines = ["# a comment line", "# another one", "RA_deg,DEC_deg,D,name"]
+    rng = np.random.default_rng(2)
+    lines += [f"{a:.6f},{d:.6f},{x:.3f},g{i}" for i, (a, d, x) in
+              enumerate(zip(rng.uniform(0, 360, 400), rng.uniform(-60, 60, 400), rng.uniform(10, 300, 400)))]
+    src = tmp_path / "t.csv"
+    src.write_text("\n".join(lines) + "\n")
+    cols = {"ra": "RA_deg", "dec": "DEC_deg", "dist": "D", "id": "name"}
+    import_catalog(src, tmp_path / "h", columns=cols, max_rows=100, histogram_order=5)
+    cat = PartitionedCatalog(tmp_path / "h")  # no mapping given: the import's is kept
+    assert {k: cat.roles[k] for k in cols} == cols
+    sm = read_skymap(simulated_skymap_bytes(6, size_deg=30.0))
+    plain = tmp_path / "plain.csv"  # the same table without the comment lines, for the single-file reader
+    plain.write_text("\n".join(lines[2:]) + "\n")
+    single = read_catalog(plain, columns=cols)
+    _assert_same_ranking(rank_galaxies(sm, single, level=None), rank_partitioned(sm, cat, level=None))
+    # --overwrite replaces a catalogue, never another directory.
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "thesis.tex").write_text("precious")
+    with pytest.raises(CatalogError, match="not a partitioned catalogue"):
+        import_catalog(src, tmp_path / "docs", columns=cols, overwrite=True)
+    assert (tmp_path / "docs" / "thesis.tex").read_text() == "precious"
+    import_catalog(src, tmp_path / "h", columns=cols, max_rows=10, histogram_order=5, overwrite=True)
+    assert len(PartitionedCatalog(tmp_path / "h").partitions) > len(cat.partitions)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary directory left"
