@@ -136,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         first = time.perf_counter() - first
         t_f = timeit(lambda: rank_fields(sm, ztf), 3)
         print(f"{f'fields, full ZTF grid (1778), {label}':62s} {t_f * 1e3:8.1f}ms  (first call {first:.2f} s)")
+    # Executed pointings -> space-time coverage (ZTF's GW190425 campaign).
+    from gwfollow.fields import pointings_to_stmoc
+
+    obs = SHARED / "fields" / "ZTF_GW190425_observation_data.csv"
+    t_p = timeit(lambda: pointings_to_stmoc(obs, SHARED / "fields" / "ZTF_Fields.txt", ZTF_FOV, order=10), 3)
+    print(f"{'pointings -> ST-MOC, ZTF GW190425 campaign':62s} {t_p * 1e3:8.1f}ms")
     return 0
 
 

@@ -425,9 +425,7 @@ def test_field_of_view_geometry() -> None:
 def test_ztf_gw190425_pointings(s190425z) -> None:
     obs = shared_path("fields", "ZTF_GW190425_observation_data.csv")
     grid_path = shared_path("fields", "ZTF_Fields.txt")
-    t_start = time.perf_counter()
-    cov = pointings_to_stmoc(obs, grid_path, ZTF_FOV, order=10)
-    assert time.perf_counter() - t_start < 5
+    cov = pointings_to_stmoc(obs, grid_path, ZTF_FOV, order=10)  # its speed: benchmarks/bench_targets.py
     assert cov.kind == "spacetime" and cov.name == "ZTF_GW190425_observation_data"
     with open(obs, newline="") as fh:
         rows = list(csv.DictReader(fh))
