@@ -396,10 +396,9 @@ def _ids_of(table: Any, id_columns: list[str], has_row: bool) -> np.ndarray:
     """Identifiers as a single-file catalogue makes them (``row{i}`` from the source row)."""
     cols = []
     for c in id_columns:
-        col = table.column(c)
-        vals = (np.asarray(["" if v is None else v for v in col.to_pylist()], dtype=object) if col.null_count
-                else col.to_numpy(zero_copy_only=False))
-        cols.append((c, _clean_strings(vals)))
+        # Converted as the single-file reader converts them (an integer column
+        # with nulls becomes float, as there), so the ids are the same strings.
+        cols.append((c, _clean_strings(table.column(c).to_numpy(zero_copy_only=False))))
     return first_ids(cols, table.num_rows, table.column(ROW_COLUMN).to_numpy() if has_row else None)
 
 

@@ -406,3 +406,17 @@ def test_import_keeps_column_roles_skips_comments_and_never_clobbers(tmp_path) -
     import_catalog(src, tmp_path / "h", columns=cols, max_rows=10, histogram_order=5, overwrite=True)
     assert len(PartitionedCatalog(tmp_path / "h").partitions) > len(cat.partitions)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary directory left"
+
+
+def test_identifiers_with_nulls_are_the_same_strings(tmp_path) -> None:
+    rng = np.random.default_rng(12)
+    n = 3000
+    ids = pa.array([None if i % 7 == 0 else i * 11 for i in range(n)], type=pa.int64())
+    names = pa.array([None if i % 5 == 0 else f"G{i}" for i in range(n)])
+    t = pa.table({"id": ids, "name": names, "ra": rng.uniform(0, 360, n),
+                  "dec": np.degrees(np.arcsin(rng.uniform(-1, 1, n))), "dist": rng.uniform(10, 400, n)})
+    pq.write_table(t, tmp_path / "g.parquet")
+    import_catalog(tmp_path / "g.parquet", tmp_path / "h", max_rows=300, histogram_order=5)
+    sm = read_skymap(simulated_skymap_bytes(1, size_deg=40.0))
+    _assert_same_ranking(rank_galaxies(sm, read_catalog(tmp_path / "g.parquet"), level=None),
+                         rank_partitioned(sm, tmp_path / "h", level=None))
