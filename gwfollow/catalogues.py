@@ -215,6 +215,17 @@ def first_ids(columns: list[tuple[str, np.ndarray]], n: int, rows: np.ndarray | 
     return out.astype(str)
 
 
+def fill_distances(dist: npt.NDArray[np.float64], z: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], int]:
+    """``dist`` with the missing (non-positive or NaN) distances derived from
+    ``z`` where it is usable, and how many were filled."""
+    need = ~(dist > 0) & np.isfinite(z) & (z > 0)
+    if not need.any():
+        return dist, 0
+    dist = dist.copy()
+    dist[need] = distance_from_redshift(z[need])
+    return dist, int(need.sum())
+
+
 def distance_from_redshift(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Luminosity distance (Mpc) from redshift with astropy's Planck18 cosmology."""
     from astropy.cosmology import Planck18
@@ -247,12 +258,9 @@ def catalog_from_table(table: Any, *, name: str, version: str = "", columns: dic
         notes.append(f"dist={c_dist} (Mpc)")
     c_z = find_column(names, "z", mapping)
     if c_z:
-        z = _numeric(table[c_z])
-        need = ~(dist > 0) & np.isfinite(z) & (z > 0)
-        if need.any():
-            dist = dist.copy()
-            dist[need] = distance_from_redshift(z[need])
-            notes.append(f"{int(need.sum())} distance(s) from {c_z} with Planck18")
+        dist, filled = fill_distances(dist, _numeric(table[c_z]))
+        if filled:
+            notes.append(f"{filled} distance(s) from {c_z} with Planck18")
     c_b = find_column(names, "bmag", mapping)
     c_k = find_column(names, "kmag", mapping)
     ids = _ids(table, names, mapping)

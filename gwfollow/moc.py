@@ -241,12 +241,12 @@ def event_stmoc(
     from mocpy import STMOC
 
     if start is None:
-        if skymap.meta.event_mjd is None:
+        t0 = skymap.event_t0
+        if t0 is None:
             raise MocError(
                 f"{skymap.meta.source}: no event time (DATE-OBS / MJD-OBS) in the sky map",
                 hint="pass start= explicitly",
             )
-        t0 = Time(skymap.meta.event_mjd, format="mjd", scale="utc")
     else:
         try:
             t0 = start if isinstance(start, Time) else Time(start, scale="utc")

@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .catalogues import (
-    ALIASES, Catalog, _angles, _clean_strings, distance_from_redshift, find_column, first_ids,
+    ALIASES, Catalog, _angles, _clean_strings, fill_distances, find_column, first_ids,
 )
 from .errors import CatalogError
 
@@ -335,7 +335,6 @@ class PartitionedCatalog:
         pieces = []
         for i in touched:
             t, st = read_partition(self.file(self.partitions[i]), region, self.read_columns(), self.healpix_column)
-            st["candidates"] = t.num_rows
             stats.add(st)
             pieces.append(t)
         if pieces:
@@ -384,11 +383,7 @@ def _distance(table: Any, roles: dict[str, str | None]) -> np.ndarray:
     n = table.num_rows
     dist = _num(_np(table, roles["dist"])) if roles["dist"] else np.full(n, np.nan)
     if roles["z"]:
-        z = _num(_np(table, roles["z"]))
-        need = ~(dist > 0) & np.isfinite(z) & (z > 0)
-        if need.any():
-            dist = dist.copy()
-            dist[need] = distance_from_redshift(z[need])
+        dist, _ = fill_distances(dist, _num(_np(table, roles["z"])))
     return dist
 
 
@@ -514,18 +509,17 @@ def rank_partition(cat: PartitionedCatalog, index: int, region: npt.NDArray[np.i
     cells = krank.locate_sorted(pix, m.starts, m.ends, m.rows)
     p2, p3 = krank.posterior_densities(cells, dist, m.probdensity, m.distmu, m.distsigma, m.distnorm,
                                        m.has_distance)
-    raw = p3.copy() if m.has_distance else p2.copy()
+    mag = None
     if weighting:
         col = cat.roles["bmag" if weighting == "B" else "kmag"]
         mag = _num(_np(table, col)) if col else np.full(pix.shape[0], np.nan)
-        raw = np.where(np.isfinite(lum := grank._luminosity(mag, dist)), raw * lum, np.nan)
+    raw = grank.raw_scores(p2, p3, m.has_distance, mag, dist)
     partials = krank.exact_sum_limbs(raw)
     keep = grank.keep_for_merge(raw, p2, limit)
     kept = cat._catalog(table.take(keep))
-    st["candidates"] = int(pix.shape[0])
-    st["peak_rss_mib"] = _peak_rss_mib()
+    st["peak_rss_mib"] = _peak_rss_mib()  # after the ranking, not just the read
     return {"catalog": kept, "p2": p2[keep], "p3": p3[keep], "raw": raw[keep], "partials": partials,
-            "candidates": int(pix.shape[0]), "stats": st}
+            "stats": st}
 
 
 def rank_partitioned(
@@ -613,7 +607,7 @@ def rank_partitioned(
                 rows_read=stats.rows_read)
     scan = stats.as_dict() | {"seconds": time.perf_counter() - t0}
     return RankedGalaxies(merged, idx, p2[idx], p3[idx], score, cum, mode,
-                          int(sum(r["candidates"] for r in parts)), prov, scan)
+                          stats.candidates, prov, scan)
 
 
 def _merge_catalogs(cats: list[Catalog], cat: PartitionedCatalog) -> Catalog:

@@ -176,9 +176,7 @@ def _start_time(sm):
     """The observing window starts at the event time (DATE-OBS), else now."""
     from astropy.time import Time
 
-    if sm.meta.event_mjd is not None:
-        return Time(sm.meta.event_mjd, format="mjd", scale="utc")
-    return Time.now()
+    return sm.event_t0 or Time.now()
 
 
 _COVERAGES: dict[Any, Any] = {}

@@ -203,17 +203,27 @@ def rank_galaxies(
             rows = cand[pos]
             return lonlat_to_nest(29, np.radians(catalog.ra[rows]), np.radians(catalog.dec[rows]))
     mode = "3d" if has_d else "2d"
-    raw = p3 if has_d else p2
-    if weighting:
-        mag = catalog.bmag[cand] if weighting == "B" else catalog.kmag[cand]
-        lum = _luminosity(mag, catalog.dist[cand])
-        raw = np.where(np.isfinite(lum), raw * lum, np.nan)
+    mag = (catalog.bmag[cand] if weighting == "B" else catalog.kmag[cand]) if weighting else None
+    raw = raw_scores(p2, p3, has_d, mag, catalog.dist[cand] if weighting else None)
     total = exact_total(raw)
     idx, score, cum = order_ranking(raw, p2, total, limit, sky=None if catalog.has_index and region is not None
                                     else sky)
     prov = ranking_provenance(skymap, catalog.name, catalog.version, level if region is not None else None,
                               weighting, mode)
     return RankedGalaxies(catalog, cand[idx], p2[idx], p3[idx], score, cum, mode, int(len(cand)), prov)
+
+
+def raw_scores(p2: npt.NDArray[np.float64], p3: npt.NDArray[np.float64], has_distance: bool,
+               mag: npt.NDArray[np.float64] | None = None,
+               dist: npt.NDArray[np.float64] | None = None) -> npt.NDArray[np.float64]:
+    """Unnormalised scores: the 3-D density (2-D without distances), times
+    the luminosity from ``mag`` at ``dist`` when weighting (NaN where it is
+    unknown)."""
+    raw = p3 if has_distance else p2
+    if mag is None:
+        return raw
+    lum = _luminosity(mag, dist)
+    return np.where(np.isfinite(lum), raw * lum, np.nan)
 
 
 def check_options(weighting: str | None, limit: int | None) -> None:

@@ -157,6 +157,15 @@ class SkyMap:
         return hashlib.sha256(self.raw).hexdigest()
 
     @property
+    def event_t0(self):
+        """The event time (from MJD-OBS / DATE-OBS) as an astropy ``Time`` (UTC), or None."""
+        if self.meta.event_mjd is None:
+            return None
+        from astropy.time import Time
+
+        return Time(self.meta.event_mjd, format="mjd", scale="utc")
+
+    @property
     def has_distance(self) -> bool:
         """True when the distance ansatz columns are present."""
         return self.distmu is not None

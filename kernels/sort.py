@@ -18,13 +18,14 @@ _MASK = np.uint64(_NBUCKET - 1)
 
 
 @njit(cache=True)
-def radix_argsort_u64(keys: np.ndarray) -> np.ndarray:
-    """Indices that sort ``keys`` (uint64) ascending, stably."""
-    n = keys.shape[0]
+def _radix_passes(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """LSD radix sort of uint64 keys ``k`` (overwritten: one of the two key
+    buffers): ``(sorted keys, order)``, stable.  Digits that are the same in
+    every key (e.g. the zero low bits of coarse pixels) are skipped."""
+    n = k.shape[0]
     idx = np.arange(n, dtype=np.int64)
     if n < 2:
-        return idx
-    k = keys.copy()
+        return k, idx
     tmp_i = np.empty(n, dtype=np.int64)
     tmp_k = np.empty(n, dtype=np.uint64)
     diff = np.uint64(0)
@@ -52,7 +53,13 @@ def radix_argsort_u64(keys: np.ndarray) -> np.ndarray:
             tmp_k[j] = k[i]
         idx, tmp_i = tmp_i, idx
         k, tmp_k = tmp_k, k
-    return idx
+    return k, idx
+
+
+@njit(cache=True)
+def radix_argsort_u64(keys: np.ndarray) -> np.ndarray:
+    """Indices that sort ``keys`` (uint64) ascending, stably."""
+    return _radix_passes(keys.copy())[1]
 
 
 @njit(cache=True)
@@ -63,38 +70,7 @@ def sort_nonneg_i64_inplace(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     Working memory is 3 arrays of the input's size (one key and two index
     buffers) instead of the 4 of :func:`radix_argsort_u64` plus a gather.
     """
-    n = values.shape[0]
-    k = values.view(np.uint64)
-    idx = np.arange(n, dtype=np.int64)
-    if n < 2:
-        return values, idx
-    tmp_k = np.empty(n, dtype=np.uint64)
-    tmp_i = np.empty(n, dtype=np.int64)
-    diff = np.uint64(0)
-    k0 = k[0]
-    for i in range(n):
-        diff |= k[i] ^ k0
-    counts = np.empty(_NBUCKET, dtype=np.int64)
-    for shift in range(0, 64, _BITS):
-        sh = np.uint64(shift)
-        if ((diff >> sh) & _MASK) == 0:
-            continue
-        counts[:] = 0
-        for i in range(n):
-            counts[np.int64((k[i] >> sh) & _MASK)] += 1
-        total = 0
-        for b in range(_NBUCKET):
-            c = counts[b]
-            counts[b] = total
-            total += c
-        for i in range(n):
-            d = np.int64((k[i] >> sh) & _MASK)
-            j = counts[d]
-            counts[d] = j + 1
-            tmp_i[j] = idx[i]
-            tmp_k[j] = k[i]
-        idx, tmp_i = tmp_i, idx
-        k, tmp_k = tmp_k, k
+    k, idx = _radix_passes(values.view(np.uint64))
     return k.view(np.int64), idx
 
 

@@ -57,12 +57,7 @@ def main(args: argparse.Namespace) -> int:
     sm = read_skymap(args.skymap, config=cfg.skymap)
     from astropy.time import Time
 
-    if args.start:
-        start = Time(args.start, scale="utc")
-    elif sm.meta.event_mjd is not None:
-        start = Time(sm.meta.event_mjd, format="mjd", scale="utc")
-    else:
-        start = None
+    start = Time(args.start, scale="utc") if args.start else sm.event_t0
     from astropy import units as u
 
     end = None if start is None else start + args.duration * u.s

@@ -48,11 +48,8 @@ def main(args: argparse.Namespace) -> int:
     sm = read_skymap(args.skymap, config=cfg.skymap)
     from astropy.time import Time
 
-    if args.start:
-        start = Time(args.start, scale="utc")
-    elif sm.meta.event_mjd is not None:
-        start = Time(sm.meta.event_mjd, format="mjd", scale="utc")
-    else:
+    start = Time(args.start, scale="utc") if args.start else sm.event_t0
+    if start is None:
         raise ObservabilityError("the sky map has no event time", hint="give --start")
     region = credible_ranges(sm, [0.9], "include")[0]
     s = site_summary(sm, sc, start, region)
