@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     import gwfollow
     from gwfollow.kernels import ranges as kr
     from gwfollow.kernels import warm_up
-    from gwfollow.moc import ranges_of
+    from gwfollow.regions.moc import ranges_of
 
     warm_up()
     print(f"gwfollow {gwfollow.__version__}; reference: mocpy; times are medians of {args.repeat} calls")
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         ref = measure(lambda: getattr(a, op)(b), args.repeat)
         ours = measure(lambda: getattr(kr, op)(ra, rb), args.repeat)
         print(row(f"{op}: P-SDSS9-r x sdss_moc.range (ranges)", ref, ours), flush=True)
-        ours_obj = measure(lambda: gwfollow.moc.moc_from_ranges(getattr(kr, op)(ra, rb)), args.repeat)
+        ours_obj = measure(lambda: gwfollow.regions.moc.moc_from_ranges(getattr(kr, op)(ra, rb)), args.repeat)
         print(row(f"{op}: same, returning a mocpy.MOC", ref, ours_obj), flush=True)
 
     code = (

@@ -40,7 +40,7 @@ def make_events(n: int) -> list[tuple[bytes, str]]:
     from astropy.table import Table
     from ligo.skymap.io.fits import write_sky_map
 
-    from gwfollow.simulate import simulated_alert_json
+    from gwfollow.skymaps.simulate import simulated_alert_json
 
     maps = sorted((SHARED / "skymaps").glob("*.multiorder.fits"))
     rng = np.random.default_rng(0)
@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"benchmarks need {SHARED}", file=sys.stderr)
         return 2
     from gwfollow.config import load_config
-    from gwfollow.distributed import replay_on_dask
-    from gwfollow.replay import event_summary, order_messages, replay_messages
+    from gwfollow.pipeline.distributed import replay_on_dask
+    from gwfollow.pipeline.replay import event_summary, order_messages, replay_messages
     from gwfollow.store import Store
 
     t = time.perf_counter()

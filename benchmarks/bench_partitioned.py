@@ -3,16 +3,16 @@
 A synthetic galaxy catalogue (default 5e7 rows: id, ra, dec, dist, Bmag;
 uniform on the sky plus clustered rows, a few per cent without distance) is
 written once as one Parquet file and imported with
-:func:`gwfollow.partitioned.import_catalog` (cached in ``--workdir``).  Two
+:func:`gwfollow.targets.partitioned.import_catalog` (cached in ``--workdir``).  Two
 regions are cut from real sky maps of ../shared/data at the credible level
 whose area is closest to 30 deg^2 (S190814bv) and 1,000 deg^2 (S190425z).
 For each region, in this one process:
 
 * ``single file``: read the Parquet columns and rank them with
-  :func:`gwfollow.rank.rank_galaxies` (the fused scan; no partitions);
+  :func:`gwfollow.targets.rank.rank_galaxies` (the fused scan; no partitions);
 * ``lsdb``: ``lsdb.open_catalog(...).moc_search(moc, fine=True).compute()``
   -- the reference HATS reader's selection alone (no ranking);
-* ``gwfollow``: :func:`gwfollow.partitioned.rank_partitioned` in this process;
+* ``gwfollow``: :func:`gwfollow.targets.partitioned.rank_partitioned` in this process;
 * ``gwfollow dask``: the same on a ``LocalCluster`` of 2 worker processes
   (started beforehand; its start-up time is printed apart).
 
@@ -40,7 +40,7 @@ REGIONS = (("S190814bv_bayestar.multiorder.fits", 30.0), ("S190425z_bayestar.fit
 
 
 def peak_mib() -> float:
-    from gwfollow.partitioned import _peak_rss_mib
+    from gwfollow.targets.partitioned import _peak_rss_mib
 
     return _peak_rss_mib()
 
@@ -51,7 +51,7 @@ def current_mib() -> float:
 
 
 def reset_peak() -> None:
-    from gwfollow.partitioned import reset_peak_rss
+    from gwfollow.targets.partitioned import reset_peak_rss
 
     reset_peak_rss()
 
@@ -88,7 +88,7 @@ def generate(path: Path, rows: int, chunk: int = 5_000_000) -> None:
 
 def region_for(skymap, target_deg2: float):
     """The credible region whose area is closest to ``target_deg2`` (bisection on the level)."""
-    from gwfollow.moc import credible_ranges, ranges_area_deg2
+    from gwfollow.regions.moc import credible_ranges, ranges_area_deg2
 
     lo, hi = 1e-4, 0.9999
     for _ in range(40):
@@ -111,11 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(ROOT))
     import pyarrow.parquet as pq
 
-    from gwfollow.catalogues import Catalog
-    from gwfollow.distributed import dask_client
-    from gwfollow.partitioned import PartitionedCatalog, import_catalog, rank_partitioned
-    from gwfollow.rank import rank_galaxies
-    from gwfollow.skymap import read_skymap
+    from gwfollow.targets.catalogues import Catalog
+    from gwfollow.pipeline.distributed import dask_client
+    from gwfollow.targets.partitioned import PartitionedCatalog, import_catalog, rank_partitioned
+    from gwfollow.targets.rank import rank_galaxies
+    from gwfollow.skymaps.skymap import read_skymap
 
     work = Path(opts.workdir)
     work.mkdir(parents=True, exist_ok=True)

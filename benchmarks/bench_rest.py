@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     if not SHARED.is_dir():
         print(f"benchmarks need {SHARED}", file=sys.stderr)
         return 2
-    from gwfollow.auth import token_digest
+    from gwfollow.service.auth import token_digest
     from gwfollow.config import StoreConfig, load_config
-    from gwfollow.replay import order_messages, replay_messages
+    from gwfollow.pipeline.replay import order_messages, replay_messages
     from gwfollow.store import Store
 
     wrk = _wrk()
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         site = Path(tmp) / "site.toml"
         site.write_text(f'[store]\npath = "{db}"\n[service]\nport = {port}\nworkers = 2\n'
                         f'write_tokens_sha256 = ["{token_digest("bench")}"]\n')
-        proc = subprocess.Popen([sys.executable, "-m", "gwfollow.cli", "serve", "--config", str(site),
+        proc = subprocess.Popen([sys.executable, "-m", "gwfollow.cli.main", "serve", "--config", str(site),
                                  "--log-level", "WARNING"], start_new_session=True)
         base = f"http://127.0.0.1:{port}"
         try:

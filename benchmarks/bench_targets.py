@@ -79,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     from ligo.skymap.postprocess.crossmatch import crossmatch
 
     from gwfollow import read_skymap
-    from gwfollow.catalogues import Catalog
-    from gwfollow.fields import ZTF_FOV, Telescope, rank_fields
+    from gwfollow.targets.catalogues import Catalog
+    from gwfollow.targets.fields import ZTF_FOV, Telescope, rank_fields
     from gwfollow.kernels import warm_up
-    from gwfollow.rank import rank_galaxies
+    from gwfollow.targets.rank import rank_galaxies
 
     warm_up()
     maps = {"S190814bv (38 deg2)": SHARED / "skymaps" / "S190814bv_bayestar.multiorder.fits",
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         t_f = timeit(lambda: rank_fields(sm, ztf), 3)
         print(f"{f'fields, full ZTF grid (1778), {label}':62s} {t_f * 1e3:8.1f}ms  (first call {first:.2f} s)")
     # Executed pointings -> space-time coverage (ZTF's GW190425 campaign).
-    from gwfollow.fields import pointings_to_stmoc
+    from gwfollow.targets.fields import pointings_to_stmoc
 
     obs = SHARED / "fields" / "ZTF_GW190425_observation_data.csv"
     t_p = timeit(lambda: pointings_to_stmoc(obs, SHARED / "fields" / "ZTF_Fields.txt", ZTF_FOV, order=10), 3)

@@ -1,17 +1,15 @@
 """gwfollow: gravitational-wave follow-up on IVOA Multi-Order Coverage maps.
 
-The data flow, one module per step: alert -> :mod:`gwfollow.skymap`
-(reading) -> :mod:`gwfollow.moc` (credible regions, space-time MOCs) ->
+The data flow, one module per step: alert -> :mod:`gwfollow.skymaps.skymap`
+(reading) -> :mod:`gwfollow.regions.moc` (credible regions, space-time MOCs) ->
 coverage -> ranking -> reports / REST / storage.  The numba kernels live in
 :mod:`gwfollow.kernels`.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-from .errors import GwfollowError
-from .moc import (
+from gwfollow.errors import GwfollowError
+from gwfollow.regions.moc import (
     credible_moc,
     credible_mocs,
     event_stmoc,
@@ -19,12 +17,9 @@ from .moc import (
     probability_in_moc,
     write_moc,
 )
-from .skymap import SkyMap, SkyMapMeta, read_skymap, write_skymap
+from gwfollow.skymaps.skymap import SkyMap, SkyMapMeta, read_skymap, write_skymap
+from gwfollow.version import __version__
 
-try:
-    __version__ = version("gwfollow")
-except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-    __version__ = "0+unknown"
 
 __all__ = [
     "GwfollowError",

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from gwfollow.errors import ConfigError
 
 
 @dataclass(frozen=True)

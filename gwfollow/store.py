@@ -18,7 +18,7 @@ What is kept (see ``MIGRATIONS``):
 
 The store is synchronous (``sqlite3``) and owned by one thread at a time;
 the asynchronous service calls it through a single-thread executor
-(:class:`gwfollow.pipeline.Pipeline`), so the event loop never waits on a
+(:class:`gwfollow.pipeline.runner.Pipeline`), so the event loop never waits on a
 disk write.
 """
 
@@ -34,10 +34,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import StoreError, UnknownEventError
+from gwfollow.errors import StoreError, UnknownEventError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .processing import ProcessedAlert
+    from gwfollow.products.core import ProcessedAlert
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the initial schema.

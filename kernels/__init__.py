@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import credible, flatmap, geometry, healpix, probability, rank, ranges, sort
+from gwfollow.kernels import credible, flatmap, geometry, healpix, probability, rank, ranges, sort
 
 __all__ = ["credible", "flatmap", "geometry", "healpix", "probability", "rank", "ranges", "sort", "warm_up"]
 

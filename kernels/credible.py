@@ -8,7 +8,7 @@ input rows (a stable sort), which is the rule of the CDS MOC library that
 mocpy uses.  The cumulative probability is summed sequentially in that
 order, so the crossing cell is found with the same rounding as mocpy.
 
-Three treatments of the cell that crosses ``L`` (see :mod:`gwfollow.moc`):
+Three treatments of the cell that crosses ``L`` (see :mod:`gwfollow.regions.moc`):
 
 * ``exclude``: whole cells whose cumulative probability is ``<= L``;
 * ``include``: the same plus the crossing cell (encloses ``>= L``);
@@ -24,9 +24,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .healpix import uniq_to_order_ipix
-from .ranges import _merge_sorted
-from .sort import radix_argsort_u64
+from gwfollow.kernels.healpix import uniq_to_order_ipix
+from gwfollow.kernels.ranges import _merge_sorted
+from gwfollow.kernels.sort import radix_argsort_u64
 
 _HIST_BITS = 12
 

@@ -32,8 +32,8 @@ import math
 import numpy as np
 from numba import njit
 
-from .healpix import MAX_ORDER, _compress_bits
-from .ranges import NPIX29
+from gwfollow.kernels.healpix import MAX_ORDER, _compress_bits
+from gwfollow.kernels.ranges import NPIX29
 
 _HALFPI = 0.5 * math.pi
 # Largest error of arccos(dot) near dot = 1 (~1.5e-8 rad) and of the dot

@@ -18,7 +18,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .sort import argsort_nonneg_i64
+from gwfollow.kernels.sort import argsort_nonneg_i64
 
 MAX_ORDER = 29
 """Deepest HEALPix order a MOC may use (IVOA MOC 2.0)."""

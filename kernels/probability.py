@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .ranges import overlap_lengths
+from gwfollow.kernels.ranges import overlap_lengths
 
 
 @njit(cache=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .healpix import _ang2pix_nest_one
+from gwfollow.kernels.healpix import _ang2pix_nest_one
 
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 
@@ -199,7 +199,7 @@ def exact_sum_limbs(values: np.ndarray) -> np.ndarray:
     limbs of several pieces add up to the limbs of the whole: the sum does
     not depend on order or grouping.  Non-finite values are skipped.
     Returns ``(2, SUM_LIMBS)`` int64: positive and negative parts, carries
-    propagated (each limb in [0, 2**32)); :func:`gwfollow.rank.limbs_to_float`
+    propagated (each limb in [0, 2**32)); :func:`gwfollow.targets.rank.limbs_to_float`
     rounds them correctly to one double.
     """
     acc = np.zeros((2, SUM_LIMBS + 1), dtype=np.int64)

@@ -57,7 +57,7 @@ def _no_outside_network(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def sim_bytes() -> bytes:
     """A simulated BAYESTAR-like multi-order sky map (bytes)."""
-    from gwfollow.simulate import simulated_skymap_bytes
+    from gwfollow.skymaps.simulate import simulated_skymap_bytes
 
     return simulated_skymap_bytes(seed=3, ra_deg=120.0, dec_deg=30.0, size_deg=2.0)
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from gwfollow import read_skymap
-from gwfollow.alerts import parse_alert, parse_fits_alert, parse_json_alert, parse_voevent
+from gwfollow.ingest import parse_alert, parse_fits_alert, parse_json_alert, parse_voevent
 from gwfollow.errors import AlertParseError, AlertSchemaError
 
 from .conftest import shared_files, shared_path

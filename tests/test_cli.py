@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from mocpy import MOC, STMOC
 
-from gwfollow.cli import COMMANDS, main, parser
+from gwfollow.cli.main import COMMANDS, main, parser
 
 
 @pytest.mark.parametrize("cmd", [[]] + [[c] for c in COMMANDS])

@@ -18,7 +18,7 @@ from mocpy import MOC, STMOC, TimeMOC
 from mocpy.tmoc import microseconds_to_times, times_to_microseconds
 
 from gwfollow import read_skymap
-from gwfollow.coverage import (
+from gwfollow.regions.coverage import (
     Coverage,
     CoverageError,
     SpaceTimeRanges,
@@ -29,11 +29,11 @@ from gwfollow.coverage import (
     us_to_times,
 )
 from gwfollow.errors import FetchError, GwfollowError
-from gwfollow.fields import ZTF_FOV, FieldOfView, field_footprint_ranges, pointings_to_stmoc, read_field_grid
+from gwfollow.targets.fields import ZTF_FOV, FieldOfView, field_footprint_ranges, pointings_to_stmoc, read_field_grid
 from gwfollow.kernels import healpix as khp
 from gwfollow.kernels import ranges as kr
-from gwfollow.moc import credible_ranges, moc_from_ranges, probability_in_ranges, ranges_area_deg2, ranges_of
-from gwfollow.mocserver import (
+from gwfollow.regions.moc import credible_ranges, moc_from_ranges, probability_in_ranges, ranges_area_deg2, ranges_of
+from gwfollow.regions.mocserver import (
     coverage_from_mocserver,
     coverage_from_mocserver_async,
     mocserver_cache_path,
@@ -183,7 +183,7 @@ def test_quirky_files() -> None:
 
 
 def test_fallback_when_mocpy_panics(monkeypatch) -> None:
-    import gwfollow.mocio as cov_mod
+    import gwfollow.regions.mocio as cov_mod
 
     class PanicException(BaseException):  # what pyo3 raises when mocpy's Rust core panics
         pass

@@ -13,7 +13,7 @@ from mocpy import MOC
 from gwfollow import credible_moc, credible_mocs, moc_area, probability_in_moc, read_skymap
 from gwfollow.errors import MocError
 from gwfollow.kernels import ranges as kr
-from gwfollow.moc import credible_ranges, ranges_area_deg2, ranges_of
+from gwfollow.regions.moc import credible_ranges, ranges_area_deg2, ranges_of
 
 from .conftest import shared_files
 from .strategies import multiorder_fits_bytes, random_skymap_arrays
@@ -85,7 +85,7 @@ def test_include_encloses_level_and_split_in_between(sim_bytes) -> None:
     sm = read_skymap(sim_bytes)
     for level in LEVELS:
         ex, sp, inc = (credible_ranges(sm, [level], b)[0] for b in ("exclude", "split", "include"))
-        from gwfollow.moc import probability_in_ranges
+        from gwfollow.regions.moc import probability_in_ranges
 
         pe, ps, pi = (probability_in_ranges(sm, r) for r in (ex, sp, inc))
         assert pe <= ps + 1e-15 <= pi + 2e-15

@@ -7,10 +7,10 @@ import filecmp
 
 import pytest
 
-from gwfollow.cli import main
+from gwfollow.cli.main import main
 from gwfollow.config import TelescopeConfig, load_config
-from gwfollow.distributed import replay_on_dask
-from gwfollow.replay import order_messages
+from gwfollow.pipeline.distributed import replay_on_dask
+from gwfollow.pipeline.replay import order_messages
 from gwfollow.store import Store
 
 from .conftest import shared_files, shared_path

@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from gwfollow.config import Config, KafkaConfig, ServiceConfig, StoreConfig
-from gwfollow.replay import event_summary, order_messages, replay_messages
+from gwfollow.pipeline.replay import event_summary, order_messages, replay_messages
 from gwfollow.service import make_app
 from gwfollow.service.app import STORE
 from gwfollow.store import Store
@@ -98,7 +98,7 @@ async def test_alerts_through_kafka_equal_replay(kafka_broker, tmp_path, aiohttp
 
 
 def _serve(cfg_path: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "gwfollow.cli", "serve", "--config", str(cfg_path)],
+    return subprocess.Popen([sys.executable, "-m", "gwfollow.cli.main", "serve", "--config", str(cfg_path)],
                             stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
 
 

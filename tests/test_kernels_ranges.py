@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from mocpy import MOC
 
 from gwfollow.kernels import ranges as kr
-from gwfollow.moc import moc_from_ranges, ranges_of
+from gwfollow.regions.moc import moc_from_ranges, ranges_of
 
 from .conftest import shared_path
 from .strategies import canonical_ranges
@@ -132,7 +132,7 @@ def test_probability_of_few_ranges_equals_the_full_scan(r: np.ndarray) -> None:
 
 @functools.cache
 def _sim_map():
-    from gwfollow.simulate import simulated_skymap_bytes
-    from gwfollow.skymap import read_skymap
+    from gwfollow.skymaps.simulate import simulated_skymap_bytes
+    from gwfollow.skymaps.skymap import read_skymap
 
     return read_skymap(simulated_skymap_bytes(8, ra_deg=30.0, dec_deg=10.0, size_deg=20.0))

@@ -29,8 +29,8 @@ from gwfollow.errors import ConfigError, GwfollowError
 from gwfollow.kernels import geometry as kgeo
 from gwfollow.kernels import healpix as khp
 from gwfollow.kernels import ranges as kr
-from gwfollow.moc import credible_ranges, moc_from_ranges, probability_in_moc, probability_in_ranges, ranges_of
-from gwfollow.observability import (
+from gwfollow.regions.moc import credible_ranges, moc_from_ranges, probability_in_moc, probability_in_ranges, ranges_of
+from gwfollow.targets.observability import (
     KNOWN_SITES,
     ObservabilityError,
     Site,

@@ -2,7 +2,7 @@
 
 References: ``hats`` (validation of the layout) and ``lsdb`` (reading it,
 ``moc_search``) for the format and the region selection;
-:func:`gwfollow.rank.rank_galaxies` on the same rows from one file for the
+:func:`gwfollow.targets.rank.rank_galaxies` on the same rows from one file for the
 ranking; ``math.fsum`` for the exact normalisation.
 """
 
@@ -19,17 +19,17 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from gwfollow.catalogues import read_catalog
-from gwfollow.cli import main
+from gwfollow.targets.catalogues import read_catalog
+from gwfollow.cli.main import main
 from gwfollow.errors import CatalogError
 from gwfollow.kernels.rank import exact_sum_limbs
-from gwfollow.moc import credible_ranges
-from gwfollow.partitioned import (
+from gwfollow.regions.moc import credible_ranges
+from gwfollow.targets.partitioned import (
     HEALPIX_COLUMN, PartitionedCatalog, import_catalog, is_partitioned, plan_partitions, rank_partitioned,
 )
-from gwfollow.rank import exact_total, limbs_to_float, rank_galaxies
-from gwfollow.simulate import simulated_skymap_bytes
-from gwfollow.skymap import read_skymap
+from gwfollow.targets.rank import exact_total, limbs_to_float, rank_galaxies
+from gwfollow.skymaps.simulate import simulated_skymap_bytes
+from gwfollow.skymaps.skymap import read_skymap
 
 from .conftest import shared_path
 
@@ -249,7 +249,7 @@ def test_reads_a_catalogue_written_by_lsdb(tmp_path) -> None:
 
 
 def test_dask_localcluster_ranks_the_same(generated, cluster_map) -> None:
-    from gwfollow.distributed import dask_client
+    from gwfollow.pipeline.distributed import dask_client
 
     _, out, _ = generated
     region = credible_ranges(cluster_map, [0.999], "include")[0]
@@ -301,7 +301,7 @@ def test_pipeline_ranks_a_partitioned_catalogue(tmp_path) -> None:
     import dataclasses
 
     from gwfollow.config import load_config
-    from gwfollow.processing import process_message
+    from gwfollow.products.core import process_message
 
     src = shared_path("catalogs", "gwemopt_catalog_glade_S190814bv.csv")
     import_catalog(src, tmp_path / "h", max_rows=300, histogram_order=7)
@@ -367,7 +367,7 @@ def test_ties_rank_the_same_on_a_map_without_distances(generated, single_file) -
 
 def test_row_groups_pruned_by_the_pixel_column_behind_a_struct(tmp_path) -> None:
     """Parquet statistics are per leaf column: a struct before the pixel column must not shift them."""
-    from gwfollow.partitioned import read_partition
+    from gwfollow.targets.partitioned import read_partition
 
     rng = np.random.default_rng(9)
     pix = np.sort(rng.integers(0, 12 * 4**29, 5000))

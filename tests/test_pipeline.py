@@ -12,10 +12,10 @@ from aiohttp import web
 from mocpy import MOC
 
 from gwfollow import credible_moc, read_skymap
-from gwfollow.alerts import parse_json_alert
+from gwfollow.ingest import parse_json_alert
 from gwfollow.config import Config, FetchConfig, FiltersConfig
-from gwfollow.moc import ranges_of
-from gwfollow.pipeline import Pipeline
+from gwfollow.regions.moc import ranges_of
+from gwfollow.pipeline.runner import Pipeline
 from gwfollow.store import Store
 
 from .conftest import shared_path

@@ -12,9 +12,9 @@ from ligo.skymap.io import read_sky_map
 from ligo.skymap.postprocess.crossmatch import crossmatch
 
 from gwfollow import read_skymap
-from gwfollow.catalogues import Catalog, CatalogError, load_catalog, openngc, parse_columns, read_catalog
-from gwfollow.moc import credible_ranges
-from gwfollow.rank import RankError, rank_galaxies
+from gwfollow.targets.catalogues import Catalog, CatalogError, load_catalog, openngc, parse_columns, read_catalog
+from gwfollow.regions.moc import credible_ranges
+from gwfollow.targets.rank import RankError, rank_galaxies
 
 from .conftest import shared_path
 
@@ -51,7 +51,7 @@ def test_densities_equal_crossmatch(skymap, catalog) -> None:
 @given(st.integers(0, 1000))
 @settings(max_examples=5, deadline=None)
 def test_generated_maps_and_catalogues(seed) -> None:
-    from gwfollow.simulate import simulated_skymap_bytes
+    from gwfollow.skymaps.simulate import simulated_skymap_bytes
 
     rng = np.random.default_rng(seed)
     data = simulated_skymap_bytes(seed, size_deg=float(rng.uniform(1, 6)), distance_mpc=float(rng.uniform(40, 400)),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from mocpy import MOC
 
-from gwfollow.cli import main
+from gwfollow.cli.main import main
 
 from .conftest import shared_files, shared_path
 

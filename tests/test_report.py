@@ -10,10 +10,10 @@ from astropy.io import votable
 from astropy.table import Table
 
 from gwfollow import read_skymap
-from gwfollow.catalogues import openngc
-from gwfollow.cli import main
-from gwfollow.rank import rank_galaxies
-from gwfollow.report import ReportError, format_for, table_bytes, write_table
+from gwfollow.targets.catalogues import openngc
+from gwfollow.cli.main import main
+from gwfollow.targets.rank import rank_galaxies
+from gwfollow.products.report import ReportError, format_for, table_bytes, write_table
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from astropy.table import Table
 from mocpy import MOC, STMOC
 
 from gwfollow.config import StoreConfig, load_config
-from gwfollow.replay import order_messages, replay_messages
+from gwfollow.pipeline.replay import order_messages, replay_messages
 from gwfollow.service import make_app
 from gwfollow.store import Store
 

@@ -10,8 +10,8 @@ import time
 import pytest
 from aiohttp import web
 
-from gwfollow.alerts.listeners import OAuthTokenProvider
-from gwfollow.auth import token_digest
+from gwfollow.pipeline.listeners import OAuthTokenProvider
+from gwfollow.service.auth import token_digest
 from gwfollow.config import Config, ServiceConfig, SpoolConfig, StoreConfig
 from gwfollow.errors import FetchError
 from gwfollow.service import make_app

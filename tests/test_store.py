@@ -9,7 +9,7 @@ import pytest
 
 from gwfollow.config import Config
 from gwfollow.errors import StoreError, UnknownEventError
-from gwfollow.processing import process_message
+from gwfollow.products.core import process_message
 from gwfollow.store import MIGRATIONS, Store
 
 from .conftest import shared_path

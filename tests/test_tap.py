@@ -1,4 +1,4 @@
-"""gwfollow.tap against a real TAP service: a private GAVO DaCHS instance.
+"""gwfollow.targets.tap against a real TAP service: a private GAVO DaCHS instance.
 
 The DaCHS instance (``tests/dachs_server.py``) publishes the shared GLADE+
 NGC 4993 cone (``gwf.glade``) and gwemopt's S190814bv catalogue
@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gwfollow.catalogues import Catalog, read_catalog
-from gwfollow.moc import credible_ranges
-from gwfollow.rank import rank_galaxies
-from gwfollow.skymap import read_skymap
-from gwfollow.tap import (
+from gwfollow.targets.catalogues import Catalog, read_catalog
+from gwfollow.regions.moc import credible_ranges
+from gwfollow.targets.rank import rank_galaxies
+from gwfollow.skymaps.skymap import read_skymap
+from gwfollow.targets.tap import (
     TapCatalogSource,
     TapError,
     TapFormatError,
@@ -319,9 +319,9 @@ def test_pipeline_and_rank_command_use_tap(dachs: DachsServer, capsys) -> None:
     import dataclasses
     import json as _json
 
-    from gwfollow.cli import main
+    from gwfollow.cli.main import main
     from gwfollow.config import load_config
-    from gwfollow.processing import process_message
+    from gwfollow.products.core import process_message
 
     skymap = shared_path("skymaps", CASES["gwf.glade"][0])
     cfg = load_config(env={})

@@ -9,13 +9,13 @@ import pytest
 from astropy.time import Time
 
 from gwfollow import read_skymap
-from gwfollow.catalogues import openngc
-from gwfollow.cli import main
+from gwfollow.targets.catalogues import openngc
+from gwfollow.cli.main import main
 from gwfollow.config import SiteConfig, load_config
-from gwfollow.observability import target_windows
-from gwfollow.processing import process_message
-from gwfollow.rank import rank_galaxies
-from gwfollow.targets import add_windows, parse_windows, site_of, windows_text
+from gwfollow.targets.observability import target_windows
+from gwfollow.products.core import process_message
+from gwfollow.targets.rank import rank_galaxies
+from gwfollow.targets.windows import add_windows, parse_windows, site_of, windows_text
 
 from .conftest import shared_path
 

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..config import Config
-from ..pipeline import Pipeline
-from ..store import Store
+from gwfollow.config import Config
+from gwfollow.pipeline.runner import Pipeline
+from gwfollow.store import Store
 
 log = logging.getLogger("gwfollow.service")
 
@@ -38,7 +38,7 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
         An open store to use (tests); by default ``config.store.path`` is
         opened at start-up and closed at shutdown.
     """
-    from . import routes
+    from gwfollow.service import routes
 
     app = web.Application(client_max_size=int(config.service.max_body_mib * 2**20),
                           middlewares=[routes.cors_middleware, routes.error_middleware])
@@ -54,7 +54,7 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
             app[STORE].close()
 
     async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
-        from .views import install_cache
+        from gwfollow.service.views import install_cache
 
         pipe = Pipeline(config, app[STORE])
         await pipe.start()
@@ -64,7 +64,7 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
         await pipe.stop()
 
     async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
-        from .webhooks import WebhookDispatcher
+        from gwfollow.service.webhooks import WebhookDispatcher
 
         if not config.service.webhook_urls:
             yield
@@ -75,7 +75,7 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
         await d.stop()
 
     async def listeners_ctx(app: web.Application) -> AsyncIterator[None]:
-        from ..alerts.listeners import KafkaListener, SpoolListener
+        from gwfollow.pipeline.listeners import KafkaListener, SpoolListener
 
         tasks = []
         if config.kafka.enabled:

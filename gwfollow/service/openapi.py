@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import __version__
+from gwfollow.version import __version__
 
 
 def _problem(desc: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..auth import token_matches
+from gwfollow.service.auth import token_matches
 
 log = logging.getLogger("gwfollow.service")
 PROBLEM = "application/problem+json"
@@ -48,7 +48,7 @@ async def error_middleware(request: web.Request, handler):  # type: ignore[no-un
 @web.middleware
 async def cors_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
     """CORS for the configured origins (``service.cors_origins``)."""
-    from .app import CONFIG
+    from gwfollow.service.app import CONFIG
 
     origins = request.app[CONFIG].service.cors_origins
     origin = request.headers.get("Origin")
@@ -81,7 +81,7 @@ def _bearer(request: web.Request) -> str | None:
 
 
 def require_write(request: web.Request) -> None:
-    from .app import CONFIG
+    from gwfollow.service.app import CONFIG
 
     cfg = request.app[CONFIG].service
     tok = _bearer(request)
@@ -92,7 +92,7 @@ def require_write(request: web.Request) -> None:
 
 
 def require_read(request: web.Request) -> None:
-    from .app import CONFIG
+    from gwfollow.service.app import CONFIG
 
     cfg = request.app[CONFIG].service
     if cfg.read_open:
@@ -105,7 +105,7 @@ def require_read(request: web.Request) -> None:
 
 
 async def health(request: web.Request) -> web.Response:
-    from .app import LISTENERS, PIPELINE, STORE
+    from gwfollow.service.app import LISTENERS, PIPELINE, STORE
 
     pipe = request.app[PIPELINE]
     counts = await pipe.db(request.app[STORE].counts)
@@ -118,7 +118,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def post_alert(request: web.Request) -> web.Response:
-    from .app import PIPELINE
+    from gwfollow.service.app import PIPELINE
 
     require_write(request)
     try:
@@ -133,13 +133,13 @@ async def post_alert(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    from .openapi import spec
+    from gwfollow.service.openapi import spec
 
     return web.json_response(spec())
 
 
 def add_routes(app: web.Application) -> None:
-    from . import views
+    from gwfollow.service import views
 
     app.router.add_get("/api/v1/health", health)
     app.router.add_post("/api/v1/alerts", post_alert)

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .routes import Problem, require_read
+from gwfollow.service.routes import Problem, require_read
 
 MOC_FORMATS = {"fits": "application/fits", "json": "application/json", "ascii": "text/plain"}
 TABLE_FORMATS = {"json": "application/json", "csv": "text/csv",
@@ -71,7 +71,7 @@ def cached(handler):  # type: ignore[no-untyped-def]
 
     @functools.wraps(handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:
-        from .app import RESPONSE_CACHE
+        from gwfollow.service.app import RESPONSE_CACHE
 
         require_read(request)
         cache = request.app[RESPONSE_CACHE]
@@ -93,7 +93,7 @@ def cached(handler):  # type: ignore[no-untyped-def]
 
 def install_cache(app: web.Application) -> None:
     """Empty the response cache whenever the pipeline finishes a message."""
-    from .app import PIPELINE, RESPONSE_CACHE
+    from gwfollow.service.app import PIPELINE, RESPONSE_CACHE
 
     async def clear(_outcome: Any) -> None:
         app[RESPONSE_CACHE].clear()
@@ -126,13 +126,13 @@ def _choice(request: web.Request, name: str, choices: Any, default: str | None) 
 
 
 async def _db(request: web.Request, fn, *args):  # type: ignore[no-untyped-def]
-    from .app import PIPELINE
+    from gwfollow.service.app import PIPELINE
 
     return await request.app[PIPELINE].db(fn, *args)
 
 
 async def _event_or_404(request: web.Request) -> dict[str, Any]:
-    from .app import STORE
+    from gwfollow.service.app import STORE
 
     sid = request.match_info["id"]
     ev = await _db(request, request.app[STORE].event, sid)
@@ -150,7 +150,7 @@ def _gone_if_retracted(ev: dict[str, Any]) -> None:
 @cached
 async def list_events(request: web.Request) -> web.Response:
     """``GET /api/v1/events?state=&significant=&group=&since=&limit=&offset=``."""
-    from .app import STORE
+    from gwfollow.service.app import STORE
 
     state = _choice(request, "state", ("active", "retracted"), None)
     group = request.query.get("group")
@@ -194,8 +194,8 @@ async def list_events(request: web.Request) -> web.Response:
 @cached
 async def get_event(request: web.Request) -> web.Response:
     """``GET /api/v1/events/{id}``: alert history, sky-map versions, areas, product links."""
-    from ..replay import event_summary
-    from .app import CONFIG, STORE
+    from gwfollow.pipeline.replay import event_summary
+    from gwfollow.service.app import CONFIG, STORE
 
     ev = await _event_or_404(request)
     store = request.app[STORE]
@@ -213,7 +213,7 @@ async def get_event(request: web.Request) -> web.Response:
 
 
 async def _latest_products(request: web.Request, ev: dict[str, Any]) -> list[dict[str, Any]]:
-    from .app import STORE
+    from gwfollow.service.app import STORE
 
     store = request.app[STORE]
     maps = await _db(request, store.skymaps_of, ev["superevent_id"])
@@ -228,9 +228,9 @@ async def _latest_products(request: web.Request, ev: dict[str, Any]) -> list[dic
 def _moc_bytes(fits_bytes: bytes, fmt: str, duration: float | None, event_mjd: float | None) -> bytes:
     from astropy.io import fits
 
-    from ..moc import moc_from_ranges
-    from ..kernels.healpix import uniq_to_ranges
-    from ..kernels import ranges as kr
+    from gwfollow.regions.moc import moc_from_ranges
+    from gwfollow.kernels.healpix import uniq_to_ranges
+    from gwfollow.kernels import ranges as kr
     import numpy as np
 
     if fmt == "fits" and duration is None:
@@ -262,8 +262,8 @@ def _moc_bytes(fits_bytes: bytes, fmt: str, duration: float | None, event_mjd: f
 @cached
 async def get_moc(request: web.Request) -> web.Response:
     """``GET /api/v1/events/{id}/moc?level=0.9&format=fits|json|ascii[&duration=1d]``."""
-    from ..commands._common import duration_seconds
-    from .app import STORE
+    from gwfollow.cli._common import duration_seconds
+    from gwfollow.service.app import STORE
 
     ev = await _event_or_404(request)
     _gone_if_retracted(ev)
@@ -306,7 +306,7 @@ async def get_moc(request: web.Request) -> web.Response:
 def _table_bytes(json_bytes: bytes, fmt: str, limit: int | None, site: str | None = None) -> bytes:
     from astropy.table import Table
 
-    from ..report import table_bytes
+    from gwfollow.products.report import table_bytes
 
     doc = json.loads(json_bytes)
     rows = doc["rows"][:limit] if limit else doc["rows"]
@@ -333,7 +333,7 @@ async def get_targets(request: web.Request) -> web.Response:
 
     ``site`` keeps only that site's observing windows.
     """
-    from .app import STORE
+    from gwfollow.service.app import STORE
 
     ev = await _event_or_404(request)
     _gone_if_retracted(ev)
@@ -361,7 +361,7 @@ async def get_targets(request: web.Request) -> web.Response:
 @cached
 async def get_coverage(request: web.Request) -> web.Response:
     """``GET /api/v1/events/{id}/coverage``: GW probability covered by each configured coverage."""
-    from .app import STORE
+    from gwfollow.service.app import STORE
 
     ev = await _event_or_404(request)
     _gone_if_retracted(ev)
@@ -377,7 +377,7 @@ async def get_coverage(request: web.Request) -> web.Response:
 @cached
 async def get_observability(request: web.Request) -> web.Response:
     """``GET /api/v1/events/{id}/observability?site=``: probability per time slice."""
-    from .app import STORE
+    from gwfollow.service.app import STORE
 
     ev = await _event_or_404(request)
     _gone_if_retracted(ev)
@@ -396,8 +396,8 @@ async def get_report(request: web.Request) -> web.Response:
     import asyncio
     from pathlib import Path
 
-    from ..replay import write_event_report
-    from .app import CONFIG, STORE
+    from gwfollow.pipeline.replay import write_event_report
+    from gwfollow.service.app import CONFIG, STORE
 
     require_read(request)
     ev = await _event_or_404(request)
@@ -421,7 +421,7 @@ def _report_sync(store, sid, d, config, writer) -> None:  # type: ignore[no-unty
 
 async def metrics(request: web.Request) -> web.Response:
     """``GET /metrics``: Prometheus text format."""
-    from .app import PIPELINE, STORE
+    from gwfollow.service.app import PIPELINE, STORE
 
     pipe = request.app[PIPELINE]
     counts = await pipe.db(request.app[STORE].counts)

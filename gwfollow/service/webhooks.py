@@ -23,8 +23,8 @@ from typing import Any
 
 import aiohttp
 
-from ..config import ServiceConfig
-from ..pipeline import Outcome, Pipeline
+from gwfollow.config import ServiceConfig
+from gwfollow.pipeline.runner import Outcome, Pipeline
 
 log = logging.getLogger("gwfollow.webhooks")
 

@@ -1,0 +1,182 @@
+"""Listeners: bring raw messages into the pipeline.
+
+* :class:`KafkaListener` — GCN Kafka (``igwn.gwalert``) with aiokafka:
+  SASL OAUTHBEARER with OAuth2 client credentials (token refreshed before
+  it expires) over TLS, or plaintext for a local broker.  At-least-once:
+  each message is committed to the store *before* its offset is committed.
+* :class:`SpoolListener` — a directory: files dropped there are ingested,
+  then moved to ``done/`` (or ``failed/`` when they cannot even be read).
+
+The HTTP push listener is the ``POST /api/v1/alerts`` route of the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from gwfollow.config import KafkaConfig, SpoolConfig
+from gwfollow.errors import FetchError
+from gwfollow.pipeline.runner import Pipeline
+
+log = logging.getLogger("gwfollow.listeners")
+
+
+class OAuthTokenProvider:
+    """OAuth2 client-credentials tokens for SASL/OAUTHBEARER (GCN Kafka).
+
+    The token is fetched from ``token_url`` and refreshed a minute before
+    it expires.  Compatible with aiokafka's ``AbstractTokenProvider``.
+    """
+
+    def __init__(self, token_url: str, client_id: str, client_secret: str, margin_s: float = 60.0) -> None:
+        self.token_url = token_url
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.margin_s = margin_s
+        self._token: str | None = None
+        self._expires = 0.0
+        self._lock = asyncio.Lock()
+
+    async def token(self) -> str:
+        async with self._lock:
+            if self._token is None or time.monotonic() > self._expires - self.margin_s:
+                await self._refresh()
+            assert self._token is not None
+            return self._token
+
+    async def _refresh(self) -> None:
+        import aiohttp
+
+        data = {"grant_type": "client_credentials", "client_id": self.client_id,
+                "client_secret": self.client_secret}
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.post(self.token_url, data=data, timeout=aiohttp.ClientTimeout(total=30)) as r:
+                    if r.status != 200:
+                        raise FetchError(f"token request refused: HTTP {r.status}", url=self.token_url,
+                                         status=r.status, transient=r.status >= 500,
+                                         hint="check kafka.client_id and kafka.client_secret")
+                    body: dict[str, Any] = await r.json(content_type=None)
+        except aiohttp.ClientError as exc:
+            raise FetchError(f"token request failed ({exc})", url=self.token_url) from None
+        if "access_token" not in body:
+            raise FetchError("token response without access_token", url=self.token_url, transient=False)
+        self._token = str(body["access_token"])
+        self._expires = time.monotonic() + float(body.get("expires_in", 3600))
+
+    def extensions(self) -> dict[str, str]:
+        return {}
+
+
+def kafka_consumer_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
+    """aiokafka consumer settings for ``cfg`` (security included)."""
+    kw: dict[str, Any] = {
+        "bootstrap_servers": cfg.bootstrap,
+        "group_id": cfg.group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": cfg.auto_offset_reset,
+        "session_timeout_ms": cfg.session_timeout_ms,
+        "heartbeat_interval_ms": cfg.heartbeat_interval_ms,
+        "security_protocol": cfg.security_protocol,
+    }
+    if cfg.security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        kw["ssl_context"] = create_ssl_context()
+    if cfg.security_protocol.startswith("SASL"):
+        from aiokafka.abc import AbstractTokenProvider
+
+        provider = OAuthTokenProvider(cfg.token_url, cfg.client_id, cfg.client_secret)
+
+        class _Provider(AbstractTokenProvider):  # adapter to aiokafka's ABC
+            async def token(self) -> str:
+                return await provider.token()
+
+        kw["sasl_mechanism"] = cfg.sasl_mechanism
+        kw["sasl_oauth_token_provider"] = _Provider()
+    return kw
+
+
+class KafkaListener:
+    """Consume Kafka topics into the pipeline (at-least-once)."""
+
+    def __init__(self, cfg: KafkaConfig, pipeline: Pipeline) -> None:
+        self.cfg = cfg
+        self.pipeline = pipeline
+        self.consumed = 0
+        self.connected = False
+
+    async def run(self) -> None:
+        """Consume until cancelled; reconnect with backoff on broker failures."""
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.errors import KafkaError
+
+        backoff = 1.0
+        while True:
+            consumer = AIOKafkaConsumer(*self.cfg.topics, **kafka_consumer_kwargs(self.cfg))
+            try:
+                await consumer.start()
+                self.connected = True
+                backoff = 1.0
+                log.info("kafka: consuming %s from %s", ",".join(self.cfg.topics), self.cfg.bootstrap)
+                async for msg in consumer:
+                    if msg.value is None:
+                        continue
+                    source = f"kafka:{msg.topic}[{msg.partition}]@{msg.offset}"
+                    acc = await self.pipeline.accept(msg.value, source)
+                    # The raw message is durable: now the offset may be committed.
+                    await consumer.commit()
+                    self.consumed += 1
+                    await self.pipeline.enqueue(acc)
+            except asyncio.CancelledError:
+                raise
+            except (KafkaError, OSError, FetchError) as exc:
+                log.warning("kafka: %s; reconnecting in %.0f s", exc, backoff)
+            finally:
+                self.connected = False
+                try:
+                    await consumer.stop()
+                except Exception:  # stopping a half-started consumer may fail
+                    pass
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 60.0)
+
+
+class SpoolListener:
+    """Ingest files dropped in a directory (polling; no extra dependency).
+
+    Files whose name starts with ``.`` or ends with ``.part`` / ``.tmp``
+    are still being written and are skipped until renamed.
+    """
+
+    def __init__(self, cfg: SpoolConfig, pipeline: Pipeline) -> None:
+        self.dir = Path(cfg.directory)
+        self.poll_s = cfg.poll_s
+        self.pipeline = pipeline
+        self.ingested = 0
+
+    def _ready(self) -> list[Path]:
+        files = [p for p in self.dir.iterdir() if p.is_file() and not p.name.startswith(".")
+                 and not p.name.endswith((".part", ".tmp"))]
+        return sorted(files, key=lambda p: (p.stat().st_mtime, p.name))
+
+    async def run(self) -> None:
+        for sub in ("done", "failed"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        while True:
+            for f in await asyncio.to_thread(self._ready):
+                try:
+                    body = await asyncio.to_thread(f.read_bytes)
+                except OSError as exc:
+                    log.warning("spool: cannot read %s (%s)", f, exc)
+                    await asyncio.to_thread(f.replace, self.dir / "failed" / f.name)
+                    continue
+                acc = await self.pipeline.accept(body, f"spool:{f.name}")
+                await asyncio.to_thread(f.replace, self.dir / "done" / f.name)
+                self.ingested += 1
+                await self.pipeline.enqueue(acc)
+            await asyncio.sleep(self.poll_s)

@@ -1,0 +1,322 @@
+"""The pipeline: raw message -> stored alert and products, for serve and replay alike.
+
+Stages, each timed and recorded in the store:
+
+1. **accept** — the raw bytes are committed to the store (a redelivered
+   message is recognised by its content hash).  Only after this may the
+   sender be acknowledged (Kafka offset commit, HTTP 202).
+2. **queue** — a bounded :class:`asyncio.Queue`: when the workers fall
+   behind, intake waits (back-pressure) instead of piling up memory.
+3. **process** — :func:`gwfollow.products.core.process_message` in a worker
+   process: parse, decode the sky map, credible-region MOCs.  VOEvent sky
+   maps are downloaded on the event loop (aiohttp) in between.
+4. **store** — one transaction: alert, event state, sky-map version,
+   products; idempotent on (superevent id, alert type, time created,
+   content hash).  Failures go to dead letters with the reason.
+
+The database is touched from one dedicated thread, the CPU-heavy work from a
+process pool: the event loop only schedules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import multiprocessing
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from gwfollow.config import Config
+from gwfollow.errors import AlertError, FetchError, GwfollowError, SkyMapError, UnknownEventError
+from gwfollow.products.core import NeedsFetch, ProcessedAlert, process_message
+from gwfollow.store import Accepted, Recorded, Store
+
+log = logging.getLogger("gwfollow.pipeline.runner")
+T = TypeVar("T")
+
+
+def _init_worker(config: Config | None = None) -> None:
+    """Worker-process start: load the numba kernels from their cache and, with
+    a configuration, what the first alert would otherwise wait for (imports,
+    telescope grids and their footprints; :func:`processing.warm_worker`)."""
+    from gwfollow.kernels import warm_up
+
+    warm_up()
+    if config is not None:
+        from gwfollow.products.core import warm_worker
+
+        warm_worker(config)
+
+
+def _ping() -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one message."""
+
+    raw_id: int
+    status: str  # processed, ignored, dead, duplicate
+    superevent_id: str | None = None
+    alert_type: str | None = None
+    alert_id: int | None = None
+    reason: str | None = None
+    seconds: float = 0.0
+
+
+def outcome_of(raw_id: int, result: ProcessedAlert, recorded: Recorded, seconds: float = 0.0) -> Outcome:
+    """The outcome of a message whose alert the store has recorded."""
+    a = result.alert
+    reason = recorded.note if recorded.note is not None else result.note
+    return Outcome(raw_id, recorded.status, a["superevent_id"], a["alert_type"], recorded.alert_id,
+                   reason=reason, seconds=seconds)
+
+
+ProductHook = Callable[[Outcome], Awaitable[None]]
+
+
+def _resolve(url: str, source: str) -> str:
+    """A relative sky-map path in an archived VOEvent is relative to the VOEvent file."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    if urlparse(url).scheme or Path(url).is_absolute():
+        return url
+    src = Path(source)
+    if src.is_file():
+        return str(src.parent / url)
+    return url
+
+
+class Pipeline:
+    """Accepts raw messages and processes them into stored products.
+
+    Parameters
+    ----------
+    config : Config
+    store : Store
+    executor : concurrent.futures.Executor, optional
+        Where :func:`process_message` runs; a process pool of
+        ``config.service.workers`` spawned workers by default.
+    apply_filters : bool
+        Apply ``config.filters`` (replay processes everything by default).
+
+    Use as ``async with Pipeline(...) as p:`` or call :meth:`start` and
+    :meth:`stop`.
+    """
+
+    def __init__(self, config: Config, store: Store, executor: Executor | None = None,
+                 apply_filters: bool = True) -> None:
+        self.config = config
+        self.apply_filters = apply_filters
+        self.store = store
+        self._own_executor = executor is None
+        self._executor = executor
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="gwfollow-db")
+        self._queue: asyncio.Queue[int] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._session: Any = None
+        self._hooks: list[ProductHook] = []
+        self.stats: Counter[str] = Counter()
+        self.stage_seconds: Counter[str] = Counter()
+        self.started = False
+
+    # ------------------------------------------------------------ lifetime
+
+    def _make_executor(self) -> Executor:
+        ctx = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(self.config.service.workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(self.config,))
+
+    async def start(self, resume: bool = True) -> None:
+        """Start the workers; resume messages accepted before a crash."""
+        import aiohttp
+
+        if self._executor is None:
+            self._executor = self._make_executor()
+        loop = asyncio.get_running_loop()
+        # Make sure every worker has started (and warmed its kernels) now,
+        # not when the first alert arrives.
+        await asyncio.gather(*(loop.run_in_executor(self._executor, _ping)
+                               for _ in range(self.config.service.workers)))
+        self._queue = asyncio.Queue(self.config.service.queue_size)
+        self._session = aiohttp.ClientSession()
+        self._workers = [asyncio.create_task(self._worker(i), name=f"gwfollow-worker-{i}")
+                         for i in range(self.config.service.workers)]
+        self.started = True
+        if resume:
+            pending = await self.db(self.store.pending_raw_ids)
+            if pending:
+                log.info("resuming %d message(s) accepted before the last stop", len(pending))
+            for raw_id in pending:
+                await self._queue.put(raw_id)
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Finish queued work (up to ``timeout`` s), then stop.
+
+        Messages not finished stay ``pending`` in the store and are resumed
+        at the next start: nothing accepted is lost.
+        """
+        if self._queue is not None and self.started:
+            try:
+                await asyncio.wait_for(self._queue.join(), timeout)
+            except asyncio.TimeoutError:
+                log.warning("stopping with %d message(s) still queued; they resume at the next start",
+                            self._queue.qsize())
+        self.started = False
+        for w in self._workers:
+            w.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._own_executor and self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        self._db.shutdown(wait=True)
+
+    async def __aenter__(self) -> Pipeline:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def add_hook(self, hook: ProductHook) -> None:
+        """Call ``await hook(outcome)`` after each message is stored."""
+        self._hooks.append(hook)
+
+    # ------------------------------------------------------------- helpers
+
+    async def db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a store method on the database thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize() if self._queue is not None else 0
+
+    # -------------------------------------------------------------- intake
+
+    async def accept(self, body: bytes, source: str) -> Accepted:
+        """Store a raw message durably; returns when committed."""
+        from gwfollow.ingest.parse import sniff
+
+        digest = hashlib.sha256(body).hexdigest()
+        acc = await self.db(self.store.accept_raw, body, source, sniff(body), digest)
+        self.stats["accepted" if acc.new else "redelivered"] += 1
+        return acc
+
+    async def enqueue(self, acc: Accepted) -> None:
+        """Queue an accepted message for processing (waits when the queue is full)."""
+        if self._queue is None:
+            raise RuntimeError("pipeline not started")
+        if acc.new:
+            await self._queue.put(acc.raw_id)
+
+    async def submit(self, body: bytes, source: str) -> Accepted:
+        """:meth:`accept` then :meth:`enqueue`."""
+        acc = await self.accept(body, source)
+        await self.enqueue(acc)
+        return acc
+
+    async def join(self) -> None:
+        """Wait until every queued message is processed."""
+        if self._queue is not None:
+            await self._queue.join()
+
+    # ---------------------------------------------------------- processing
+
+    async def _worker(self, i: int) -> None:
+        assert self._queue is not None
+        while True:
+            raw_id = await self._queue.get()
+            try:
+                try:
+                    outcome = await self.process(raw_id)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # A bug, not bad input: keep the message (dead letter with
+                    # the error) so that it is neither lost nor retried forever.
+                    log.exception("unexpected failure processing raw message %d", raw_id)
+                    self.stats["failed"] += 1
+                    err = GwfollowError(f"internal error: {type(exc).__name__}: {exc}",
+                                        hint="a gwfollow bug; please report it with the raw message")
+                    try:
+                        await self.db(self.store.dead_letter, raw_id, "pipeline", err)
+                    except Exception:
+                        log.exception("cannot record the dead letter of raw message %d", raw_id)
+                    outcome = Outcome(raw_id, "dead", reason=str(err))
+                for hook in self._hooks:
+                    try:
+                        await hook(outcome)
+                    except Exception:  # a hook must never stop the pipeline
+                        log.exception("product hook failed for raw message %d", raw_id)
+            except asyncio.CancelledError:
+                raise
+            finally:
+                self._queue.task_done()
+
+    async def _run(self, *args: Any) -> ProcessedAlert | NeedsFetch:
+        loop = asyncio.get_running_loop()
+        assert self._executor is not None
+        try:
+            return await loop.run_in_executor(self._executor, process_message, *args)
+        except BrokenProcessPool:
+            # A worker died (out of memory, killed): replace the pool and report.
+            if self._own_executor:
+                self._executor = self._make_executor()
+            raise
+
+    async def process(self, raw_id: int) -> Outcome:
+        """Process one stored raw message (idempotent)."""
+        t_start = time.perf_counter()
+        raw = await self.db(self.store.raw, raw_id)
+        if raw.status != "pending":
+            return Outcome(raw_id, "duplicate", reason=f"already {raw.status}")
+        timings: dict[str, float] = {}
+        try:
+            t = time.perf_counter()
+            result = await self._run(raw.body, raw.source, self.config, None, self.apply_filters)
+            timings["process"] = time.perf_counter() - t
+            if isinstance(result, NeedsFetch):
+                from gwfollow.ingest.fetch import fetch_bytes
+
+                t = time.perf_counter()
+                data = await fetch_bytes(_resolve(result.url, raw.source), self.config.fetch, self._session)
+                timings["fetch"] = time.perf_counter() - t
+                t = time.perf_counter()
+                result = await self._run(raw.body, raw.source, self.config, data, self.apply_filters)
+                timings["process_fetched"] = time.perf_counter() - t
+            assert isinstance(result, ProcessedAlert)
+            t = time.perf_counter()
+            recorded = await self.db(self.store.record_alert, raw_id, result, result.acted, result.note)
+            timings["store"] = time.perf_counter() - t
+        except (AlertError, SkyMapError, FetchError, UnknownEventError, BrokenProcessPool) as exc:
+            err: BaseException = exc
+            if isinstance(exc, BrokenProcessPool):
+                err = GwfollowError("a worker process died while processing this message "
+                                    "(out of memory?)", hint="see the service log")
+            await self.db(self.store.dead_letter, raw_id, raw.source, err)
+            self.stats["dead"] += 1
+            log.warning("dead letter %d: %s", raw_id, err)
+            return Outcome(raw_id, "dead", reason=str(err), seconds=time.perf_counter() - t_start)
+        timings.update({f"worker.{k}": v for k, v in result.timings.items()})
+        total = time.perf_counter() - t_start
+        timings["total"] = total
+        await self.db(self.store.record_timings, raw_id, timings)
+        for k, v in timings.items():
+            self.stage_seconds[k] += v
+        o = outcome_of(raw_id, result, recorded, seconds=total)
+        self.stats[o.status] += 1
+        self.stats[f"type.{o.alert_type}"] += 1
+        return o

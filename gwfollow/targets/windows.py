@@ -1,0 +1,77 @@
+"""Targets seen from sites: observable windows added to ranked tables, and
+the per-site observability summary stored as a product.
+
+Times are UTC; windows are ``start/end`` ISO 8601 intervals joined by ``;``
+(readable in CSV and VOTable, parsed back by :func:`parse_windows`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gwfollow.config import SiteConfig
+from gwfollow.targets.observability import Site, observability, target_windows
+
+
+def site_of(sc: SiteConfig) -> Site:
+    """A :class:`~gwfollow.targets.observability.Site` from a ``[sites.NAME]`` table."""
+    s = Site(sc.name, float(sc.lat_deg), float(sc.lon_deg), float(sc.height_m), float(sc.max_airmass),
+             float(sc.max_sun_alt_deg))
+    s.validate()
+    return s
+
+
+def _iso(t: Any) -> str:
+    return t.utc.isot[:19] + "Z"
+
+
+def windows_text(windows: list[tuple[Any, Any]]) -> str:
+    """``[(t0, t1), ...]`` -> ``"t0/t1;..."`` (ISO 8601 intervals)."""
+    return ";".join(f"{_iso(a)}/{_iso(b)}" for a, b in windows)
+
+
+def parse_windows(text: str) -> list[tuple[str, str]]:
+    """Inverse of :func:`windows_text`."""
+    return [tuple(w.split("/", 1)) for w in text.split(";") if w]  # type: ignore[misc]
+
+
+def add_windows(table: Any, sites: tuple[SiteConfig, ...], start: Any) -> Any:
+    """Add a ``windows_<site>`` column for every site to a table with ra/dec (deg)."""
+    if len(table) == 0:
+        for sc in sites:
+            table[f"windows_{sc.name}"] = np.array([], dtype=str)
+        return table
+    ra = np.asarray(table["ra"], dtype=float)
+    dec = np.asarray(table["dec"], dtype=float)
+    for sc in sites:
+        w = target_windows(ra, dec, site_of(sc), start, hours=sc.hours, step_minutes=sc.step_minutes)
+        table[f"windows_{sc.name}"] = [windows_text(x) for x in w]
+    return table
+
+
+def site_summary(skymap: Any, sc: SiteConfig, start: Any, region: Any = None) -> dict[str, Any]:
+    """Observable probability vs time for one site, JSON-ready.
+
+    Probabilities are fractions of the map; ``region`` (depth-29 ranges)
+    restricts ``total_in_region`` to a credible region.
+    """
+    res = observability(skymap, site_of(sc), start, hours=sc.hours, step_minutes=sc.step_minutes)
+    best = res.best_slice()
+    return {
+        "site": sc.name,
+        "max_airmass": sc.max_airmass,
+        "max_sun_alt_deg": sc.max_sun_alt_deg,
+        "start": _iso(res.slice_start[0]),
+        "hours": sc.hours,
+        "step_minutes": sc.step_minutes,
+        "slices": [
+            {"start": _iso(a), "end": _iso(b), "sun_alt_deg": float(s), "probability": float(p)}
+            for a, b, s, p in zip(res.slice_start, res.slice_end, res.sun_alt_deg, res.probability)
+        ],
+        "total_observable_probability": float(res.total_observable_probability()),
+        "total_in_region": float(res.total_observable_probability(region)) if region is not None else None,
+        "best_slice": None if best is None else {"start": _iso(res.slice_start[best]),
+                                                 "probability": float(res.probability[best])},
+    }
