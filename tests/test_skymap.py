@@ -41,7 +41,6 @@ def _expand_to_flat(sm, order: int, values: np.ndarray) -> np.ndarray:
     return out
 
 
-@pytest.mark.skipif(not ALL_MAPS, reason="../shared/data/skymaps absent")
 @pytest.mark.parametrize("path", ALL_MAPS, ids=[p.name for p in ALL_MAPS])
 def test_every_real_map_reads_and_both_paths_agree(path) -> None:
     fast = read_skymap(path)
@@ -57,7 +56,6 @@ def test_every_real_map_reads_and_both_paths_agree(path) -> None:
     assert abs(fast.meta.prob_sum - 1) < 1e-6
 
 
-@pytest.mark.skipif(not ALL_MAPS, reason="../shared/data/skymaps absent")
 @pytest.mark.parametrize("path", [p for p in ALL_MAPS if not p.name.endswith("multiorder.fits") and "slim" not in p.name],
                          ids=[p.name for p in ALL_MAPS if not p.name.endswith("multiorder.fits") and "slim" not in p.name])
 def test_flat_maps_convert_without_loss(path) -> None:
