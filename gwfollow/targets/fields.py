@@ -480,7 +480,8 @@ def candidate_fields(telescope: Telescope, region: npt.NDArray[np.int64]) -> npt
 
 
 def rank_fields(skymap: SkyMap, telescope: Telescope, *, target: float = 0.9, level: float = 0.999,
-                order: int = 10, max_fields: int | None = None) -> RankedFields:
+                order: int = 10, max_fields: int | None = None,
+                region: npt.NDArray[np.int64] | None = None) -> RankedFields:
     """Rank a telescope's fields for a sky map.
 
     Parameters
@@ -495,6 +496,8 @@ def rank_fields(skymap: SkyMap, telescope: Telescope, *, target: float = 0.9, le
         HEALPix order of the footprints' border cells.
     max_fields : int, optional
         List at most this many fields.
+    region : (n, 2) int64, optional
+        The credible region at ``level`` (``include`` boundary) when the caller has it already.
 
     Returns
     -------
@@ -505,7 +508,8 @@ def rank_fields(skymap: SkyMap, telescope: Telescope, *, target: float = 0.9, le
 
     if not 0 < target <= 1:
         raise FieldsError(f"target {target} is not in (0, 1]")
-    region = credible_ranges(skymap, [level], "include")[0]
+    if region is None:
+        region = credible_ranges(skymap, [level], "include")[0]
     cand = candidate_fields(telescope, region)
     foot = field_footprints(telescope.ra[cand], telescope.dec[cand], telescope.fov, order) if len(cand) else []
     prob = np.array([probability_in_ranges(skymap, f) for f in foot])
