@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gwfollow.targets.catalogues import (
-    ALIASES, Catalog, _angles, _clean_strings, fill_distances, find_column, first_ids,
+    ALIASES, Catalog, parse_angles, clean_strings, fill_distances, find_column, first_ids,
 )
 from gwfollow.errors import CatalogError
 
@@ -343,13 +343,14 @@ class PartitionedCatalog:
             table = pa.concat_tables(pieces)
         else:
             table = self.schema.empty_table().select(self.read_columns())
-        cat = self._catalog(table)
+        cat = self.catalog_of(table)
         return cat, stats
 
-    def _catalog(self, table: Any) -> Catalog:
-        """Arrow rows (in sky order) -> Catalog with conversions and ids as for a single file."""
+    def catalog_of(self, table: Any) -> Catalog:
+        """Arrow rows (in sky order) of this catalogue's partitions -> Catalog, with
+        conversions and ids as for a single file."""
         r = self.roles
-        ra, dec = _angles(_np(table, r["ra"]), _np(table, r["dec"]))
+        ra, dec = parse_angles(_np(table, r["ra"]), _np(table, r["dec"]))
         dist = _distance(table, r)
         n = ra.shape[0]
         ids = _ids_of(table, self.id_columns, self.has_source_row)
@@ -373,9 +374,9 @@ def _np(table: Any, name: str | None) -> np.ndarray:
 
 
 def _num(a: np.ndarray) -> np.ndarray:
-    from gwfollow.targets.catalogues import _numeric
+    from gwfollow.targets.catalogues import numeric_column
 
-    return _numeric(a) if a.dtype.kind not in "f" else a.astype(np.float64, copy=False)
+    return numeric_column(a) if a.dtype.kind not in "f" else a.astype(np.float64, copy=False)
 
 
 def _distance(table: Any, roles: dict[str, str | None]) -> np.ndarray:
@@ -393,7 +394,7 @@ def _ids_of(table: Any, id_columns: list[str], has_row: bool) -> np.ndarray:
     for c in id_columns:
         # Converted as the single-file reader converts them (an integer column
         # with nulls becomes float, as there), so the ids are the same strings.
-        cols.append((c, _clean_strings(table.column(c).to_numpy(zero_copy_only=False))))
+        cols.append((c, clean_strings(table.column(c).to_numpy(zero_copy_only=False))))
     return first_ids(cols, table.num_rows, table.column(ROW_COLUMN).to_numpy() if has_row else None)
 
 
@@ -439,10 +440,10 @@ def read_partition(path: Path, region: npt.NDArray[np.int64] | None, columns: li
     if region is not None:
         table = table.take(select_sorted(pix, region))
     return table, {"row_groups_read": len(groups), "rows_read": rows_read, "candidates": table.num_rows,
-                   "worker": f"{os.uname().nodename}:{os.getpid()}", "peak_rss_mib": _peak_rss_mib()}
+                   "worker": f"{os.uname().nodename}:{os.getpid()}", "peak_rss_mib": peak_rss_mib()}
 
 
-def _peak_rss_mib() -> float:
+def peak_rss_mib() -> float:
     """This process's peak resident memory (MiB) since start or :func:`reset_peak_rss`."""
     try:
         with open("/proc/self/status") as f:
@@ -516,8 +517,8 @@ def rank_partition(cat: PartitionedCatalog, index: int, region: npt.NDArray[np.i
     raw = grank.raw_scores(p2, p3, m.has_distance, mag, dist)
     partials = krank.exact_sum_limbs(raw)
     keep = grank.keep_for_merge(raw, p2, limit)
-    kept = cat._catalog(table.take(keep))
-    st["peak_rss_mib"] = _peak_rss_mib()  # after the ranking, not just the read
+    kept = cat.catalog_of(table.take(keep))
+    st["peak_rss_mib"] = peak_rss_mib()  # after the ranking, not just the read
     return {"catalog": kept, "p2": p2[keep], "p3": p3[keep], "raw": raw[keep], "partials": partials,
             "stats": st}
 
@@ -677,7 +678,7 @@ def _source_batches(src: Path, columns: list[str] | None, batch_rows: int) -> It
         data = np.asarray(col)
         mask = np.ma.getmaskarray(col) if hasattr(col, "mask") else None
         if data.dtype.kind in "SU":
-            data = _clean_strings(data)
+            data = clean_strings(data)
         arrays[name] = pa.array(data, mask=mask if mask is not None and mask.any() else None)
     table = pa.table(arrays)
     yield from table.to_batches(max_chunksize=batch_rows)
@@ -685,7 +686,7 @@ def _source_batches(src: Path, columns: list[str] | None, batch_rows: int) -> It
 
 def _positions(batch: Any, ra_col: str, dec_col: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ra, dec, usable) of a batch: the same conversion as a single-file catalogue."""
-    ra, dec = _angles(_np(batch, ra_col), _np(batch, dec_col))
+    ra, dec = parse_angles(_np(batch, ra_col), _np(batch, dec_col))
     ok = np.isfinite(ra) & np.isfinite(dec) & (dec >= -90) & (dec <= 90)
     return np.mod(ra, 360.0), dec, ok
 
