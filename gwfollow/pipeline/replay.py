@@ -19,8 +19,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from gwfollow.config import Config
 from gwfollow.errors import GwfollowError
+from gwfollow.ingest.parse import parse_alert
 from gwfollow.pipeline.runner import Pipeline
 from gwfollow.records import Outcome
 from gwfollow.store import Store
@@ -52,7 +55,6 @@ def collect_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def _time_created(body: bytes, source: str) -> datetime:
-    from gwfollow.ingest.parse import parse_alert
 
     try:
         return parse_alert(body, source).time_created
@@ -72,7 +74,6 @@ def read_kafka(bootstrap: str, topic: str, from_beginning: bool = True, timeout_
 
 
 async def _read_kafka(bootstrap: str, topic: str, from_beginning: bool, timeout_s: float) -> list[tuple[bytes, str]]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest" if from_beginning else "latest")

@@ -18,16 +18,25 @@ without a usable position are counted and reported, never silently dropped.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow.parquet as pq
+from astropy import units as u
+from astropy.coordinates import Angle
+from astropy.cosmology import Planck18
+from astropy.table import Table
+from pyongc import ongc
 
 from gwfollow.errors import CatalogError
-
+from gwfollow.kernels.healpix import lonlat_deg_to_nest
+from gwfollow.kernels.sort import sort_nonneg_i64_inplace
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "ra": ("ra", "raj2000", "ra_icrs", "ra_deg", "radeg", "_raj2000", "alpha", "ra_d"),
@@ -90,8 +99,6 @@ class Catalog:
         while it is built (the pixels are sorted in place).
         """
         if "pix" not in self._index:
-            from gwfollow.kernels.healpix import lonlat_deg_to_nest
-            from gwfollow.kernels.sort import sort_nonneg_i64_inplace
 
             pix, order = sort_nonneg_i64_inplace(lonlat_deg_to_nest(29, self.ra, self.dec))
             self._index["pix"] = pix
@@ -168,8 +175,6 @@ def parse_angles(ra_col: Any, dec_col: Any) -> tuple[np.ndarray, np.ndarray]:
     dec = numeric_column(dec_col)
     if np.isnan(ra).all() and len(ra):
         # Sexagesimal strings (hh:mm:ss, dd:mm:ss), as in OpenNGC.
-        from astropy import units as u
-        from astropy.coordinates import Angle
 
         ra_s = clean_strings(np.ma.filled(np.ma.asarray(ra_col).astype(str), ""))
         dec_s = clean_strings(np.ma.filled(np.ma.asarray(dec_col).astype(str), ""))
@@ -229,7 +234,6 @@ def fill_distances(dist: npt.NDArray[np.float64], z: npt.NDArray[np.float64]) ->
 
 def distance_from_redshift(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Luminosity distance (Mpc) from redshift with astropy's Planck18 cosmology."""
-    from astropy.cosmology import Planck18
 
     out = np.full(z.shape, np.nan)
     ok = np.isfinite(z) & (z > 0)
@@ -282,7 +286,6 @@ def read_catalog(path: str | os.PathLike[str], *, columns: dict[str, str] | None
 
 def read_table(path: str | os.PathLike[str]):
     """A local table file (CSV, VOTable, FITS, Parquet) as an astropy Table."""
-    from astropy.table import Table
 
     p = Path(path)
     if not p.exists():
@@ -294,7 +297,6 @@ def read_table(path: str | os.PathLike[str]):
         elif suffix.endswith((".fits", ".fit", ".fits.gz")):
             t = Table.read(p, format="fits")
         elif suffix.endswith(".parquet"):
-            import pyarrow.parquet as pq
 
             pt = pq.read_table(p)
             t = Table({name: pt.column(name).to_numpy(zero_copy_only=False) for name in pt.column_names})
@@ -315,7 +317,6 @@ def read_table(path: str | os.PathLike[str]):
 
 
 def _sha_short(p: Path) -> str:
-    import hashlib
 
     h = hashlib.sha256()
     with p.open("rb") as f:
@@ -332,9 +333,7 @@ def openngc() -> Catalog:
     distance is derived with Planck18.  OpenNGC is CC-BY-SA-4.0 (Mattia
     Verga et al.).
     """
-    import sqlite3
 
-    from pyongc import ongc
 
     db = sqlite3.connect(f"file:{ongc.DBPATH}?mode=ro", uri=True)
     try:
