@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from gwfollow.config import load_config
     from gwfollow.pipeline.distributed import replay_on_dask
-    from gwfollow.pipeline.replay import event_summary, order_messages, replay_messages
+    from gwfollow.pipeline.replay import order_messages, replay_messages
+    from gwfollow.products.summary import event_summary
     from gwfollow.store import Store
 
     t = time.perf_counter()
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         t_dask = time.perf_counter() - t
         print(f"Dask LocalCluster, 2 worker processes:                          {len(msgs) / t_dask:6.2f} events/s "
               f"(speed-up {t_seq / t_dask:.2f}x, cluster start included)")
-        same = all(event_summary(seq, e["superevent_id"], cfg) == event_summary(dsk, e["superevent_id"], cfg)
+        same = all(event_summary(seq, e.superevent_id, cfg) == event_summary(dsk, e.superevent_id, cfg)
                    for e in seq.events())
         print(f"identical products: {same}")
     return 0

@@ -3,7 +3,7 @@
 A synthetic galaxy catalogue (default 5e7 rows: id, ra, dec, dist, Bmag;
 uniform on the sky plus clustered rows, a few per cent without distance) is
 written once as one Parquet file and imported with
-:func:`gwfollow.targets.partitioned.import_catalog` (cached in ``--workdir``).  Two
+:func:`gwfollow.targets.hats_writer.import_catalog` (cached in ``--workdir``).  Two
 regions are cut from real sky maps of ../shared/data at the credible level
 whose area is closest to 30 deg^2 (S190814bv) and 1,000 deg^2 (S190425z).
 For each region, in this one process:
@@ -40,9 +40,9 @@ REGIONS = (("S190814bv_bayestar.multiorder.fits", 30.0), ("S190425z_bayestar.fit
 
 
 def peak_mib() -> float:
-    from gwfollow.targets.partitioned import _peak_rss_mib
+    from gwfollow.targets.partitioned import peak_rss_mib
 
-    return _peak_rss_mib()
+    return peak_rss_mib()
 
 
 def current_mib() -> float:
@@ -111,11 +111,12 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(ROOT))
     import pyarrow.parquet as pq
 
-    from gwfollow.targets.catalogues import Catalog
     from gwfollow.pipeline.distributed import dask_client
-    from gwfollow.targets.partitioned import PartitionedCatalog, import_catalog, rank_partitioned
-    from gwfollow.targets.rank import rank_galaxies
     from gwfollow.skymaps.skymap import read_skymap
+    from gwfollow.targets.catalogues import Catalog
+    from gwfollow.targets.hats_writer import import_catalog
+    from gwfollow.targets.partitioned import PartitionedCatalog, rank_partitioned
+    from gwfollow.targets.rank import rank_galaxies
 
     work = Path(opts.workdir)
     work.mkdir(parents=True, exist_ok=True)
