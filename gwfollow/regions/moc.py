@@ -24,7 +24,8 @@ decreasing density; equal densities keep the order of the map's rows):
     Whole cells with cumulative probability ``<= level``: ligo.skymap's
     greedy credible region, ``find_greedy_credible_levels(p, dens) <= level``.
 ``include``
-    ``exclude`` plus the crossing cell: encloses at least ``level``.
+    ``exclude`` plus the crossing cell (none when the cumulative probability
+    hits ``level`` exactly): encloses at least ``level``.
 """
 
 from __future__ import annotations
