@@ -11,6 +11,7 @@ Cases (issue: core sky map -> MOC):
   + mocpy.MOC.from_valued_healpix_cells, mocpy having no flat-map reader);
 * probability in a MOC (mocpy.MOC.probabilities_in_multiordermap);
 * union and intersection of two survey MOCs from ../shared/data/mocs;
+* intersection of a small (1e3 ranges) and a huge (2e6 ranges) MOC;
 * the cold first call of gwfollow in a fresh process (kernels from cache).
 
 Usage: ``python benchmarks/bench_core.py [--repeat N] [--quick]``
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     import gwfollow
     from gwfollow.kernels import ranges as kr
     from gwfollow.kernels import warm_up
-    from gwfollow.regions.moc import ranges_of
+    from gwfollow.regions.moc import moc_from_ranges, ranges_of
 
     warm_up()
     print(f"gwfollow {gwfollow.__version__}; reference: mocpy; times are medians of {args.repeat} calls")
@@ -132,6 +133,20 @@ def main(argv: list[str] | None = None) -> int:
         print(row(f"{op}: P-SDSS9-r x sdss_moc.range (ranges)", ref, ours), flush=True)
         ours_obj = measure(lambda: gwfollow.regions.moc.moc_from_ranges(getattr(kr, op)(ra, rb)), args.repeat)
         print(row(f"{op}: same, returning a mocpy.MOC", ref, ours_obj), flush=True)
+
+    # Small x huge (issue 14): 1e3 order-10 cells (a region's fine border, a
+    # set of footprints) against 2e6 ranges with random bounds (a deep survey).
+    rng = np.random.default_rng(14)
+    huge = kr.normalize(np.unique(rng.integers(0, kr.NPIX29, 4_000_000)).reshape(-1, 2))
+    cells = np.unique(rng.integers(0, 12 * 4**10, 1000))
+    small = kr.normalize(np.stack([cells << 38, (cells + 1) << 38], axis=1))
+    mh, ms = moc_from_ranges(huge), moc_from_ranges(small)
+    assert np.array_equal(kr.intersection(small, huge), ranges_of(ms.intersection(mh)))
+    ref = measure(lambda: ms.intersection(mh), args.repeat)
+    ours = measure(lambda: kr.intersection(small, huge), args.repeat)
+    print(row(f"intersection: {len(small):.0e} x {len(huge):.0e} ranges (galloping)", ref, ours), flush=True)
+    flat = measure(lambda: kr._intersection_flat(small.reshape(-1), huge.reshape(-1)), args.repeat)
+    print(row("same, linear sweep (gwfollow before issue 14)", ref, flat), flush=True)
 
     code = (
         "import time; t=time.perf_counter(); import gwfollow; t1=time.perf_counter();"
