@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from gwfollow.kernels import credible, flatmap, geometry, healpix, probability, rank, ranges, sort
+from gwfollow.kernels import credible, flatmap, footprints, geometry, healpix, probability, rank, ranges, sort
 
-__all__ = ["credible", "flatmap", "geometry", "healpix", "probability", "rank", "ranges", "sort", "warm_up"]
+__all__ = ["credible", "flatmap", "footprints", "geometry", "healpix", "probability", "rank", "ranges", "sort", "warm_up"]
 
 
 def warm_up() -> None:
@@ -43,6 +43,7 @@ def warm_up() -> None:
     b = ranges.normalize(rng[2:6])
     ranges.union(a, b)
     ranges.intersection(a, b)
+    ranges.intersection_gallop(a, b)
     ranges.difference(a, b)
     ranges.complement(a)
     ranges.count_pixels(a)
@@ -59,3 +60,11 @@ def warm_up() -> None:
     cells = rank.locate_cells(np.zeros(2, np.int64), rng[:, 0].copy(), rng[:, 1].copy(), by_start)
     rank.posterior_densities(cells, np.ones(2), dens, dens, dens, dens, True)
     rank.select_sorted(np.arange(3, dtype=np.int64), a)
+    bounds = np.unique(a.reshape(-1))
+    ia, ib = footprints.atom_spans(bounds, a)
+    offsets = np.array([0, ia.shape[0]], dtype=np.int64)
+    hi, lo = footprints.cumulative_at(bounds, rng[:, 0].copy(), rng[:, 1].copy(), by_start, val)
+    footprints.span_sums(hi, lo, ia, ib, offsets)
+    footprints.overlap_pixels(bounds, a, ia, ib, offsets)
+    footprints.greedy_cover(footprints.atom_probabilities(hi, lo), ia, ib, offsets,
+                            np.zeros(1, np.int64), np.ones(1), 1)

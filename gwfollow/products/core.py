@@ -332,19 +332,19 @@ _TELESCOPES: dict[Any, Any] = {}
 
 def warm_worker(config: Config) -> None:
     """Prepare a worker process before its first alert: import the heavy
-    modules and build each configured telescope with the footprints of all
-    its fields (computed together, about 0.5 s for ZTF's 1,778 fields)."""
+    modules and build each configured telescope with the footprint grid of
+    all its fields (computed together, about 0.5 s for ZTF's 1,778 fields)."""
     import astropy.coordinates  # noqa: F401
     import mocpy  # noqa: F401
 
-    from gwfollow.targets.fields import field_footprints, telescope_from_config
+    from gwfollow.targets.fields import footprint_grid, telescope_from_config
 
     for tc in config.telescopes:
         try:
             if tc not in _TELESCOPES:
                 _TELESCOPES[tc] = telescope_from_config(tc)
             tel = _TELESCOPES[tc]
-            field_footprints(tel.ra, tel.dec, tel.fov, tc.order)
+            footprint_grid(tel, tc.order)
         except Exception as exc:  # noqa: BLE001 -- a failing initializer would break the whole pool;
             # the error is reported again, per alert, where the telescope is used.
             log.warning("telescope %s not prepared: %s: %s", tc.name, type(exc).__name__, exc)
