@@ -22,7 +22,8 @@ from typing import Any, TextIO
 
 from gwfollow.config import Config
 from gwfollow.errors import GwfollowError
-from gwfollow.pipeline.runner import Outcome, Pipeline
+from gwfollow.pipeline.runner import Pipeline
+from gwfollow.records import Outcome
 from gwfollow.store import Store
 
 SUFFIXES = (".json", ".xml", ".fits", ".fits.gz", ".fit", ".fits.fz", ".gz")

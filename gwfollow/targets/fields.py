@@ -525,7 +525,8 @@ def field_probabilities(skymap: SkyMap, telescope: Telescope, order: int = 10) -
 
 
 def rank_fields(skymap: SkyMap, telescope: Telescope, *, target: float = 0.9, level: float = 0.999,
-                order: int = 10, max_fields: int | None = None) -> RankedFields:
+                order: int = 10, max_fields: int | None = None,
+                region: npt.NDArray[np.int64] | None = None) -> RankedFields:
     """Rank a telescope's fields for a sky map.
 
     Parameters
@@ -541,6 +542,8 @@ def rank_fields(skymap: SkyMap, telescope: Telescope, *, target: float = 0.9, le
         HEALPix order of the footprints' border cells.
     max_fields : int, optional
         List at most this many fields.
+    region : (n, 2) int64, optional
+        The credible region at ``level`` (``include`` boundary) when the caller has it already.
 
     Returns
     -------
@@ -557,7 +560,8 @@ def rank_fields(skymap: SkyMap, telescope: Telescope, *, target: float = 0.9, le
 
     if not 0 < target <= 1:
         raise FieldsError(f"target {target} is not in (0, 1]")
-    region = credible_ranges(skymap, [level], "include")[0]
+    if region is None:
+        region = credible_ranges(skymap, [level], "include")[0]
     grid = footprint_grid(telescope, order)
     cand = grid.touching(region).astype(np.int64)
     cumulative = grid.cumulative(skymap)
