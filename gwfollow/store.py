@@ -376,6 +376,10 @@ class Store:
             raise StoreError(f"no sky map {skymap_id}")
         return bytes(rows[0][0])
 
+    def latest_skymap(self, superevent_id: str, role: str = "gw") -> dict[str, Any] | None:
+        """The event's newest sky-map version of ``role`` (by alert creation time), or None."""
+        return next((m for m in reversed(self.skymaps_of(superevent_id)) if m["role"] == role), None)
+
     def products_of(self, superevent_id: str, include_withdrawn: bool = True) -> list[dict[str, Any]]:
         sql = ("SELECT id, superevent_id, skymap_id, kind, name, level, boundary, format, area_deg2, probability, "
                "n_cells, provenance, created_at, withdrawn FROM products WHERE superevent_id = ?")

@@ -6,14 +6,6 @@ import argparse
 import contextlib
 import sys
 
-from gwfollow.config import load_config
-from gwfollow.errors import CatalogError
-from gwfollow.products.report import format_for, table_bytes, write_table
-from gwfollow.regions.moc import credible_ranges
-from gwfollow.skymaps.skymap import read_skymap
-from gwfollow.targets.catalogues import parse_columns
-from gwfollow.targets.sources import PartitionedSource, open_catalog
-
 EXAMPLE = """examples:
   gwfollow rank bayestar.multiorder.fits --catalog openngc --limit 20
   gwfollow rank bayestar.multiorder.fits --catalog glade.csv --weighting B -o targets.xml
@@ -47,6 +39,15 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    # Commands import the science stack in main, so that `gwfollow --help` stays instant.
+    from gwfollow.config import load_config
+    from gwfollow.errors import CatalogError
+    from gwfollow.products.report import format_for, table_bytes, write_table
+    from gwfollow.regions.moc import credible_ranges
+    from gwfollow.skymaps.skymap import read_skymap
+    from gwfollow.targets.catalogues import parse_columns
+    from gwfollow.targets.sources import PartitionedSource, open_catalog
+
     cfg = load_config(args.config)
     if args.output:
         format_for(args.output, args.format)

@@ -28,8 +28,11 @@ from importlib import resources
 from typing import Any
 from xml.etree import ElementTree
 
-from gwfollow.errors import AlertParseError, AlertSchemaError, SkyMapError
+import jsonschema
+from jsonschema.exceptions import best_match
+
 from gwfollow.config import SkyMapConfig
+from gwfollow.errors import AlertParseError, AlertSchemaError, SkyMapError
 from gwfollow.ingest.model import ALERT_TYPES, Alert
 from gwfollow.skymaps.skymap import read_skymap
 
@@ -52,7 +55,6 @@ def alert_schema() -> dict[str, Any]:
 
 @functools.cache
 def _validator():
-    import jsonschema
 
     schema = alert_schema()
     cls = jsonschema.validators.validator_for(schema)
@@ -104,7 +106,6 @@ def parse_json_alert(raw: bytes, source: str = "<json>") -> Alert:
         raise AlertSchemaError("the alert must be a JSON object", source=source)
     errors = list(_validator().iter_errors(doc))
     if errors:
-        from jsonschema.exceptions import best_match
 
         e = best_match(errors)
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"

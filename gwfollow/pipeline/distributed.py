@@ -26,7 +26,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from gwfollow.config import Config
-from gwfollow.errors import AlertError, ConfigError, FetchError, GwfollowError, SkyMapError
+from gwfollow.errors import (
+    AlertError,
+    ConfigError,
+    FetchError,
+    GwfollowError,
+    SkyMapError,
+)
 from gwfollow.ingest.fetch import fetch_bytes
 from gwfollow.ingest.parse import parse_alert, sniff
 from gwfollow.kernels import warm_up
@@ -78,6 +84,7 @@ def dask_client(address: str | None = None, n_workers: int = 2) -> Iterator[Any]
     """A ``distributed.Client``: to the scheduler at ``address``, or to a new
     ``LocalCluster`` of ``n_workers`` single-threaded worker processes on
     127.0.0.1 (closed on exit)."""
+    # Dask is heavy and optional: only --dask uses it.
     from distributed import Client, LocalCluster
 
     cluster = None
@@ -126,6 +133,7 @@ def replay_on_dask(messages: Sequence[Message], config: Config, store: Store, *,
     list of Outcome
         One per message, in message order.
     """
+    # Dask is heavy and optional: only --dask uses it.
     from distributed import as_completed
 
     groups: dict[str, list[int]] = {}

@@ -37,7 +37,13 @@ from urllib.parse import urlparse
 import aiohttp
 
 from gwfollow.config import Config
-from gwfollow.errors import AlertError, FetchError, GwfollowError, SkyMapError, UnknownEventError
+from gwfollow.errors import (
+    AlertError,
+    FetchError,
+    GwfollowError,
+    SkyMapError,
+    UnknownEventError,
+)
 from gwfollow.ingest.fetch import fetch_bytes
 from gwfollow.ingest.parse import sniff
 from gwfollow.kernels import warm_up

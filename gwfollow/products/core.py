@@ -32,9 +32,19 @@ from gwfollow.ingest.parse import parse_alert
 from gwfollow.kernels import ranges as kr
 from gwfollow.products.report import table_bytes
 from gwfollow.products.resources import Resources, resources_for
-from gwfollow.records import AlertSummary, ProcessedAlert, ProcessedSkyMap, Product, ProductKind
+from gwfollow.records import (
+    AlertSummary,
+    ProcessedAlert,
+    ProcessedSkyMap,
+    Product,
+    ProductKind,
+)
 from gwfollow.regions.coverage import coverage_probability
-from gwfollow.regions.moc import CredibleRegions, probability_in_ranges, ranges_area_deg2
+from gwfollow.regions.moc import (
+    CredibleRegions,
+    probability_in_ranges,
+    ranges_area_deg2,
+)
 from gwfollow.regions.mocio import space_moc_fits_bytes
 from gwfollow.skymaps.skymap import SkyMap, read_skymap
 from gwfollow.targets.fields import rank_fields

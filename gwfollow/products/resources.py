@@ -22,7 +22,12 @@ from gwfollow.config import Config, CoverageConfig, TelescopeConfig
 from gwfollow.errors import ConfigError, GwfollowError
 from gwfollow.regions.coverage import Coverage, load_coverage
 from gwfollow.regions.mocserver import coverage_from_mocserver
-from gwfollow.targets.fields import Telescope, footprint_grid, pointings_to_stmoc, telescope_from_config
+from gwfollow.targets.fields import (
+    Telescope,
+    footprint_grid,
+    pointings_to_stmoc,
+    telescope_from_config,
+)
 from gwfollow.targets.sources import CatalogSource, open_catalog
 
 log = logging.getLogger("gwfollow.products.resources")

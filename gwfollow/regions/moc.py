@@ -38,6 +38,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+from astropy import units as u
+from astropy.time import Time, TimeDelta
+from mocpy import MOC, STMOC
 
 from gwfollow.errors import MocError
 from gwfollow.kernels import credible as kcred
@@ -158,7 +161,6 @@ def credible_ranges(
 
 def moc_from_ranges(ranges: npt.NDArray[np.int64], max_order: int = 29) -> MOC:
     """A ``mocpy.MOC`` of canonical depth-29 ranges at ``max_order``."""
-    from mocpy import MOC
 
     return MOC.from_depth29_ranges(int(max_order), np.asarray(ranges, dtype=np.uint64).reshape(-1, 2))
 
@@ -268,8 +270,6 @@ def event_stmoc(
     mocpy.STMOC
         The region paired with ``[start, start + duration)``.
     """
-    from astropy import units as u
-    from astropy.time import Time, TimeDelta
 
     if start is None:
         t0 = skymap.event_t0
@@ -303,8 +303,6 @@ def stmoc_from_ranges(ranges: npt.NDArray[np.int64], max_order: int, start: Time
     Every product that pairs a region with a time window (``event_stmoc``, the
     REST ``moc?duration=``) is made here, so they agree to the microsecond.
     """
-    from astropy import units as u
-    from mocpy import STMOC
 
     if not math.isfinite(duration_s) or duration_s <= 0:
         raise MocError(f"duration must be a positive number of seconds, got {duration_s!r}")

@@ -28,16 +28,26 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from astropy import units as u
+from astropy.coordinates import Angle, Latitude, Longitude
+from astropy.table import Table
+from mocpy import MOC
 
-from gwfollow.regions.coverage import Coverage
-from gwfollow.regions.timeaxis import TIME_DEPTH, IntRanges, SpaceTimeRanges, times_to_us
 from gwfollow.errors import CoverageError, FieldsError
 from gwfollow.kernels import ranges as kr
+from gwfollow.kernels.geometry import max_pixrad, nest_to_lonlat
+from gwfollow.regions.coverage import Coverage
 from gwfollow.regions.moc import credible_ranges, ranges_of
 from gwfollow.regions.mocio import moc_name_of
+from gwfollow.regions.timeaxis import (
+    TIME_DEPTH,
+    IntRanges,
+    SpaceTimeRanges,
+    times_to_us,
+)
 from gwfollow.skymaps.skymap import SkyMap
 from gwfollow.targets.footprints import FootprintGrid
-
+from gwfollow.version import __version__
 
 FOV_SHAPES = ("square", "circle", "rectangle")
 
@@ -110,9 +120,6 @@ _FOOTPRINTS_MAX = 20_000  # a few whole grids (ZTF: 1,778 fields, ~1 kB each)
 
 def _compute_footprints(ra_deg: np.ndarray, dec_deg: np.ndarray, fov: FieldOfView, order: int) -> list[IntRanges]:
     """Footprints of many fields in one mocpy call (computed in Rust, in parallel)."""
-    import astropy.units as u
-    from astropy.coordinates import Angle, Latitude, Longitude
-    from mocpy import MOC
 
     n = ra_deg.shape[0]
     lon = Longitude(ra_deg * u.deg)
@@ -434,8 +441,6 @@ class RankedFields:
 
     def table(self):
         """Astropy Table ``rank, field_id, ra, dec, prob, marginal_prob, cumprob, selected``."""
-        from astropy import units as u
-        from astropy.table import Table
 
         t = Table()
         t["rank"] = np.arange(1, len(self) + 1)
@@ -458,9 +463,9 @@ def _unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
 
 def candidate_fields(telescope: Telescope, region: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Rows of fields whose footprint may touch ``region`` (coarse filter)."""
+    # scipy is heavy and needed only here.
     from scipy.spatial import cKDTree
 
-    from gwfollow.kernels.geometry import max_pixrad, nest_to_lonlat
 
     if region.shape[0] == 0:
         return np.empty(0, dtype=np.int64)
@@ -556,7 +561,6 @@ def rank_fields(skymap: SkyMap, telescope: Telescope, *, target: float = 0.9, le
     which fields touch the region, the probability in each and what each adds
     to those already selected are sums over atom spans, with no set algebra.
     """
-    from gwfollow.version import __version__
 
     if not 0 < target <= 1:
         raise FieldsError(f"target {target} is not in (0, 1]")

@@ -24,8 +24,14 @@ import numpy as np
 import numpy.typing as npt
 
 from gwfollow.errors import ConfigError
+from gwfollow.kernels import rank as krank
 from gwfollow.targets.catalogues import Catalog, load_catalog
-from gwfollow.targets.partitioned import PartitionedCatalog, ProgressFn, is_partitioned, rank_partitioned
+from gwfollow.targets.partitioned import (
+    PartitionedCatalog,
+    ProgressFn,
+    is_partitioned,
+    rank_partitioned,
+)
 from gwfollow.targets.rank import RankedGalaxies, rank_galaxies
 from gwfollow.targets.tap import TapCatalogSource
 
@@ -87,7 +93,6 @@ class TableSource(CatalogSource):
     def rows_in(self, ranges: Ranges | None) -> Catalog:
         if ranges is None:
             return self.catalog
-        from gwfollow.kernels import rank as krank
 
         pix, order = self.catalog.index()
         return self.catalog.subset(np.sort(order[krank.select_sorted(pix, ranges)]))
