@@ -27,6 +27,7 @@ def warm_up() -> None:
     healpix.prepare_cells(uniq[::-1].copy())
     sort.argsort_desc_stable(dens)
     sort.argsort_nonneg_i64(uniq)
+    sort.merge_sorted_runs(uniq, np.array([0, 6, 12], dtype=np.int64))
     healpix.lonlat_to_nest(10, np.zeros(1), np.zeros(1))
     healpix.nest_to_ring_order(0)
     val = credible.cell_probabilities(order, dens)

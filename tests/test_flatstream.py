@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import re
 
 import numpy as np
 import pytest
@@ -111,8 +110,7 @@ def test_bad_values_same_error_as_in_memory(bad: float) -> None:
         read_skymap(data)
     with pytest.raises(InvalidValueError) as got:
         read_skymap(gzip.compress(data))
-    # The same count, row and value (the in-memory message shows the numpy scalar's repr).
-    assert str(got.value) == re.sub(r"np\.float64\((.*?)\)", r"\1", str(ref.value))
+    assert str(got.value) == str(ref.value)
     assert "2 " in str(got.value) and "row 100" in str(got.value)
 
 

@@ -308,20 +308,18 @@ def _float_or_none(v: Any) -> float | None:
 
 
 def _check_finite_nonneg(values: np.ndarray, source: str, column: str) -> None:
-    bad_nan = ~np.isfinite(values)
-    if bad_nan.any():
-        i = int(np.flatnonzero(bad_nan)[0])
+    # One pass without temporaries (kernels.flatmap.check_and_scale; 1.0 leaves values as they are).
+    nbad, fbad, nneg, fneg = kflat.check_and_scale(np.ascontiguousarray(values, dtype=np.float64), 1.0)
+    if nbad:
         raise InvalidValueError(
-            f"{int(bad_nan.sum())} non-finite value(s), first at row {i} ({values[i]!r})",
+            f"{nbad} non-finite value(s), first at row {fbad} ({float(values[fbad])!r})",
             source=source,
             column=column,
             hint="the sky map is corrupt; ask its producer for a corrected version",
         )
-    neg = values < 0
-    if neg.any():
-        i = int(np.flatnonzero(neg)[0])
+    if nneg:
         raise InvalidValueError(
-            f"{int(neg.sum())} negative value(s), first at row {i} ({values[i]!r})",
+            f"{nneg} negative value(s), first at row {fneg} ({float(values[fneg])!r})",
             source=source,
             column=column,
             hint="probabilities cannot be negative; the sky map is corrupt",
