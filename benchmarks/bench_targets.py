@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from astropy import units as u
     from astropy.coordinates import SkyCoord
+    from gwfollow.kernels import warm_up
     from ligo.skymap.io import read_sky_map
     from ligo.skymap.postprocess.crossmatch import crossmatch
 
@@ -95,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
         footprint_grid,
         rank_fields,
     )
-    from gwfollow.kernels import warm_up
     from gwfollow.targets.rank import rank_galaxies
 
     warm_up()
