@@ -10,7 +10,6 @@ broker at the moment the store has not yet got the message.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from gwfollow.config import Config, KafkaConfig, ServiceConfig, StoreConfig
+from gwfollow.config import Config, packaged_defaults
 from gwfollow.pipeline.listeners import KafkaListener
 from gwfollow.pipeline.runner import Pipeline
 from gwfollow.store import Accepted, Store
@@ -51,12 +50,10 @@ class HeldPipeline(Pipeline):
 
 
 def _config(bootstrap: str, topic: str, group: str, db: Path) -> Config:
-    return dataclasses.replace(
-        Config(),
-        store=StoreConfig(path=str(db)),
-        service=ServiceConfig(workers=1, queue_size=4),
-        kafka=KafkaConfig(enabled=True, bootstrap=bootstrap, topics=(topic,), group_id=group,
-                          auto_offset_reset="earliest", security_protocol="PLAINTEXT", **FAST_GROUP_SETTINGS),
+    return packaged_defaults().updated(
+        telescopes=(), sites=(), store=dict(path=str(db)), service=dict(workers=1, queue_size=4),
+        kafka=dict(enabled=True, bootstrap=bootstrap, topics=(topic,), group_id=group,
+                   auto_offset_reset="earliest", security_protocol="PLAINTEXT", **FAST_GROUP_SETTINGS),
     )
 
 

@@ -10,6 +10,7 @@ certificate from a test CA, and an OAuth2 token endpoint.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ssl
 
 import pytest
@@ -17,7 +18,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 from aiokafka.abc import AbstractTokenProvider
 
-from gwfollow.config import KafkaConfig
+from gwfollow.config import packaged_defaults
 from gwfollow.pipeline.listeners import kafka_consumer_kwargs
 
 from .tls_certs import make_pki
@@ -60,9 +61,9 @@ async def test_sasl_ssl_settings_verify_the_broker_and_fetch_tokens(tls_server, 
     app = web.Application()
     app.router.add_post("/oauth2/token", token)
     auth = await aiohttp_server(app)
-    cfg = KafkaConfig(enabled=True, bootstrap=f"127.0.0.1:{port}", security_protocol="SASL_SSL",
-                      sasl_mechanism="OAUTHBEARER", client_id="me", client_secret="s3cret",
-                      token_url=f"http://127.0.0.1:{auth.port}/oauth2/token")
+    cfg = dataclasses.replace(packaged_defaults().kafka, enabled=True, bootstrap=f"127.0.0.1:{port}",
+                              security_protocol="SASL_SSL", sasl_mechanism="OAUTHBEARER", client_id="me",
+                              client_secret="s3cret", token_url=f"http://127.0.0.1:{auth.port}/oauth2/token")
     cfg.validate()
 
     # The CA a deployment trusts comes from the system store (SSL_CERT_FILE here).
@@ -91,6 +92,7 @@ async def test_sasl_ssl_settings_verify_the_broker_and_fetch_tokens(tls_server, 
 
 
 def test_plaintext_settings_carry_no_security() -> None:
-    kw = kafka_consumer_kwargs(KafkaConfig(bootstrap="127.0.0.1:9", security_protocol="PLAINTEXT"))
+    kw = kafka_consumer_kwargs(dataclasses.replace(packaged_defaults().kafka, bootstrap="127.0.0.1:9",
+                                                   security_protocol="PLAINTEXT"))
     assert kw["security_protocol"] == "PLAINTEXT"
     assert "ssl_context" not in kw and "sasl_mechanism" not in kw and "sasl_oauth_token_provider" not in kw

@@ -4,9 +4,8 @@ filters with valid values, and cached products turning 410 after a retraction.""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
-from gwfollow.config import Config, CoverageConfig, ServiceConfig, StoreConfig
+from gwfollow.config import Config, CoverageConfig, named_config, packaged_defaults
 from gwfollow.service import make_app
 from gwfollow.service.app import STORE
 from gwfollow.service.auth import token_digest
@@ -19,10 +18,10 @@ STEP = 120.0  # seconds processing may take on a loaded machine before the test 
 
 
 def _cfg(tmp_path) -> Config:
-    return dataclasses.replace(
-        Config(), store=StoreConfig(path=str(tmp_path / "s.sqlite")),
-        service=ServiceConfig(workers=1, write_tokens_sha256=(token_digest(WRITE),)),
-        coverages=(CoverageConfig(name="sdss", path=str(shared_path("mocs", "P-SDSS9-r.moc.fits"))),),
+    return packaged_defaults().updated(
+        telescopes=(), sites=(), store=dict(path=str(tmp_path / "s.sqlite")),
+        service=dict(workers=1, write_tokens_sha256=(token_digest(WRITE),)),
+        coverages=(named_config(CoverageConfig, "sdss", path=str(shared_path("mocs", "P-SDSS9-r.moc.fits"))),),
         coverage_cache=str(tmp_path / "cache"))
 
 
