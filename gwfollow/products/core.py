@@ -94,7 +94,7 @@ def filter_reason(alert_summary: dict[str, Any], config: Config) -> str | None:
 def _skymap_products(data: bytes, role: str, name: str, config: Config) -> tuple[ProcessedSkyMap, dict[str, float]]:
     from gwfollow.version import __version__
     from gwfollow.kernels import ranges as kr
-    from gwfollow.regions.mocio import space_moc_fits_bytes
+    from gwfollow.regions.mocio import credible_moc_fits_bytes
     from gwfollow.regions.moc import credible_ranges, probability_in_ranges, ranges_area_deg2
     from gwfollow.skymaps.skymap import read_skymap
 
@@ -112,10 +112,8 @@ def _skymap_products(data: bytes, role: str, name: str, config: Config) -> tuple
             "gwfollow": __version__,
             "moc_order": sm.meta.moc_order,
         }
-        fits_bytes = space_moc_fits_bytes(
-            r, sm.meta.moc_order,
-            extra={"OBJECT": sm.meta.object_id or "", "CREDLEV": level, "SKYMAPSH": sm.sha256[:64]},
-        )
+        fits_bytes = credible_moc_fits_bytes(r, sm.meta.moc_order, object_id=sm.meta.object_id, level=level,
+                                             boundary=boundary, skymap_sha256=sm.sha256, version=__version__)
         products.append(Product(
             kind="moc", level=level, boundary=boundary, format="fits", data=fits_bytes,
             area_deg2=ranges_area_deg2(r), probability=probability_in_ranges(sm, r),

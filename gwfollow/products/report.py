@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from gwfollow.errors import ReportError
+from gwfollow.products.votable import votable_bytes
 
 FORMATS = ("json", "csv", "votable")
 
@@ -37,6 +38,8 @@ def format_for(path: str | os.PathLike[str] | None, fmt: str | None) -> str:
 
 
 def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return [_jsonable(x) for x in v.tolist()]
     if isinstance(v, np.bool_):
         return bool(v)
     if isinstance(v, (np.floating, float)):
@@ -49,31 +52,31 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def table_bytes(table: Any, fmt: str) -> bytes:
-    """Serialise an astropy Table as JSON, CSV or VOTable bytes."""
+def table_bytes(table: Any, fmt: str, provenance: dict[str, Any] | None = None) -> bytes:
+    """Serialise an astropy Table as JSON, CSV or VOTable bytes.
+
+    VOTables are written by :func:`gwfollow.products.votable.votable_bytes`
+    (UCDs, units, descriptions, COOSYS/TIMESYS, provenance PARAMs/INFOs);
+    ``provenance`` adds keys (alert id and type) to the table's own.  In CSV
+    an array column (``s_region``) is written as space-separated numbers.
+    """
     if fmt == "json":
         cols = table.colnames
         rows = [{c: _jsonable(table[c][i].value if hasattr(table[c][i], "value") else table[c][i]) for c in cols}
                 for i in range(len(table))]
         units = {c: str(table[c].unit) for c in cols if getattr(table[c], "unit", None) is not None}
-        meta = {k: _jsonable(v) for k, v in table.meta.items()}
+        meta = {k: _jsonable(v) for k, v in {**table.meta, **(provenance or {})}.items()}
         return (json.dumps({"columns": cols, "units": units, "provenance": meta, "rows": rows}, indent=1) + "\n").encode()
-    buf = io.BytesIO()
     if fmt == "csv":
+        t = table.copy(copy_data=False)
+        for c in t.colnames:
+            if t[c].ndim > 1:
+                t[c] = [" ".join(f"{x:.7f}" for x in np.asarray(v, dtype=float)) for v in np.asarray(t[c])]
         s = io.StringIO()
-        table.write(s, format="ascii.csv", overwrite=True)
+        t.write(s, format="ascii.csv", overwrite=True)
         return s.getvalue().encode()
     if fmt == "votable":
-        from astropy.io.votable import from_table
-
-        vt = from_table(table)
-        res = vt.resources[0]
-        from astropy.io.votable.tree import Info
-
-        for k, v in table.meta.items():
-            res.infos.append(Info(name=str(k), value=str(v)))
-        vt.to_xml(buf)
-        return buf.getvalue()
+        return votable_bytes(table, provenance=provenance)
     raise ReportError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
 
 

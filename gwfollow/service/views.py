@@ -303,7 +303,8 @@ async def get_moc(request: web.Request) -> web.Response:
 
 
 @functools.lru_cache(maxsize=1024)
-def _table_bytes(json_bytes: bytes, fmt: str, limit: int | None, site: str | None = None) -> bytes:
+def _table_bytes(json_bytes: bytes, fmt: str, limit: int | None, site: str | None = None,
+                 provenance: tuple[tuple[str, str], ...] = ()) -> bytes:
     from astropy.table import Table
 
     from gwfollow.products.report import table_bytes
@@ -314,17 +315,18 @@ def _table_bytes(json_bytes: bytes, fmt: str, limit: int | None, site: str | Non
         drop = [c for c in doc["columns"] if c.startswith("windows_") and c != f"windows_{site}"]
         doc["columns"] = [c for c in doc["columns"] if c not in drop]
         rows = [{k: v for k, v in r.items() if k not in drop} for r in rows]
-    elif fmt == "json" and limit is None:
+    elif fmt == "json" and limit is None and not provenance:
         return json_bytes
     if fmt == "json":
-        return json.dumps({**doc, "rows": rows}, indent=1).encode()
+        return json.dumps({**doc, "provenance": {**doc.get("provenance", {}), **dict(provenance)},
+                           "rows": rows}, indent=1).encode()
     cols = doc["columns"]
     t = Table(rows=[[r[c] for c in cols] for r in rows], names=cols) if rows else Table(names=cols)
     for c, unit in doc.get("units", {}).items():
         if c in t.colnames:
             t[c].unit = unit
     t.meta.update(doc.get("provenance", {}))
-    return table_bytes(t, fmt)
+    return table_bytes(t, fmt, dict(provenance))
 
 
 @cached
@@ -354,7 +356,10 @@ async def get_targets(request: web.Request) -> web.Response:
         raise Problem(404, "unknown-site", f"no observing windows for site {site!r}", parameter="site")
     import asyncio
 
-    body = await asyncio.to_thread(_table_bytes, data, fmt, limit, site)
+    maps = await _db(request, request.app[STORE].skymaps_of, ev["superevent_id"])
+    alert_type = next((m["alert_type"] for m in maps if m["id"] == match["skymap_id"]), None)
+    prov = (("alert_id", ev["superevent_id"]),) + ((("alert_type", alert_type),) if alert_type else ())
+    body = await asyncio.to_thread(_table_bytes, data, fmt, limit, site, prov)
     return conditional(request, body, TABLE_FORMATS[fmt], last_modified=match["created_at"])
 
 
@@ -376,7 +381,7 @@ async def get_coverage(request: web.Request) -> web.Response:
 
 @cached
 async def get_observability(request: web.Request) -> web.Response:
-    """``GET /api/v1/events/{id}/observability?site=``: probability per time slice."""
+    """``GET /api/v1/events/{id}/observability?site=&format=json|csv|votable``: probability per time slice."""
     from gwfollow.service.app import STORE
 
     ev = await _event_or_404(request)
@@ -388,7 +393,17 @@ async def get_observability(request: web.Request) -> web.Response:
         raise Problem(404, "no-observability", f"no observability for site {site!r}; available: "
                       + ", ".join(p["name"] for p in prods))
     data = await _db(request, request.app[STORE].product_data, match["id"])
-    return conditional(request, data, "application/json", last_modified=match["created_at"])
+    fmt = _choice(request, "format", tuple(TABLE_FORMATS), "json")
+    if fmt != "json":
+        data = _observability_bytes(data, fmt, ev["superevent_id"], match["provenance"].get("skymap_sha256"))
+    return conditional(request, data, TABLE_FORMATS[fmt], last_modified=match["created_at"])
+
+
+def _observability_bytes(data: bytes, fmt: str, sid: str, sha: str | None) -> bytes:
+    from gwfollow.products.report import table_bytes
+    from gwfollow.products.votable import observability_table
+
+    return table_bytes(observability_table(json.loads(data)), fmt, {"alert_id": sid, "skymap_sha256": sha})
 
 
 async def get_report(request: web.Request) -> web.Response:
