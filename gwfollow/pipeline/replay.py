@@ -196,7 +196,8 @@ def event_summary(store: Store, superevent_id: str, config: Config) -> dict[str,
 
 def write_event_report(store: Store, sid: str, d: Path, config: Config) -> list[Path]:
     """``report.html`` and ``sky.png`` of an event's latest sky map."""
-    from gwfollow.products.report import event_report_html, sky_plot
+    from gwfollow.products.report import event_report_html
+    from gwfollow.products.skyplot import sky_plot
     from gwfollow.skymaps.skymap import read_skymap
 
     summary = event_summary(store, sid, config)
