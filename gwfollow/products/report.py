@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from gwfollow.errors import ReportError
+from gwfollow.products.facts import change_lines, facts_lines
 from gwfollow.products.skyplot import sky_plot  # noqa: F401  (the sky plot has its own module)
 from gwfollow.products.votable import votable_bytes
 
@@ -118,6 +119,16 @@ def event_report_html(summary: dict[str, Any], galaxies: dict[str, list[dict[str
              f"<h1>{sid} <small class='{'retracted' if summary.get('retracted') else ''}'>{html.escape(state)}</small></h1>"]
     if summary.get("retracted"):
         parts.append("<p class='retracted'>This event was retracted: its products are withdrawn.</p>")
+    facts = summary.get("facts") or {}
+    if facts:
+        parts.append("<h2>Facts</h2><ul>" + "".join(f"<li>{html.escape(ln)}</li>" for ln in facts_lines(facts))
+                     + "</ul>")
+    if summary.get("changes"):
+        parts.append("<h2>What changed between revisions</h2>")
+        for ch in summary["changes"]:
+            lines = change_lines(ch)
+            parts.append(f"<h3>{html.escape(lines[0])}</h3><ul>"
+                         + "".join(f"<li>{html.escape(ln.strip())}</li>" for ln in lines[1:]) + "</ul>")
     areas = summary.get("areas_deg2") or {}
     probs = summary.get("probabilities") or {}
     if areas:
