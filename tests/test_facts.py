@@ -11,7 +11,8 @@ import pytest
 
 from gwfollow.config import StoreConfig, load_config
 from gwfollow.ingest.parse import parse_alert
-from gwfollow.pipeline.replay import event_summary, order_messages, replay_messages, write_outputs
+from gwfollow.pipeline.replay import order_messages, replay_messages
+from gwfollow.products.summary import event_summary, write_outputs
 from gwfollow.products.facts import event_facts, facts_lines, revision_changes
 from gwfollow.products.skyplot import region_frame, sky_plot, split_at_seam
 from gwfollow.skymaps.skymap import read_skymap

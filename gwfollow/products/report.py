@@ -7,6 +7,7 @@ version) travels in the table metadata / VOTable INFO elements / JSON.
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import math
@@ -15,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from astropy.table import Table
 
 from gwfollow.errors import ReportError
 from gwfollow.products.facts import change_lines, facts_lines
 from gwfollow.products.skyplot import sky_plot  # noqa: F401  (the sky plot has its own module)
-from gwfollow.products.votable import votable_bytes
+from gwfollow.products.votable import observability_table, votable_bytes
 
 FORMATS = ("json", "csv", "votable")
 
@@ -91,7 +93,6 @@ def write_table(table: Any, path: str | os.PathLike[str], fmt: str | None = None
 
 
 def _html_table(rows: list[dict[str, Any]], cols: list[str], limit: int = 20) -> str:
-    import html
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = []
@@ -109,7 +110,6 @@ def _html_table(rows: list[dict[str, Any]], cols: list[str], limit: int = 20) ->
 def event_report_html(summary: dict[str, Any], galaxies: dict[str, list[dict[str, Any]]] | None = None,
                       image: str | None = "sky.png") -> str:
     """A readable one-page HTML report of an event (``summary`` as in replay)."""
-    import html
 
     sid = html.escape(summary["superevent_id"])
     state = "RETRACTED" if summary.get("retracted") else summary.get("state", "")
@@ -157,8 +157,6 @@ def convert_table(json_bytes: bytes, fmt: str, limit: int | None = None, site: s
     """A stored target table (JSON) in ``fmt`` (json, csv, votable): the first ``limit``
     rows, and with ``site`` only that site's observing windows; ``provenance``
     (alert id and type) is added to the table's own."""
-    from astropy.table import Table
-
     doc = json.loads(json_bytes)
     rows = doc["rows"][:limit] if limit else doc["rows"]
     if site is not None:
@@ -181,8 +179,6 @@ def convert_table(json_bytes: bytes, fmt: str, limit: int | None = None, site: s
 
 def convert_observability(json_bytes: bytes, fmt: str, provenance: dict[str, Any] | None = None) -> bytes:
     """A stored observability summary (JSON) as a table of its slices in ``fmt``."""
-    from gwfollow.products.votable import observability_table
-
     if fmt == "json":
         return json_bytes
     return table_bytes(observability_table(json.loads(json_bytes)), fmt, provenance)

@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from astropy.coordinates import SkyCoord
+from astropy.table import Table
+from astropy_healpix import HEALPix
 
 from gwfollow.targets.fields import footprint_outline
 
@@ -59,7 +62,7 @@ def region_frame(prob: npt.NDArray[np.float64], level: float = 0.9) -> tuple[flo
     normalised mean of the region's pixel directions; the radius is the
     largest separation from it to a pixel of the region plus one pixel.
     """
-    from astropy_healpix import HEALPix
+    # ligo.skymap is heavy and needed only for plots.
     from ligo.skymap.postprocess import find_greedy_credible_levels
 
     cls = find_greedy_credible_levels(prob)
@@ -114,8 +117,6 @@ def sky_plot(skymap: Any, path: str | os.PathLike[str], *, levels: tuple[float, 
     warnings.filterwarnings("ignore", message=".*reproject.healpix.utils.*")
     # matplotlib and ligo.skymap are heavy and only needed for plots.
     import ligo.skymap.plot  # noqa: F401  (registers the projections)
-    from astropy.coordinates import SkyCoord
-    from astropy.table import Table
     from ligo.skymap.bayestar import rasterize
     from ligo.skymap.postprocess import find_greedy_credible_levels
     from matplotlib import pyplot as plt

@@ -36,7 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from astropy.io.votable.tree import CooSys, Info, Param, Resource, TableElement, TimeSys, VOTableFile
 from astropy.io.votable.ucd import check_ucd
+from astropy.table import Table
 
 from gwfollow.errors import ReportError
 from gwfollow.version import __version__
@@ -176,8 +178,6 @@ def votable_bytes(table: Any, *, columns: Mapping[str, ColumnMeta] | None = None
     ReportError
         A column has no metadata.
     """
-    from astropy.io.votable.tree import CooSys, Info, Param, Resource, TableElement, TimeSys, VOTableFile
-
     prov: dict[str, Any] = {k: v for k, v in dict(table.meta).items() if v is not None}
     prov.update({k: v for k, v in (provenance or {}).items() if v is not None})
     prov.setdefault("gwfollow", __version__)
@@ -245,8 +245,6 @@ def observability_table(summary: Mapping[str, Any]) -> Any:
     Columns ``start, end`` (UTC ISO 8601), ``sun_alt_deg`` (deg),
     ``probability``; the site and its limits are the table's provenance.
     """
-    from astropy.table import Table
-
     slices = list(summary.get("slices") or [])
     t = Table()
     t["start"] = np.asarray([s["start"] for s in slices], dtype=str)

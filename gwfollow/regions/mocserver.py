@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from gwfollow.regions.coverage import KINDS, Coverage, coverage_from_bytes
+from gwfollow.config import FetchConfig
 from gwfollow.errors import CoverageError, FetchError
+from gwfollow.ingest.fetch import fetch_bytes
+from gwfollow.regions.coverage import KINDS, Coverage, coverage_from_bytes
 from gwfollow.regions.mocio import sniff_moc_format
 
 log = logging.getLogger("gwfollow.regions.coverage")  # logger names are subsystems, not modules
@@ -104,8 +106,6 @@ async def coverage_from_mocserver_async(
         :class:`~gwfollow.errors.FetchError`, with URL and status, is the
         ``__cause__``), or an answer that is not a non-empty MOC.
     """
-    from gwfollow.ingest.fetch import fetch_bytes
-    from gwfollow.config import FetchConfig
 
     params = mocserver_query(identifier, kind, order)
     url = f"{base_url}?{urlencode(params)}"

@@ -20,9 +20,9 @@ from typing import Any
 from aiohttp import web
 from astropy.time import Time
 
-from gwfollow.pipeline.replay import event_summary, write_event_report
-from gwfollow.regions.mocio import convert_space_moc
 from gwfollow.products.report import convert_observability, convert_table
+from gwfollow.products.summary import event_summary, write_event_report
+from gwfollow.regions.mocio import convert_space_moc
 from gwfollow.service.caching import cached, conditional
 from gwfollow.service.keys import CONFIG, LISTENERS, PIPELINE, STORE
 from gwfollow.service.middleware import Problem, require_read, require_write
@@ -143,8 +143,7 @@ async def get_event(request: web.Request) -> web.Response:
 async def _latest_products(request: web.Request, ev: dict[str, Any]) -> list[dict[str, Any]]:
 
     store = request.app[STORE]
-    maps = await _db(request, store.skymaps_of, ev["superevent_id"])
-    latest = next((m for m in reversed(maps) if m["role"] == "gw"), None)
+    latest = await _db(request, store.latest_skymap, ev["superevent_id"])
     if latest is None:
         raise Problem(404, "no-products", f"{ev['superevent_id']} has no sky map yet")
     prods = await _db(request, store.products_of, ev["superevent_id"], False)
@@ -183,8 +182,8 @@ async def get_moc(request: web.Request) -> web.Response:
     data = await _db(request, request.app[STORE].product_data, match["id"])
     event_mjd = None
     if duration is not None:
-        maps = await _db(request, request.app[STORE].skymaps_of, ev["superevent_id"])
-        et = maps[-1]["meta"].get("event_time")
+        latest = await _db(request, request.app[STORE].latest_skymap, ev["superevent_id"])
+        et = latest["meta"].get("event_time") if latest else None
         if not et:
             raise Problem(409, "no-event-time", "the sky map has no event time for a space-time MOC")
         event_mjd = Time(et, scale="utc").mjd
