@@ -1,0 +1,114 @@
+"""The web pages in a real browser: headless Debian Chromium driven by playwright, offline."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from gwfollow.config import StoreConfig, load_config
+from gwfollow.pipeline.replay import order_messages, replay_messages
+from gwfollow.service import make_app
+from gwfollow.service.pages import ALADIN_JS, CSP
+from gwfollow.store import Store
+
+from .conftest import IN_CI, shared_path
+from .system_tools import require_tool
+
+ARTEFACTS = Path(__file__).resolve().parent / "artefacts"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
+         # Offline: every host but the test server's is unreachable.
+         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
+# What may fail offline: the survey background from CDS (names unresolved; Aladin Lite then
+# also tries the survey id as a path on this server, which answers 404).
+OFFLINE = re.compile(r"ERR_NAME_NOT_RESOLVED|alasky\.cds\.unistra\.fr|P/DSS2/color|HiPS|^pageerror: Failed to fetch$")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    return require_tool("chromium", "chromium")
+
+
+@pytest.fixture(scope="module")
+def aladin() -> Path:
+    if not ALADIN_JS.is_file():
+        msg = f"{ALADIN_JS} is missing: `make static` installs Aladin Lite from npm"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return ALADIN_JS
+
+
+@pytest.fixture(scope="module")
+def page_db(tmp_path_factory):
+    import asyncio
+
+    db = tmp_path_factory.mktemp("pages") / "pages.sqlite"
+    cfg = dataclasses.replace(load_config(env={}), store=StoreConfig(path=str(db)))
+    cfg = dataclasses.replace(cfg, service=dataclasses.replace(cfg.service, workers=1))
+    store = Store(db)
+    names = ["S241102br-preliminary.json", "S241102br-initial.json", "MS181101ab-preliminary.json"]
+    asyncio.run(replay_messages(order_messages([(shared_path("alerts", n).read_bytes(), n) for n in names]),
+                                cfg, store))
+    store.close()
+    return cfg
+
+
+async def test_pages_are_escaped_and_carry_a_csp(page_db, aiohttp_client) -> None:
+    client = await aiohttp_client(make_app(page_db))
+    r = await client.get("/")
+    assert r.status == 200 and r.headers["Content-Security-Policy"] == CSP
+    html = await r.text()
+    assert html.index("MS181101ab") < html.index("S241102br") or html.index("S241102br") < html.index("MS181101ab")
+    r = await client.get("/events/S241102br")
+    page = await r.text()
+    assert r.status == 200 and "<h2>Facts</h2>" in page and "PRELIMINARY -&gt; INITIAL" in page
+    assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+    assert "<script>" not in page  # no inline script: the CSP would block it
+    assert (await client.get("/events/S000000zz")).status == 404
+    assert (await client.get("/static/event.js")).status == 200
+
+
+async def test_event_page_in_chromium(page_db, aiohttp_server, chromium, aladin) -> None:
+    from playwright.async_api import async_playwright
+
+    server = await aiohttp_server(make_app(page_db), host="127.0.0.1")
+    base = f"http://127.0.0.1:{server.port}"
+    errors: list[str] = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=FLAGS, headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("console", lambda m: errors.append(f"console {m.type}: {m.text} [{m.location.get('url', '')}]")
+                    if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+            await page.goto(f"{base}/", wait_until="load")
+            # Selectors, not wait_for_function: the page's CSP forbids the eval that would need.
+            await page.locator("#refreshed", has_text=re.compile(r"^refreshed ")).wait_for()
+            rows = await page.locator("#events tbody tr td:first-child").all_text_contents()
+            assert set(rows) == {"S241102br", "MS181101ab"}
+            await page.goto(f"{base}/events/S241102br", wait_until="load")
+            await page.wait_for_selector("body[data-ready]", state="attached", timeout=60_000)
+            (ARTEFACTS / "console.txt").parent.mkdir(exist_ok=True)
+            (ARTEFACTS / "console.txt").write_text("\n".join(errors))
+            assert await page.evaluate("document.body.dataset.ready") == "true", errors
+            assert await page.evaluate("typeof window.aladin === 'object' && window.aladin !== null")
+            layers = await page.evaluate("window.gwfollowLayers")
+            assert layers["mocs"] == ["90 % region", "50 % region"]
+            assert layers["catalogs"][0]["name"] == "galaxies OpenNGC" and layers["catalogs"][0]["count"] > 10
+            assert layers["overlays"][0]["name"] == "fields ZTF" and layers["overlays"][0]["count"] >= 1
+            # The layers are in Aladin Lite itself, not only in our bookkeeping.
+            n_cat = await page.evaluate("window.aladin.view.catalogs.length")
+            n_ovl = await page.evaluate("window.aladin.view.overlays.length")
+            assert n_cat >= 1 and n_ovl >= 1
+            await page.wait_for_timeout(3000)  # let the WebGL canvas draw
+            ARTEFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTEFACTS / "event-S241102br.png"), full_page=True)
+        finally:
+            await browser.close()
+    unexpected = [e for e in errors if not OFFLINE.search(e)]
+    assert unexpected == []
