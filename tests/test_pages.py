@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,7 +26,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
          # Offline: every host but the test server's is unreachable.
-         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
+         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"]
 # What may fail offline: the survey background from CDS (names unresolved; Aladin Lite then
 # also tries the survey id as a path on this server, which answers 404).
 OFFLINE = re.compile(r"ERR_NAME_NOT_RESOLVED|alasky\.cds\.unistra\.fr|P/DSS2/color|HiPS|^pageerror: Failed to fetch$")
@@ -112,3 +116,74 @@ async def test_event_page_in_chromium(page_db, aiohttp_server, chromium, aladin)
             await browser.close()
     unexpected = [e for e in errors if not OFFLINE.search(e)]
     assert unexpected == []
+
+
+class _AcceptAll:
+    """A SAMP Web Profile consent "dialog" that accepts every registration (the hub sets the queues)."""
+
+    queue_request = None
+    queue_result = None
+
+    def start(self) -> threading.Thread:
+        def run() -> None:
+            while True:
+                while self.queue_request is None:
+                    time.sleep(0.05)
+                req = self.queue_request.get()
+                if req is None:
+                    return
+                self.queue_result.put(True)
+
+        t = threading.Thread(target=run, daemon=True, name="samp-consent")
+        t.start()
+        return t
+
+
+async def test_send_to_samp_from_the_page(page_db, aiohttp_server, chromium, aladin, tmp_path) -> None:
+    """The page's "send" button reaches a SAMP hub's Web Profile; a desktop-side client receives
+    the MOCs and tables and can load their URLs."""
+    from playwright.async_api import async_playwright
+    from pyvo.samp import SAMPHubServer, SAMPIntegratedClient
+
+    server = await aiohttp_server(make_app(page_db), host="127.0.0.1")
+    base = f"http://127.0.0.1:{server.port}"
+    consent = _AcceptAll()
+    hub = SAMPHubServer(addr="127.0.0.1", web_profile=True, web_profile_dialog=consent,
+                        lockfile=str(tmp_path / "samp.lock"), label="gwfollow-test")
+    hub.start()
+    consent.start()
+    got: list[tuple[str, dict, int]] = []
+    loaded = threading.Event()
+
+    def receive(private_key, sender_id, mtype, params, extra) -> None:
+        with urllib.request.urlopen(params["url"], timeout=20) as r:
+            got.append((mtype, params, len(r.read())))
+        if len(got) >= 4:
+            loaded.set()
+
+    rx = SAMPIntegratedClient(name="receiver")
+    rx.connect(hub=hub)
+    rx.bind_receive_notification("coverage.load.moc.fits", receive)
+    rx.bind_receive_notification("table.load.votable", receive)
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=chromium, args=FLAGS, headless=True)
+            try:
+                page = await browser.new_page()
+                await page.goto(f"{base}/events/S241102br", wait_until="load")
+                await page.click("#samp-send")
+                await page.locator("#samp-status", has_text=re.compile("sent|no SAMP hub")).wait_for(timeout=30_000)
+                status = await page.locator("#samp-status").text_content()
+                assert status.startswith("4 product(s) sent"), status
+                for _ in range(200):  # the receiver loads the URLs from this event loop's server
+                    if loaded.is_set():
+                        break
+                    await asyncio.sleep(0.1)
+            finally:
+                await browser.close()
+    finally:
+        rx.disconnect()
+        hub.stop()
+        consent.queue_request.put(None)
+    assert sorted(m for m, _, _ in got) == ["coverage.load.moc.fits"] * 2 + ["table.load.votable"] * 2
+    assert all(n > 100 and p["url"].startswith(base) for _, p, n in got)
