@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from gwfollow.config import StoreConfig, load_config
+from gwfollow.config import load_config
 from gwfollow.ingest.parse import parse_alert
 from gwfollow.pipeline.replay import order_messages, replay_messages
 from gwfollow.products.summary import event_summary, write_outputs
@@ -61,7 +61,7 @@ def test_summary_report_and_text_carry_facts_and_changes(tmp_path) -> None:
     import asyncio
 
     db = tmp_path / "f.sqlite"
-    cfg = dataclasses.replace(load_config(env={}), store=StoreConfig(path=str(db)))
+    cfg = load_config(env={}).updated(store=dict(path=str(db)))
     cfg = dataclasses.replace(cfg, service=dataclasses.replace(cfg.service, workers=1))
     store = Store(db)
     try:

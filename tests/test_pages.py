@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gwfollow.config import StoreConfig, load_config
+from gwfollow.config import load_config
 from gwfollow.pipeline.replay import order_messages, replay_messages
 from gwfollow.service import make_app
 from gwfollow.service.pages import ALADIN_JS, CSP
@@ -52,7 +52,7 @@ def page_db(tmp_path_factory):
     import asyncio
 
     db = tmp_path_factory.mktemp("pages") / "pages.sqlite"
-    cfg = dataclasses.replace(load_config(env={}), store=StoreConfig(path=str(db)))
+    cfg = load_config(env={}).updated(store=dict(path=str(db)))
     cfg = dataclasses.replace(cfg, service=dataclasses.replace(cfg.service, workers=1))
     store = Store(db)
     names = ["S241102br-preliminary.json", "S241102br-initial.json", "MS181101ab-preliminary.json"]

@@ -13,7 +13,7 @@ import pytest
 from astropy.io import fits, votable
 
 from gwfollow.cli.main import main
-from gwfollow.config import StoreConfig, load_config
+from gwfollow.config import load_config
 from gwfollow.errors import SampError
 from gwfollow.pipeline.replay import order_messages, replay_messages
 from gwfollow.products.samp import (IMAGE_MTYPE, MOC_MTYPE, TABLE_MTYPE, products_from_skymap,
@@ -109,7 +109,7 @@ def test_cli_sends_a_stored_event(hub, tmp_path, capsys) -> None:
     import asyncio
 
     db = tmp_path / "s.sqlite"
-    cfg = dataclasses.replace(load_config(env={}), store=StoreConfig(path=str(db)))
+    cfg = load_config(env={}).updated(store=dict(path=str(db)))
     cfg = dataclasses.replace(cfg, service=dataclasses.replace(cfg.service, workers=1))
     store = Store(db)
     msgs = order_messages([(shared_path("alerts", "S241102br-preliminary.json").read_bytes(), "p.json")])

@@ -13,7 +13,7 @@ from astropy.io import votable
 from astropy.table import Table
 
 from gwfollow.cli.main import main
-from gwfollow.config import StoreConfig, load_config
+from gwfollow.config import load_config
 from gwfollow.errors import ReportError
 from gwfollow.pipeline.replay import order_messages, replay_messages
 from gwfollow.products.votable import ColumnMeta, votable_bytes
@@ -134,7 +134,7 @@ def filled_db(tmp_path_factory):
     import asyncio
 
     db = tmp_path_factory.mktemp("vot") / "vot.sqlite"
-    cfg = dataclasses.replace(load_config(env={}), store=StoreConfig(path=str(db)))
+    cfg = load_config(env={}).updated(store=dict(path=str(db)))
     cfg = dataclasses.replace(cfg, service=dataclasses.replace(cfg.service, workers=1))
     store = Store(db)
     msgs = order_messages([(shared_path("alerts", "S241102br-preliminary.json").read_bytes(),
