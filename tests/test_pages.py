@@ -12,10 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from gwfollow.config import load_config
+import numpy as np
+
+from gwfollow.config import CoverageConfig, load_config, named_config
+from gwfollow.kernels import ranges as kr
+from gwfollow.regions.mocio import space_moc_fits_bytes
 from gwfollow.pipeline.replay import order_messages, replay_messages
 from gwfollow.service import make_app
-from gwfollow.service.pages import ALADIN_JS, CSP
+from gwfollow.service.pages import ALADIN_JS, CSP, TEMPLATES
 from gwfollow.store import Store
 
 from .conftest import IN_CI, shared_path
@@ -51,8 +55,13 @@ def aladin() -> Path:
 def page_db(tmp_path_factory):
     import asyncio
 
-    db = tmp_path_factory.mktemp("pages") / "pages.sqlite"
-    cfg = load_config(env={}).updated(store=dict(path=str(db)))
+    d = tmp_path_factory.mktemp("pages")
+    db = d / "pages.sqlite"
+    # A coverage (all of the sky at order 3) for the viewer's coverage layer.
+    allsky = np.stack([np.arange(768, dtype=np.int64) << 52, (np.arange(768, dtype=np.int64) + 1) << 52], axis=1)
+    (d / "allsky.fits").write_bytes(space_moc_fits_bytes(kr.normalize(allsky), 3))
+    cov = named_config(CoverageConfig, "allsky", path=str(d / "allsky.fits"))
+    cfg = load_config(env={}).updated(store=dict(path=str(db)), coverages=(cov,))
     cfg = dataclasses.replace(cfg, service=dataclasses.replace(cfg.service, workers=1))
     store = Store(db)
     names = ["S241102br-preliminary.json", "S241102br-initial.json", "MS181101ab-preliminary.json"]
@@ -67,7 +76,8 @@ async def test_pages_are_escaped_and_carry_a_csp(page_db, aiohttp_client) -> Non
     r = await client.get("/")
     assert r.status == 200 and r.headers["Content-Security-Policy"] == CSP
     html = await r.text()
-    assert html.index("MS181101ab") < html.index("S241102br") or html.index("S241102br") < html.index("MS181101ab")
+    # Newest first: S241102br's alerts were processed after MS181101ab's (replayed in time_created order).
+    assert html.index(">S241102br<") < html.index(">MS181101ab<")
     r = await client.get("/events/S241102br")
     page = await r.text()
     assert r.status == 200 and "<h2>Facts</h2>" in page and "PRELIMINARY -&gt; INITIAL" in page
@@ -75,6 +85,22 @@ async def test_pages_are_escaped_and_carry_a_csp(page_db, aiohttp_client) -> Non
     assert "<script>" not in page  # no inline script: the CSP would block it
     assert (await client.get("/events/S000000zz")).status == 404
     assert (await client.get("/static/event.js")).status == 200
+    r = await client.get("/events/S241102br/coverage/allsky.json")
+    assert r.status == 200
+    from mocpy import MOC
+
+    cut = MOC.from_json(await r.json())
+    m90 = MOC.from_json(await (await client.get("/api/v1/events/S241102br/moc?level=0.9&format=json")).json())
+    assert cut == m90  # all of the sky, cut to the 90 % region
+    assert (await client.get("/events/S241102br/coverage/nope.json")).status == 404
+
+
+def test_templates_escape_what_they_show() -> None:
+    """Whatever an alert carries is untrusted: the templates escape it."""
+    evil = "<script>alert(1)</script>"
+    html = TEMPLATES.get_template("index.html").render(events=[
+        {"superevent_id": evil, "state": "active", "grp": evil, "significant": None, "updated_at": "now"}])
+    assert evil not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
 async def test_event_page_in_chromium(page_db, aiohttp_server, chromium, aladin) -> None:
@@ -102,7 +128,7 @@ async def test_event_page_in_chromium(page_db, aiohttp_server, chromium, aladin)
             assert await page.evaluate("document.body.dataset.ready") == "true", errors
             assert await page.evaluate("typeof window.aladin === 'object' && window.aladin !== null")
             layers = await page.evaluate("window.gwfollowLayers")
-            assert layers["mocs"] == ["90 % region", "50 % region"]
+            assert layers["mocs"] == ["90 % region", "50 % region", "coverage allsky"]
             assert layers["catalogs"][0]["name"] == "galaxies OpenNGC" and layers["catalogs"][0]["count"] > 10
             assert layers["overlays"][0]["name"] == "fields ZTF" and layers["overlays"][0]["count"] >= 1
             # The layers are in Aladin Lite itself, not only in our bookkeeping.

@@ -4,7 +4,8 @@ The event page shows the sky in Aladin Lite v3 (the npm package
 ``aladin-lite``, installed by ``make static`` and served from
 ``/static/vendor/aladin-lite/aladin.js``: no CDN at run time) with the
 50/90 % MOCs, the ranked galaxies (a catalogue layer, details on click) and
-the selected fields (their ``s_region`` footprints); the facts; the
+the selected fields (their ``s_region`` footprints), the configured spatial
+coverage MOCs cut to the event's region; the facts; the
 revision timeline with what changed; the observability chart (inline SVG);
 download links; and "send to TOPCAT / Aladin" through the SAMP Web Profile.
 The data come from the REST API (``/api/v1``), fetched by the page's own
@@ -26,15 +27,20 @@ import jinja2
 from aiohttp import web
 
 from gwfollow.products.facts import change_lines, facts_lines
+from gwfollow.kernels import ranges as kr
+from gwfollow.products.resources import Resources
 from gwfollow.products.summary import event_summary
 from gwfollow.regions.frame import ranges_frame
-from gwfollow.regions.mocio import read_space_moc_fits
+from gwfollow.regions.moc import moc_from_ranges
+from gwfollow.regions.mocio import moc_bytes, read_space_moc_fits
 from gwfollow.service.keys import CONFIG, PIPELINE, STORE
 from gwfollow.service.middleware import Problem, require_read
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 ALADIN_JS = STATIC / "vendor" / "aladin-lite" / "aladin.js"
+#: The pages' own catalogue/telescope/coverage resources (coverages are loaded once per process).
+PAGE_RESOURCES = web.AppKey("page_resources", Resources)
 
 CSP = "; ".join([
     "default-src 'self'",
@@ -49,12 +55,12 @@ CSP = "; ".join([
     "frame-ancestors 'none'",
 ])
 
-_ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")),
                           autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
 
 
 def _page(name: str, **context: Any) -> web.Response:
-    body = _ENV.get_template(name).render(**context)
+    body = TEMPLATES.get_template(name).render(**context)
     return web.Response(text=body, content_type="text/html",
                         headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
                                  "Referrer-Policy": "same-origin", "Cache-Control": "no-cache"})
@@ -101,9 +107,11 @@ def _event_context(store: Any, sid: str, config: Any) -> dict[str, Any]:
                       f"{p['name']}"} for p in prods if p["kind"] in ("galaxies", "fields")]
     charts = [observability_bars(json.loads(store.product_data(p["id"])))
               for p in prods if p["kind"] == "observability"]
-    layers = {"mocs": [{"level": p["level"], "url": f"{base}/moc?level={p['level']:g}&format=json"} for p in mocs],
+    layers = {"event": base, "mocs": [{"level": p["level"], "url": f"{base}/moc?level={p['level']:g}&format=json"} for p in mocs],
               "galaxies": [t["url"] + "&limit=200" for t in tables if t["kind"] == "galaxies"],
               "fields": [t["url"] for t in tables if t["kind"] == "fields"],
+              "coverages": [{"name": c.name, "url": f"/events/{sid}/coverage/{c.name}.json"}
+                            for c in config.coverages],
               "ra": frame[0], "dec": frame[1], "fov": min(180.0, max(2.5 * frame[2], 1.0)),
               "samp": [{"mtype": "coverage.load.moc.fits", "url": f"{base}/moc?level={p['level']:g}",
                         "name": f"{sid} {p['level']:.0%} region"} for p in mocs]
@@ -126,8 +134,46 @@ async def event_page(request: web.Request) -> web.Response:
     return _page("event.html", aladin=ALADIN_JS.is_file(), **ctx)
 
 
+def coverage_in_region(store: Any, sid: str, config: Any, name: str, resources: Resources) -> bytes:
+    """A configured spatial coverage cut to the event's widest credible region, as MOC 2.0 JSON.
+
+    Raises
+    ------
+    Problem
+        404 when the coverage is not configured, is not a spatial MOC, or the
+        event has no region yet.
+    """
+    ccs = {c.name: c for c in config.coverages}
+    if name not in ccs:
+        raise Problem(404, "unknown-coverage", f"no coverage {name!r}; configured: {', '.join(ccs) or '-'}")
+    cov = resources.coverage(ccs[name])
+    if cov.ranges is None:
+        raise Problem(404, "not-spatial", f"coverage {name!r} is a {cov.kind} MOC; the page draws spatial ones")
+    latest = store.latest_skymap(sid)
+    mocs = [p for p in store.products_of(sid, False) if latest and p["skymap_id"] == latest["id"]
+            and p["kind"] == "moc"]
+    if not mocs:
+        raise Problem(404, "no-products", f"{sid} has no credible region yet")
+    region, order = read_space_moc_fits(store.product_data(max(mocs, key=lambda p: p["level"])["id"]))
+    return moc_bytes(moc_from_ranges(kr.intersection(cov.ranges, region), min(29, max(order, cov.max_order))),
+                     "json")
+
+
+async def coverage_moc(request: web.Request) -> web.Response:
+    """``GET /events/{id}/coverage/{name}.json``: a coverage MOC within the event's region (for the viewer)."""
+    require_read(request)
+    sid = request.match_info["id"]
+    if await request.app[PIPELINE].db(request.app[STORE].event, sid) is None:
+        raise Problem(404, "unknown-event", f"no event {sid}")
+    resources = request.app.setdefault(PAGE_RESOURCES, Resources(request.app[CONFIG]))
+    body = await request.app[PIPELINE].db(coverage_in_region, request.app[STORE], sid, request.app[CONFIG],
+                                          request.match_info["name"], resources)
+    return web.Response(body=body, content_type="application/json", headers={"Cache-Control": "no-cache"})
+
+
 def add_page_routes(app: web.Application) -> None:
     """The pages and their static files (scripts, styles, the vendored Aladin Lite)."""
     app.router.add_get("/", index)
     app.router.add_get("/events/{id}", event_page)
+    app.router.add_get("/events/{id}/coverage/{name}.json", coverage_moc)
     app.router.add_static("/static/", STATIC, follow_symlinks=False)

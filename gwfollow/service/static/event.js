@@ -47,6 +47,17 @@ async function main() {
     aladin.addMOC(moc);
     added.mocs.push(moc.name);
   }
+  for (const c of layers.coverages) {
+    try {
+      const moc = A.MOCFromJSON(await json(c.url), {
+        name: `coverage ${c.name}`, color: "#3498db", opacity: 0.15, lineWidth: 1, fill: true, edge: true,
+      });
+      aladin.addMOC(moc);
+      added.mocs.push(moc.name);
+    } catch (err) {
+      console.warn(`coverage ${c.name} not drawn: ${err.message}`);
+    }
+  }
   for (const url of layers.galaxies) {
     const doc = await json(url);
     const name = `galaxies ${doc.provenance.catalog || ""}`.trim();
@@ -89,6 +100,26 @@ document.getElementById("samp-send").addEventListener("click", async () => {
     out.textContent = "no SAMP hub with the Web Profile answered (start TOPCAT or Aladin): " + err.message;
   }
 });
+
+// Live updates: the event resource's ETag changes when the pipeline stores something new.
+let etag = null;
+async function watch() {
+  try {
+    const r = await fetch(layers.event, { headers: etag ? { "If-None-Match": etag } : {} });
+    if (r.status === 200) {
+      const tag = r.headers.get("ETag");
+      if (etag !== null && tag !== etag) {
+        status.textContent = "This event has new products: reload the page to see them.";
+        status.className = "retracted";
+      }
+      etag = tag;
+    }
+  } catch (err) {
+    /* the service is unreachable for now: try again at the next tick */
+  }
+}
+setInterval(watch, 15000);
+watch();
 
 main().catch((err) => {
   status.textContent = "sky viewer failed: " + err.message;
