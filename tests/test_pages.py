@@ -99,7 +99,7 @@ def test_templates_escape_what_they_show() -> None:
     """Whatever an alert carries is untrusted: the templates escape it."""
     evil = "<script>alert(1)</script>"
     html = TEMPLATES.get_template("index.html").render(events=[
-        {"superevent_id": evil, "state": "active", "grp": evil, "significant": None, "updated_at": "now"}])
+        {"superevent_id": evil, "state": "active", "group": evil, "significant": None, "updated_at": "now"}])
     assert evil not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 

@@ -119,7 +119,7 @@ def products_from_store(store: Store, superevent_id: str, *, level: float = 0.9)
     ev = store.event(superevent_id)
     if ev is None:
         raise SampError(f"no event {superevent_id!r} in the database")
-    if ev["state"] == "retracted":
+    if ev.state == "retracted":
         raise SampError(f"{superevent_id} was retracted; its products are withdrawn")
     latest = store.latest_skymap(superevent_id)
     if latest is None:

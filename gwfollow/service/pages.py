@@ -71,7 +71,7 @@ async def index(request: web.Request) -> web.Response:
     require_read(request)
     store = request.app[STORE]
     events = await request.app[PIPELINE].db(store.events)
-    events = sorted(events, key=lambda e: (e["updated_at"], e["superevent_id"]), reverse=True)
+    events = sorted(events, key=lambda e: (e.updated_at, e.superevent_id), reverse=True)
     return _page("index.html", events=events)
 
 

@@ -223,9 +223,9 @@ async def get_targets(request: web.Request) -> web.Response:
     site = request.query.get("site")
     if site is not None and f'"windows_{site}"'.encode() not in data[:4096]:
         raise Problem(404, "unknown-site", f"no observing windows for site {site!r}", parameter="site")
-    maps = await _db(request, request.app[STORE].skymaps_of, ev["superevent_id"])
+    maps = await _db(request, request.app[STORE].skymaps_of, ev.superevent_id)
     alert_type = next((m["alert_type"] for m in maps if m["id"] == match["skymap_id"]), None)
-    prov = (("alert_id", ev["superevent_id"]),) + ((("alert_type", alert_type),) if alert_type else ())
+    prov = (("alert_id", ev.superevent_id),) + ((("alert_type", alert_type),) if alert_type else ())
     body = await asyncio.to_thread(_table_bytes, data, fmt, limit, site, prov)
     return conditional(request, body, TABLE_FORMATS[fmt], last_modified=match["created_at"])
 
@@ -260,7 +260,7 @@ async def get_observability(request: web.Request) -> web.Response:
     data = await _db(request, request.app[STORE].product_data, match["id"])
     fmt = _choice(request, "format", tuple(TABLE_FORMATS), "json")
     if fmt != "json":
-        data = convert_observability(data, fmt, {"alert_id": ev["superevent_id"],
+        data = convert_observability(data, fmt, {"alert_id": ev.superevent_id,
                                                  "skymap_sha256": match["provenance"].get("skymap_sha256")})
     return conditional(request, data, TABLE_FORMATS[fmt], last_modified=match["created_at"])
 
