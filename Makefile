@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 MUTATE_ARGS ?=
 
-.PHONY: all install demo test bench mutate clean
+.PHONY: all install static demo test bench mutate clean
 
 all: test
 
@@ -18,12 +18,26 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+# Aladin Lite for the event pages, from the npm registry, pinned; served by gwfollow itself
+# (no CDN at run time).  Needs node/npm (Debian: apt-get install npm).
+ALADIN_VERSION := 3.8.2
+ALADIN_JS      := gwfollow/service/static/vendor/aladin-lite/aladin.js
+NPM_DIR        := build/npm
 
-demo: $(STAMP)
+$(ALADIN_JS): Makefile
+	@command -v npm >/dev/null || { echo "npm is needed for the web pages' Aladin Lite (apt-get install npm)"; exit 1; }
+	npm install --no-save --no-audit --no-fund --prefix $(NPM_DIR) aladin-lite@$(ALADIN_VERSION)
+	@mkdir -p $(dir $(ALADIN_JS))
+	cp $(NPM_DIR)/node_modules/aladin-lite/dist/aladin.js $(ALADIN_JS)
+
+static: $(ALADIN_JS)
+
+install: $(STAMP) static
+
+demo: $(STAMP) static
 	$(VENV)/bin/gwfollow demo --out demo-output
 
-test: $(STAMP)
+test: $(STAMP) static
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 

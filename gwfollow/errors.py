@@ -231,5 +231,19 @@ class TapOverflowError(TapError):
     """The result was truncated at MAXREC even by an asynchronous query."""
 
 
+class SampError(GwfollowError, ConnectionError):
+    """Products cannot be sent over SAMP (no hub, an unknown event or telescope).
+
+    Attributes
+    ----------
+    transient : bool
+        True when trying again may succeed (no hub running yet: start TOPCAT or Aladin).
+    """
+
+    def __init__(self, message: str, *, transient: bool = False, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.transient = transient
+
+
 class SkyMapWarning(UserWarning):
     """A sky map was read but something about it deserves attention."""

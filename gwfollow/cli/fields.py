@@ -72,6 +72,8 @@ def main(args: argparse.Namespace) -> int:
     r = rank_fields(sm, tel, target=target if target is not None else 0.9, order=order,
                     max_fields=args.limit or None)
     t = r.table()
+    if sm.meta.object_id:
+        t.meta.setdefault("alert_id", sm.meta.object_id)  # provenance in the VOTable
     if args.output:
         out = write_table(t, args.output, args.format)
         print(f"{int(r.selected.sum())} field(s) reach {r.cumprob[r.selected][-1] if r.selected.any() else 0:.3f} "

@@ -22,6 +22,7 @@ COMMANDS = {
     "replay": "Replay archived alerts (files or a Kafka topic) through the pipeline.",
     "serve": "Run the service: alert listeners, pipeline and REST API.",
     "token": "Make a bearer token and the sha256 digest to put in the configuration.",
+    "samp": "Send a sky map's or an event's MOC, tables and map to TOPCAT / Aladin over SAMP.",
     "demo": "Run the whole chain on a simulated sky map (no network, no files).",
 }
 

@@ -37,7 +37,9 @@ def main(args: argparse.Namespace) -> int:
         credible_ranges, event_stmoc, moc_format_for, moc_from_ranges, path_for_level,
         probability_in_ranges, ranges_area_deg2, write_moc,
     )
+    from gwfollow.regions.mocio import credible_moc_fits_bytes
     from gwfollow.skymaps.skymap import read_skymap
+    from gwfollow.version import __version__
     from gwfollow.cli._common import emit_json
 
     cfg = load_config(args.config)
@@ -51,6 +53,11 @@ def main(args: argparse.Namespace) -> int:
         if args.duration is not None:
             write_moc(event_stmoc(sm, L, start=args.start, duration=args.duration, boundary=boundary,
                                   time_order=cfg.moc.stmoc_time_order), out)
+        elif moc_format_for(out) == "fits":
+            # The same bytes as the pipeline's stored product (GET /events/{id}/moc).
+            out.write_bytes(credible_moc_fits_bytes(r, sm.meta.moc_order, object_id=sm.meta.object_id, level=L,
+                                                    boundary=boundary, skymap_sha256=sm.sha256,
+                                                    version=__version__))
         else:
             write_moc(moc_from_ranges(r, sm.meta.moc_order), out)
         cells = kr.to_uniq(r)

@@ -9,7 +9,9 @@ EXAMPLE = """examples:
       (a site of the configuration; the window starts at the event time)
   gwfollow observe map.fits --site palomar --hours 12 --step 10 --start 2019-08-14T21:10:39
       (also the built-in sites palomar, ctio, lapalma, siding_spring)
-  gwfollow observe map.fits --site Palomar -o palomar.stmoc.fits --json"""
+  gwfollow observe map.fits --site Palomar -o palomar.stmoc.fits --json
+  gwfollow observe map.fits --site Palomar --table palomar.xml
+      (the slices as a VOTable, or CSV / JSON by extension)"""
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -19,6 +21,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--step", type=float, default=None, help="slice length in minutes (default: the site's, 15)")
     p.add_argument("--start", default=None, help="window start, ISO UTC (default: the event time)")
     p.add_argument("-o", "--output", default=None, help="write the observable sky as a space-time MOC (FITS)")
+    p.add_argument("--table", default=None, help="write the slices as a table (.xml VOTable, .csv, .json)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--config", help="configuration file overriding config/default.toml")
 
@@ -60,6 +63,13 @@ def main(args: argparse.Namespace) -> int:
     if args.output:
         res = observability(sm, site_of(sc), start, hours=sc.hours, step_minutes=sc.step_minutes)
         write_moc(res.stmoc(), args.output)
+    if args.table:
+        from gwfollow.products.report import write_table
+        from gwfollow.products.votable import observability_table
+
+        t = observability_table(s)
+        t.meta.update({"skymap_sha256": sm.sha256, "alert_id": sm.meta.object_id})
+        write_table(t, args.table)
     if args.json:
         emit_json(s)
         return 0

@@ -75,6 +75,8 @@ def main(args: argparse.Namespace) -> int:
                      progress=progress)
     cat = r.catalog
     t = r.table()
+    if sm.meta.object_id:
+        t.meta.setdefault("alert_id", sm.meta.object_id)  # provenance in the VOTable
     if args.output:
         out = write_table(t, args.output, args.format)
         print(f"{len(t)} of {r.n_candidates} galaxies in the region ({r.mode} ranking, catalogue {cat.name}) -> {out}")

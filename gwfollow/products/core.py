@@ -45,7 +45,7 @@ from gwfollow.regions.moc import (
     probability_in_ranges,
     ranges_area_deg2,
 )
-from gwfollow.regions.mocio import space_moc_fits_bytes
+from gwfollow.regions.mocio import credible_moc_fits_bytes
 from gwfollow.skymaps.skymap import SkyMap, read_skymap
 from gwfollow.targets.fields import rank_fields
 from gwfollow.targets.windows import add_windows, site_summary
@@ -182,9 +182,8 @@ def _moc_product(sm: SkyMap, regions: CredibleRegions, level: float, boundary: s
     r = regions.ranges(level, boundary)
     prov = {"skymap_sha256": sm.sha256, "level": level, "boundary": boundary, "gwfollow": __version__,
             "moc_order": sm.meta.moc_order}
-    fits_bytes = space_moc_fits_bytes(
-        r, sm.meta.moc_order, extra={"OBJECT": sm.meta.object_id or "", "CREDLEV": level, "SKYMAPSH": sm.sha256[:64]},
-    )
+    fits_bytes = credible_moc_fits_bytes(r, sm.meta.moc_order, object_id=sm.meta.object_id, level=level,
+                                         boundary=boundary, skymap_sha256=sm.sha256, version=__version__)
     return Product(kind=ProductKind.MOC, level=level, boundary=boundary, format="fits", data=fits_bytes,
                    area_deg2=ranges_area_deg2(r), probability=probability_in_ranges(sm, r),
                    n_cells=int(kr.to_uniq(r).shape[0]), provenance=prov)

@@ -12,18 +12,16 @@ import io
 import json
 import math
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from astropy.coordinates import SkyCoord
-from astropy.io.votable import from_table
-from astropy.io.votable.tree import Info
 from astropy.table import Table
-from astropy_healpix import HEALPix
 
 from gwfollow.errors import ReportError
+from gwfollow.products.facts import change_lines, facts_lines
+from gwfollow.products.skyplot import sky_plot  # noqa: F401  (the sky plot has its own module)
+from gwfollow.products.votable import observability_table, votable_bytes
 
 FORMATS = ("json", "csv", "votable")
 
@@ -44,6 +42,8 @@ def format_for(path: str | os.PathLike[str] | None, fmt: str | None) -> str:
 
 
 def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return [_jsonable(x) for x in v.tolist()]
     if isinstance(v, np.bool_):
         return bool(v)
     if isinstance(v, (np.floating, float)):
@@ -56,29 +56,31 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def table_bytes(table: Any, fmt: str) -> bytes:
-    """Serialise an astropy Table as JSON, CSV or VOTable bytes."""
+def table_bytes(table: Any, fmt: str, provenance: dict[str, Any] | None = None) -> bytes:
+    """Serialise an astropy Table as JSON, CSV or VOTable bytes.
+
+    VOTables are written by :func:`gwfollow.products.votable.votable_bytes`
+    (UCDs, units, descriptions, COOSYS/TIMESYS, provenance PARAMs/INFOs);
+    ``provenance`` adds keys (alert id and type) to the table's own.  In CSV
+    an array column (``s_region``) is written as space-separated numbers.
+    """
     if fmt == "json":
         cols = table.colnames
         rows = [{c: _jsonable(table[c][i].value if hasattr(table[c][i], "value") else table[c][i]) for c in cols}
                 for i in range(len(table))]
         units = {c: str(table[c].unit) for c in cols if getattr(table[c], "unit", None) is not None}
-        meta = {k: _jsonable(v) for k, v in table.meta.items()}
+        meta = {k: _jsonable(v) for k, v in {**table.meta, **(provenance or {})}.items()}
         return (json.dumps({"columns": cols, "units": units, "provenance": meta, "rows": rows}, indent=1) + "\n").encode()
-    buf = io.BytesIO()
     if fmt == "csv":
+        t = table.copy(copy_data=False)
+        for c in t.colnames:
+            if t[c].ndim > 1:
+                t[c] = [" ".join(f"{x:.7f}" for x in np.asarray(v, dtype=float)) for v in np.asarray(t[c])]
         s = io.StringIO()
-        table.write(s, format="ascii.csv", overwrite=True)
+        t.write(s, format="ascii.csv", overwrite=True)
         return s.getvalue().encode()
     if fmt == "votable":
-
-        vt = from_table(table)
-        res = vt.resources[0]
-
-        for k, v in table.meta.items():
-            res.infos.append(Info(name=str(k), value=str(v)))
-        vt.to_xml(buf)
-        return buf.getvalue()
+        return votable_bytes(table, provenance=provenance)
     raise ReportError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
 
 
@@ -88,112 +90,6 @@ def write_table(table: Any, path: str | os.PathLike[str], fmt: str | None = None
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_bytes(table_bytes(table, format_for(p, fmt)))
     return p
-
-
-def sky_plot(skymap: Any, path: str | os.PathLike[str], *, levels: tuple[float, ...] = (0.5, 0.9),
-             targets: Any = None, fields: Any = None, coverages: dict[str, Any] | None = None,
-             title: str | None = None, zoom: bool = True, fov: Any = None) -> Path:
-    """A PNG of the sky map with ligo.skymap's projections.
-
-    Draws the probability density (rasterised from the multi-order cells),
-    the credible contours at ``levels``, the top targets (``targets``: a
-    ranked galaxy table) and fields (``fields``: a table with ra/dec), and
-    coverage MOCs filled lightly.  ``zoom`` adds a zoomed panel on the
-    90 % region when it is small.  With ``fov`` (a
-    :class:`~gwfollow.targets.fields.FieldOfView`) fields are drawn as outlines.
-    """
-    # plotting is heavy and only reports need it.
-    import matplotlib
-
-    matplotlib.use("Agg")
-
-    warnings.filterwarnings("ignore", message=".*reproject.healpix.utils.*")
-    import ligo.skymap.plot  # noqa: F401  (registers the projections)
-
-    # ligo.skymap is heavy (seconds to import) and needed only here.
-    from ligo.skymap.bayestar import rasterize
-
-    # ligo.skymap is heavy (seconds to import) and needed only here.
-    from ligo.skymap.postprocess import find_greedy_credible_levels
-
-    # plotting is heavy and only reports need it.
-    from matplotlib import pyplot as plt
-
-    order = min(max(int(skymap.max_order), 6), 9)
-    t = Table({"UNIQ": skymap.uniq, "PROBDENSITY": skymap.probdensity})
-    prob = np.asarray(rasterize(t, order=order)["PROB"], dtype=float)  # per pixel, NESTED
-    flat = prob / (4 * np.pi / prob.size)
-    cls = find_greedy_credible_levels(prob)
-    area90 = float((cls <= 0.9).sum()) * 41252.96 / prob.size
-    do_zoom = zoom and area90 < 2000
-    fig = plt.figure(figsize=(15 if do_zoom else 10, 6), dpi=100)
-    axes = [fig.add_axes([0.02, 0.1, 0.6 if do_zoom else 0.96, 0.8], projection="astro hours mollweide")]
-    if do_zoom:
-
-        hp = HEALPix(nside=int(np.sqrt(prob.size / 12)), order="nested")
-        lon, lat = hp.healpix_to_lonlat(np.argmax(prob))
-        radius = float(np.clip(np.sqrt(area90), 2.0, 40.0))
-        axes.append(fig.add_axes([0.66, 0.1, 0.32, 0.8], projection="astro degrees zoom",
-                                 center=SkyCoord(lon, lat), radius=f"{radius} deg"))
-        axes[1].coords[0].set_axislabel("RA")
-        axes[1].coords[1].set_axislabel("Dec")
-    for ax in axes:
-        ax.grid()
-        ax.imshow_hpx((flat, "ICRS"), nested=True, cmap="cylon")
-        ax.contour_hpx((cls * 100, "ICRS"), nested=True, levels=[lv * 100 for lv in levels], colors="k",
-                       linewidths=0.8)
-        world = ax.get_transform("world")
-        for name, moc in (coverages or {}).items():
-            try:
-                moc.fill(ax=ax, wcs=ax.wcs, alpha=0.15, fill=True, color="tab:blue", label=name)
-            except Exception:  # a coverage that cannot be drawn must not lose the report
-                pass
-        if fields is not None and len(fields):
-            fra = np.asarray(fields["ra"], float)
-            fdec = np.asarray(fields["dec"], float)
-            if fov is not None:
-                for k, (ra0, dec0) in enumerate(zip(fra, fdec)):
-                    lon, lat = _outline(ra0, dec0, fov)
-                    ax.plot(lon, lat, "-", color="tab:green", lw=1.0, transform=world,
-                            label="fields" if k == 0 else None)
-            else:
-                ax.plot(fra, fdec, "s", mfc="none", mec="tab:green", ms=6, transform=world, label="fields")
-        if targets is not None and len(targets):
-            ax.plot(np.asarray(targets["ra"], float), np.asarray(targets["dec"], float), "*", color="gold",
-                    mec="k", ms=8, transform=world, label="galaxies")
-    if title:
-        axes[0].set_title(title)
-    if (targets is not None and len(targets)) or (fields is not None and len(fields)) or coverages:
-        axes[-1].legend(loc="lower right", fontsize=8)
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, bbox_inches="tight")
-    plt.close(fig)
-    return p
-
-
-def _outline(ra0: float, dec0: float, fov: Any, n: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """Outline of a field of view (degrees), through the gnomonic projection at its centre."""
-    if fov.shape == "circle":
-        t = np.linspace(0, 2 * np.pi, 4 * n + 1)
-        x = np.tan(np.radians(fov.radius_deg)) * np.cos(t)
-        y = np.tan(np.radians(fov.radius_deg)) * np.sin(t)
-    else:
-        hw = np.tan(np.radians(fov.width_deg / 2))
-        hh = np.tan(np.radians(fov.height_deg / 2))
-        s = np.linspace(-1, 1, n)
-        x = np.concatenate([s * hw, np.full(n, hw), -s * hw, np.full(n, -hw), [-hw]])
-        y = np.concatenate([np.full(n, -hh), s * hh, np.full(n, hh), -s * hh, [-hh]])
-        rot = np.radians(getattr(fov, "rotation_deg", 0.0))
-        x, y = x * np.cos(rot) - y * np.sin(rot), x * np.sin(rot) + y * np.cos(rot)
-    a0, d0 = np.radians(ra0), np.radians(dec0)
-    # Inverse gnomonic projection (x east, y north).
-    rho = np.hypot(x, y)
-    c = np.arctan(rho)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dec = np.arcsin(np.cos(c) * np.sin(d0) + np.where(rho > 0, y * np.sin(c) * np.cos(d0) / rho, 0))
-        ra = a0 + np.arctan2(x * np.sin(c), rho * np.cos(d0) * np.cos(c) - y * np.sin(d0) * np.sin(c))
-    return np.degrees(ra) % 360.0, np.degrees(dec)
 
 
 def _html_table(rows: list[dict[str, Any]], cols: list[str], limit: int = 20) -> str:
@@ -223,6 +119,16 @@ def event_report_html(summary: dict[str, Any], galaxies: dict[str, list[dict[str
              f"<h1>{sid} <small class='{'retracted' if summary.get('retracted') else ''}'>{html.escape(state)}</small></h1>"]
     if summary.get("retracted"):
         parts.append("<p class='retracted'>This event was retracted: its products are withdrawn.</p>")
+    facts = summary.get("facts") or {}
+    if facts:
+        parts.append("<h2>Facts</h2><ul>" + "".join(f"<li>{html.escape(ln)}</li>" for ln in facts_lines(facts))
+                     + "</ul>")
+    if summary.get("changes"):
+        parts.append("<h2>What changed between revisions</h2>")
+        for ch in summary["changes"]:
+            lines = change_lines(ch)
+            parts.append(f"<h3>{html.escape(lines[0])}</h3><ul>"
+                         + "".join(f"<li>{html.escape(ln.strip())}</li>" for ln in lines[1:]) + "</ul>")
     areas = summary.get("areas_deg2") or {}
     probs = summary.get("probabilities") or {}
     if areas:
@@ -246,24 +152,33 @@ def event_report_html(summary: dict[str, Any], galaxies: dict[str, list[dict[str
     return "\n".join(parts)
 
 
-def convert_table(json_bytes: bytes, fmt: str, limit: int | None = None, site: str | None = None) -> bytes:
+def convert_table(json_bytes: bytes, fmt: str, limit: int | None = None, site: str | None = None,
+                  provenance: dict[str, Any] | None = None) -> bytes:
     """A stored target table (JSON) in ``fmt`` (json, csv, votable): the first ``limit``
-    rows, and with ``site`` only that site's observing windows."""
-
+    rows, and with ``site`` only that site's observing windows; ``provenance``
+    (alert id and type) is added to the table's own."""
     doc = json.loads(json_bytes)
     rows = doc["rows"][:limit] if limit else doc["rows"]
     if site is not None:
         drop = [c for c in doc["columns"] if c.startswith("windows_") and c != f"windows_{site}"]
         doc["columns"] = [c for c in doc["columns"] if c not in drop]
         rows = [{k: v for k, v in r.items() if k not in drop} for r in rows]
-    elif fmt == "json" and limit is None:
+    elif fmt == "json" and limit is None and not provenance:
         return json_bytes
     if fmt == "json":
-        return json.dumps({**doc, "rows": rows}, indent=1).encode()
+        return json.dumps({**doc, "provenance": {**doc.get("provenance", {}), **(provenance or {})},
+                           "rows": rows}, indent=1).encode()
     cols = doc["columns"]
     t = Table(rows=[[r[c] for c in cols] for r in rows], names=cols) if rows else Table(names=cols)
     for c, unit in doc.get("units", {}).items():
         if c in t.colnames:
             t[c].unit = unit
     t.meta.update(doc.get("provenance", {}))
-    return table_bytes(t, fmt)
+    return table_bytes(t, fmt, provenance)
+
+
+def convert_observability(json_bytes: bytes, fmt: str, provenance: dict[str, Any] | None = None) -> bytes:
+    """A stored observability summary (JSON) as a table of its slices in ``fmt``."""
+    if fmt == "json":
+        return json_bytes
+    return table_bytes(observability_table(json.loads(json_bytes)), fmt, provenance)

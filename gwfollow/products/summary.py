@@ -1,4 +1,4 @@
-"""What an event's products say, as files and summaries: ``summary.json``, ``report.html``,
+"""What an event's products say, as files and summaries: ``summary.json``, ``summary.txt``, ``report.html``,
 ``sky.png`` and the product files of its latest sky map.
 
 Used by ``gwfollow replay --out/--report`` and by the HTTP API alike.
@@ -13,7 +13,9 @@ from typing import Any
 from astropy.table import Table
 
 from gwfollow.config import Config
-from gwfollow.products.report import event_report_html, sky_plot
+from gwfollow.products.facts import event_facts, revision_changes, summary_text
+from gwfollow.products.report import event_report_html
+from gwfollow.products.skyplot import sky_plot
 from gwfollow.skymaps.skymap import read_skymap
 from gwfollow.store import Store
 from gwfollow.targets.fields import telescope_from_config
@@ -52,9 +54,34 @@ def event_summary(store: Store, superevent_id: str, config: Config) -> dict[str,
         "probabilities": {f"{p['level']:g}": p["probability"] for p in latest_products},
         "targets": targets,
         "products_withdrawn": bool(products) and all(p["withdrawn"] for p in products),
+        **_facts_and_revisions(store, alerts, maps, products),
         "provenance": {"gwfollow": __version__, "levels": list(config.skymap.levels),
                        "boundary": config.skymap.boundary},
     }
+
+
+def _facts_and_revisions(store: Store, alerts: list[dict[str, Any]], maps: list[dict[str, Any]],
+                         products: list[dict[str, Any]]) -> dict[str, Any]:
+    """``facts`` of the latest sky-map revision and the ``revisions`` (facts, top targets, changes)."""
+    by_id = {a["id"]: a for a in alerts}
+    revisions = []
+    for m in (m for m in maps if m["role"] == "gw"):
+        alert = by_id.get(m["alert_id"], {}).get("summary") or {}
+        targets: dict[str, list[Any]] = {}
+        for p in products:
+            if p["skymap_id"] == m["id"] and p["kind"] in ("galaxies", "fields"):
+                rows = json.loads(store.product_data(p["id"])).get("rows", [])
+                if p["kind"] == "galaxies":
+                    targets[f"galaxies {p['name']}"] = [r["id"] for r in rows[:10]]
+                else:
+                    targets[f"fields {p['name']}"] = [r["field_id"] for r in rows if r.get("selected")]
+        revisions.append({"facts": event_facts(alert, m["meta"]), "targets": targets})
+    latest_alert = next((a["summary"] for a in reversed(alerts) if a["acted"] and a["summary"].get("event")), None)
+    facts = revisions[-1]["facts"] if revisions else event_facts(latest_alert or {})
+    return {"facts": facts,
+            "revisions": [{"alert_type": r["facts"]["alert_type"], "time_created": r["facts"]["time_created"],
+                           "facts": r["facts"], "top_targets": r["targets"]} for r in revisions],
+            "changes": revision_changes(revisions, top=10)}
 
 
 def write_event_report(store: Store, sid: str, d: Path, config: Config) -> list[Path]:
@@ -116,6 +143,9 @@ def write_outputs(store: Store, out: Path, config: Config, reports: bool = False
                 written.append(f)
         f = d / "summary.json"
         f.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        written.append(f)
+        f = d / "summary.txt"
+        f.write_text(summary_text(summary))
         written.append(f)
         if reports:
             written.extend(write_event_report(store, sid, d, config))

@@ -80,6 +80,27 @@ def space_moc_fits_bytes(ranges: npt.NDArray[np.int64], max_order: int, extra: d
     return buf.getvalue()
 
 
+def credible_moc_fits_bytes(ranges: npt.NDArray[np.int64], max_order: int, *, object_id: str | None,
+                            level: float, boundary: str, skymap_sha256: str, version: str) -> bytes:
+    """A credible-region MOC as MOC 2.0 FITS bytes with gwfollow's provenance keywords.
+
+    The one writer of credible-region MOC files, whichever channel asks (the
+    ``gwfollow moc`` command, the pipeline's stored products served over
+    REST): NUNIQ ordering and the same header, so the bytes are identical.
+
+    Keywords: ``OBJECT`` (sky map's object id), ``CREDLEV`` (credible level),
+    ``CREDBND`` (boundary rule), ``SKYMAPSH`` (sky-map SHA-256), ``GWFVERS``
+    (gwfollow version).
+    """
+    return space_moc_fits_bytes(ranges, max_order, extra={
+        "OBJECT": (object_id or "", "Sky map's object (superevent) id"),
+        "CREDLEV": (float(level), "Credible level of the region"),
+        "CREDBND": (boundary, "Rule for the cell crossing the level"),
+        "SKYMAPSH": skymap_sha256[:64],  # SHA-256 of the sky-map file (no room for a comment)
+        "GWFVERS": (version, "gwfollow version"),
+    })
+
+
 def moc_bytes(moc: Any, fmt: str) -> bytes:
     """A mocpy MOC, TimeMOC or STMOC serialised as MOC 2.0 ``fits``, ``json`` or ``ascii`` bytes, in memory."""
     if fmt == "fits":

@@ -5,10 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from gwfollow.service import views
+from gwfollow.service.pages import add_page_routes
 
 
 def add_routes(app: web.Application) -> None:
-    """Register the API under ``/api/v1`` and ``/metrics``."""
+    """Register the API under ``/api/v1``, ``/metrics`` and the web pages."""
     app.router.add_get("/api/v1/health", views.health)
     app.router.add_post("/api/v1/alerts", views.post_alert)
     app.router.add_get("/api/v1/events", views.list_events)
@@ -21,3 +22,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/events/{id}/report.png", views.get_report)
     app.router.add_get("/api/v1/openapi.json", views.openapi)
     app.router.add_get("/metrics", views.metrics)
+    add_page_routes(app)  # web pages: /, /events/{id}, /static/

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 from astropy.time import Time
 
-from gwfollow.products.report import convert_table
+from gwfollow.products.report import convert_observability, convert_table
 from gwfollow.products.summary import event_summary, write_event_report
 from gwfollow.records import EventRecord
 from gwfollow.regions.mocio import convert_space_moc
@@ -194,8 +194,9 @@ async def get_moc(request: web.Request) -> web.Response:
 
 
 @functools.lru_cache(maxsize=1024)
-def _table_bytes(json_bytes: bytes, fmt: str, limit: int | None, site: str | None = None) -> bytes:
-    return convert_table(json_bytes, fmt, limit, site)
+def _table_bytes(json_bytes: bytes, fmt: str, limit: int | None, site: str | None = None,
+                 provenance: tuple[tuple[str, str], ...] = ()) -> bytes:
+    return convert_table(json_bytes, fmt, limit, site, dict(provenance))
 
 
 @cached
@@ -222,7 +223,10 @@ async def get_targets(request: web.Request) -> web.Response:
     site = request.query.get("site")
     if site is not None and f'"windows_{site}"'.encode() not in data[:4096]:
         raise Problem(404, "unknown-site", f"no observing windows for site {site!r}", parameter="site")
-    body = await asyncio.to_thread(_table_bytes, data, fmt, limit, site)
+    maps = await _db(request, request.app[STORE].skymaps_of, ev.superevent_id)
+    alert_type = next((m["alert_type"] for m in maps if m["id"] == match["skymap_id"]), None)
+    prov = (("alert_id", ev.superevent_id),) + ((("alert_type", alert_type),) if alert_type else ())
+    body = await asyncio.to_thread(_table_bytes, data, fmt, limit, site, prov)
     return conditional(request, body, TABLE_FORMATS[fmt], last_modified=match["created_at"])
 
 
@@ -243,7 +247,7 @@ async def get_coverage(request: web.Request) -> web.Response:
 
 @cached
 async def get_observability(request: web.Request) -> web.Response:
-    """``GET /api/v1/events/{id}/observability?site=``: probability per time slice."""
+    """``GET /api/v1/events/{id}/observability?site=&format=json|csv|votable``: probability per time slice."""
 
     ev = await _event_or_404(request)
     _gone_if_retracted(ev)
@@ -254,7 +258,11 @@ async def get_observability(request: web.Request) -> web.Response:
         raise Problem(404, "no-observability", f"no observability for site {site!r}; available: "
                       + ", ".join(p["name"] for p in prods))
     data = await _db(request, request.app[STORE].product_data, match["id"])
-    return conditional(request, data, "application/json", last_modified=match["created_at"])
+    fmt = _choice(request, "format", tuple(TABLE_FORMATS), "json")
+    if fmt != "json":
+        data = convert_observability(data, fmt, {"alert_id": ev.superevent_id,
+                                                 "skymap_sha256": match["provenance"].get("skymap_sha256")})
+    return conditional(request, data, TABLE_FORMATS[fmt], last_modified=match["created_at"])
 
 
 async def get_report(request: web.Request) -> web.Response:

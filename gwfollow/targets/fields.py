@@ -114,6 +114,72 @@ ZTF_FOV = FieldOfView.square(6.86)
 """ZTF's 47 deg2 camera as a 6.86 deg square (CCD gaps ignored)."""
 
 
+def footprint_outline(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike, fov: FieldOfView,
+                      samples_per_side: int = 1) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Outlines of fields centred at ``(ra_deg, dec_deg)``, in degrees.
+
+    The outline is drawn in the gnomonic (tangent-plane) projection at each
+    centre, where great circles are straight lines, and projected back; the
+    sides of a box are therefore great circles, as in :class:`FieldOfView`.
+    Vertices run clockwise in (east, north), i.e. counter-clockwise seen
+    from the centre of the sphere: the winding of a DALI ``polygon`` (IVOA
+    DALI 1.1, section 3.3.7).  A circle is a 24-gon (times ``samples_per_side``).
+
+    Parameters
+    ----------
+    ra_deg, dec_deg : array_like, shape (n,)
+        Field centres.
+    fov : FieldOfView
+    samples_per_side : int
+        Points per side of a box (1: the corners only, as for ``s_region``;
+        more for a smooth plotted line).  The outline is not closed.
+
+    Returns
+    -------
+    ra, dec : ndarray, shape (n, m)
+        Right ascension continuous from the centre's (it may leave [0, 360);
+        take ``% 360`` for a canonical value) and declination, in degrees.
+    """
+    ra0 = np.radians(np.atleast_1d(np.asarray(ra_deg, dtype=float)))[:, None]
+    dec0 = np.radians(np.atleast_1d(np.asarray(dec_deg, dtype=float)))[:, None]
+    k = max(int(samples_per_side), 1)
+    if fov.shape == "circle":
+        t = -np.linspace(0.0, 2 * np.pi, 24 * k, endpoint=False)
+        x = np.tan(np.radians(fov.radius_deg)) * np.cos(t)
+        y = np.tan(np.radians(fov.radius_deg)) * np.sin(t)
+    else:
+        hw = np.tan(np.radians(fov.width_deg / 2))
+        hh = np.tan(np.radians(fov.height_deg / 2))
+        s = np.linspace(-1.0, 1.0, k, endpoint=False)
+        # South-west -> north-west -> north-east -> south-east (clockwise in east, north).
+        x = np.concatenate([np.full(k, -hw), s * hw, np.full(k, hw), -s * hw])
+        y = np.concatenate([s * hh, np.full(k, hh), -s * hh, np.full(k, -hh)])
+        rot = np.radians(fov.rotation_deg)
+        x, y = x * np.cos(rot) - y * np.sin(rot), x * np.sin(rot) + y * np.cos(rot)
+    # Inverse gnomonic projection (x east, y north); Calabretta & Greisen 2002, A&A 395, 1077.
+    rho = np.hypot(x, y)[None, :]
+    c = np.arctan(rho)
+    x = x[None, :]
+    y = y[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dec = np.arcsin(np.cos(c) * np.sin(dec0) + np.where(rho > 0, y * np.sin(c) * np.cos(dec0) / rho, 0.0))
+    ra = ra0 + np.arctan2(x * np.sin(c), rho * np.cos(dec0) * np.cos(c) - y * np.sin(dec0) * np.sin(c))
+    return np.degrees(ra), np.degrees(dec)
+
+
+def footprint_polygons(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike, fov: FieldOfView) -> npt.NDArray[np.float64]:
+    """Field footprints as DALI polygons: rows ``ra1 dec1 ra2 dec2 ...`` in degrees, RA in [0, 360).
+
+    The value of an ObsCore / DALI ``s_region`` column of ``xtype="polygon"``.
+    """
+    ra, dec = footprint_outline(ra_deg, dec_deg, fov)
+    out = np.empty((ra.shape[0], 2 * ra.shape[1]), dtype=np.float64)
+    out[:, 0::2] = np.round(ra % 360.0, 7) % 360.0
+    out[:, 1::2] = np.round(dec, 7)
+    return out
+
+
+
 _FOOTPRINTS: dict[tuple[float, float, FieldOfView, int], IntRanges] = {}
 _FOOTPRINTS_MAX = 20_000  # a few whole grids (ZTF: 1,778 fields, ~1 kB each)
 
@@ -440,7 +506,10 @@ class RankedFields:
         return int(self.rows.shape[0])
 
     def table(self):
-        """Astropy Table ``rank, field_id, ra, dec, prob, marginal_prob, cumprob, selected``."""
+        """Astropy Table ``rank, field_id, ra, dec, prob, marginal_prob, cumprob, selected, s_region``
+
+        ``s_region`` is each footprint as a DALI polygon (see :func:`footprint_polygons`).
+        """
 
         t = Table()
         t["rank"] = np.arange(1, len(self) + 1)
@@ -451,6 +520,7 @@ class RankedFields:
         t["marginal_prob"] = self.marginal
         t["cumprob"] = self.cumprob
         t["selected"] = self.selected
+        t["s_region"] = footprint_polygons(t["ra"].value, t["dec"].value, self.telescope.fov) * u.deg
         t.meta.update({k: v for k, v in self.provenance.items() if isinstance(v, (str, int, float))})
         return t
 

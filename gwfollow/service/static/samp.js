@@ -1,0 +1,58 @@
+// A minimal SAMP Web Profile client (IVOA SAMP 1.3, section 5): XML-RPC over HTTP to the
+// hub on localhost:21012. Registers, sends each product with notifyAll, unregisters.
+const HUB = "http://localhost:21012/";
+
+function esc(s) {
+  return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+function value(v) {
+  if (Array.isArray(v)) return "<value><array><data>" + v.map(value).join("") + "</data></array></value>";
+  if (v !== null && typeof v === "object") {
+    return "<value><struct>" + Object.entries(v).map(([k, x]) =>
+      `<member><name>${esc(k)}</name>${value(x)}</member>`).join("") + "</struct></value>";
+  }
+  return `<value><string>${esc(v)}</string></value>`;
+}
+
+function parse(node) {
+  const child = [...node.children][0];
+  if (!child) return node.textContent;
+  switch (child.tagName) {
+    case "struct": {
+      const out = {};
+      for (const m of child.children) out[m.querySelector("name").textContent] = parse(m.querySelector("value"));
+      return out;
+    }
+    case "array": return [...child.querySelector("data").children].map(parse);
+    default: return child.textContent;
+  }
+}
+
+async function call(method, params) {
+  const xml = `<?xml version="1.0"?><methodCall><methodName>${method}</methodName><params>`
+    + params.map((p) => `<param>${value(p)}</param>`).join("") + "</params></methodCall>";
+  const r = await fetch(HUB, { method: "POST", headers: { "Content-Type": "text/xml" }, body: xml });
+  const doc = new DOMParser().parseFromString(await r.text(), "text/xml");
+  const fault = doc.querySelector("fault");
+  if (fault) throw new Error("SAMP hub: " + JSON.stringify(parse(fault.querySelector("value"))));
+  return parse(doc.querySelector("params param value"));
+}
+
+/** Send [{mtype, url, name}] to every subscribed client; returns the number of messages sent. */
+export async function sendAll(items) {
+  const reg = await call("samp.webhub.register", [{ "samp.name": "gwfollow" }]);
+  const key = reg["samp.private-key"];
+  try {
+    await call("samp.webhub.declareMetadata", [key, { "samp.name": "gwfollow",
+      "samp.description.text": "gravitational-wave follow-up products" }]);
+    for (const it of items) {
+      const url = new URL(it.url, window.location.href).href;
+      await call("samp.webhub.notifyAll", [key, { "samp.mtype": it.mtype,
+        "samp.params": { url, name: it.name } }]);
+    }
+  } finally {
+    await call("samp.webhub.unregister", [key]);
+  }
+  return items.length;
+}

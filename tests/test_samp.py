@@ -1,0 +1,142 @@
+"""SAMP: products sent to a real hub (pyvo's) and received by a real client, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import threading
+import time
+import urllib.request
+import warnings
+
+import pytest
+from astropy.io import fits, votable
+
+from gwfollow.cli.main import main
+from gwfollow.config import load_config
+from gwfollow.errors import SampError
+from gwfollow.pipeline.replay import order_messages, replay_messages
+from gwfollow.products.samp import (IMAGE_MTYPE, MOC_MTYPE, TABLE_MTYPE, products_from_skymap,
+                                    products_from_store, send_products)
+from gwfollow.store import Store
+
+from .conftest import shared_path
+
+MTYPES = (MOC_MTYPE, TABLE_MTYPE, IMAGE_MTYPE)
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A SAMP hub on 127.0.0.1 with its own lock file (found through $SAMP_HUB)."""
+    from pyvo.samp import SAMPHubServer
+
+    lock = tmp_path / "samp.lock"
+    h = SAMPHubServer(addr="127.0.0.1", web_profile=False, lockfile=str(lock), label="gwfollow-test")
+    h.start()
+    monkeypatch.setenv("SAMP_HUB", f"std-lockurl:{lock.as_uri()}")
+    yield h
+    h.stop()
+
+
+class Receiver:
+    """A client subscribed to the three message types; it loads each URL as it arrives."""
+
+    def __init__(self, hub) -> None:
+        from pyvo.samp import SAMPIntegratedClient
+
+        self.got: list[tuple[str, dict, bytes]] = []
+        self.done = threading.Condition()
+        self.client = SAMPIntegratedClient(name="receiver")
+        self.client.connect(hub=hub)
+        for mt in MTYPES:
+            self.client.bind_receive_notification(mt, self._receive)
+
+    def _receive(self, private_key, sender_id, mtype, params, extra) -> None:
+        with urllib.request.urlopen(params["url"], timeout=10) as r:  # the URL must be loadable
+            body = r.read()
+        with self.done:
+            self.got.append((mtype, params, body))
+            self.done.notify_all()
+
+    def wait(self, n: int, timeout: float = 30.0) -> list[tuple[str, dict, bytes]]:
+        end = time.monotonic() + timeout
+        with self.done:
+            while len(self.got) < n and time.monotonic() < end:
+                self.done.wait(0.2)
+        return list(self.got)
+
+    def close(self) -> None:
+        self.client.disconnect()
+
+
+def _check(got, n_tables: int) -> None:
+    assert sorted(m for m, _, _ in got) == sorted([MOC_MTYPE, IMAGE_MTYPE] + [TABLE_MTYPE] * n_tables)
+    for mtype, params, body in got:
+        if mtype == MOC_MTYPE:
+            hdu = fits.open(io.BytesIO(body))[1]
+            assert hdu.header["ORDERING"] == "NUNIQ" and hdu.header["CREDLEV"] == 0.9
+            assert len(hdu.data["UNIQ"]) > 0
+        elif mtype == TABLE_MTYPE:
+            t = votable.parse(io.BytesIO(body)).get_first_table()
+            assert {f.name: f.ucd for f in t.fields}["ra"] == "pos.eq.ra;meta.main"
+            assert params["table-id"]
+        else:
+            assert fits.open(io.BytesIO(body))[1].header["ORDERING"] == "NUNIQ"  # the multi-order sky map
+
+
+def test_send_a_skymap_over_file_and_http_urls(hub, sim_path, tmp_path) -> None:
+    rx = Receiver(hub)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cfg = load_config(env={})
+            products = products_from_skymap(sim_path, cfg, level=0.9, telescopes=["ZTF"])
+            sent = send_products(products, directory=tmp_path / "out", hub_params=hub.params)
+        assert [m["samp.mtype"] for m in sent] == [MOC_MTYPE, TABLE_MTYPE, TABLE_MTYPE, IMAGE_MTYPE]
+        assert all(m["samp.params"]["url"].startswith("file://") for m in sent)
+        assert all(rx.client.get_public_id() in m["recipients"] for m in sent)
+        got = rx.wait(4)
+        _check(got, 2)
+        rx.got.clear()
+        sent = send_products(products, hub_params=hub.params, serve_seconds=1.0)
+        assert all(m["samp.params"]["url"].startswith("http://127.0.0.1:") for m in sent)
+        _check(rx.wait(4), 2)
+    finally:
+        rx.close()
+
+
+def test_cli_sends_a_stored_event(hub, tmp_path, capsys) -> None:
+    import asyncio
+
+    db = tmp_path / "s.sqlite"
+    cfg = load_config(env={}).updated(store=dict(path=str(db)))
+    cfg = dataclasses.replace(cfg, service=dataclasses.replace(cfg.service, workers=1))
+    store = Store(db)
+    msgs = order_messages([(shared_path("alerts", "S241102br-preliminary.json").read_bytes(), "p.json")])
+    asyncio.run(replay_messages(msgs, cfg, store))
+    store.close()
+    rx = Receiver(hub)
+    try:
+        assert main(["samp", "--event", "S241102br", "--db", str(db), "--dir", str(tmp_path / "f")]) == 0
+        got = rx.wait(4)
+        _check(got, 2)  # OpenNGC galaxies and ZTF fields of the default configuration
+        out = capsys.readouterr().out
+        assert "coverage.load.moc.fits" in out and rx.client.get_public_id() in out
+    finally:
+        rx.close()
+    store = Store(db)
+    try:
+        with pytest.raises(SampError, match="no MOC at level 0.7"):
+            products_from_store(store, "S241102br", level=0.7)
+        with pytest.raises(SampError, match="no event"):
+            products_from_store(store, "S000000x")
+    finally:
+        store.close()
+
+
+def test_no_hub_is_a_transient_error(tmp_path, monkeypatch, sim_path) -> None:
+    monkeypatch.setenv("SAMP_HUB", f"std-lockurl:{(tmp_path / 'none.lock').as_uri()}")
+    products = products_from_skymap(sim_path, load_config(env={}), catalogs=[])
+    with pytest.raises(SampError) as err:
+        send_products(products, directory=tmp_path)
+    assert err.value.transient and "TOPCAT" in str(err.value)
