@@ -228,6 +228,7 @@ class SiteConfig:
     height_m: float = 0.0
     max_airmass: float = 2.0
     max_sun_alt_deg: float = -12.0
+    min_moon_sep_deg: float = 0.0
     hours: float = 24.0
     step_minutes: float = 15.0
 
@@ -239,6 +240,43 @@ class SiteConfig:
             raise ConfigError(f"{where}.max_airmass must be > 1")
         if self.hours <= 0 or self.step_minutes <= 0:
             raise ConfigError(f"{where}: hours and step_minutes must be positive")
+        if not 0 <= self.min_moon_sep_deg <= 180:
+            raise ConfigError(f"{where}.min_moon_sep_deg must be in [0, 180] (0: no Moon limit)")
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """``[plan]``: observation plans (see :class:`gwfollow.targets.plan.PlanParameters`)."""
+
+    enabled: bool = True
+    hours: float = 24.0
+    exposure_s: float = 30.0
+    overhead_s: float = 15.0
+    readout_s: float = 8.0
+    slew_rate_deg_s: float = 2.5
+    settle_s: float = 2.0
+    visits: int = 1
+    visit_gap_s: float = 1800.0
+    filters: tuple[str, ...] = ("r",)
+    strategy: str = "coverage"
+    level: float = 0.999
+    min_gain: float = 1e-6
+    margin_deg: float = 0.02
+
+    def validate(self) -> None:
+        if self.strategy not in ("coverage", "greedy"):
+            raise ConfigError(f"plan.strategy {self.strategy!r} is not coverage or greedy")
+        if self.hours <= 0 or self.exposure_s <= 0 or self.slew_rate_deg_s <= 0:
+            raise ConfigError("plan.hours, plan.exposure_s and plan.slew_rate_deg_s must be positive")
+        if min(self.overhead_s, self.readout_s, self.settle_s, self.visit_gap_s, self.min_gain,
+               self.margin_deg) < 0:
+            raise ConfigError("plan: overheads, visit_gap_s, min_gain and margin_deg must be >= 0")
+        if not 1 <= self.visits <= 100:
+            raise ConfigError("plan.visits must be in 1..100")
+        if not self.filters:
+            raise ConfigError("plan.filters must name at least one filter")
+        if not 0 < self.level <= 1:
+            raise ConfigError("plan.level must be in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -280,6 +318,7 @@ class Config:
     spool: SpoolConfig = SpoolConfig()
     fetch: FetchConfig = FetchConfig()
     targets: TargetsConfig = TargetsConfig()
+    plan: PlanConfig = PlanConfig()
     telescopes: tuple[TelescopeConfig, ...] = ()
     sites: tuple[SiteConfig, ...] = ()
     coverages: tuple[CoverageConfig, ...] = ()
@@ -307,6 +346,7 @@ _SECTIONS = {
     "spool": SpoolConfig,
     "fetch": FetchConfig,
     "targets": TargetsConfig,
+    "plan": PlanConfig,
 }
 
 

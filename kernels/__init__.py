@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from gwfollow.kernels import credible, flatmap, geometry, healpix, probability, rank, ranges, sort
+from gwfollow.kernels import credible, flatmap, geometry, healpix, probability, rank, ranges, schedule, sort
 
-__all__ = ["credible", "flatmap", "geometry", "healpix", "probability", "rank", "ranges", "sort", "warm_up"]
+__all__ = ["credible", "flatmap", "geometry", "healpix", "probability", "rank", "ranges", "schedule", "sort", "warm_up"]
 
 
 def warm_up() -> None:
@@ -59,3 +59,5 @@ def warm_up() -> None:
     cells = rank.locate_cells(np.zeros(2, np.int64), rng[:, 0].copy(), rng[:, 1].copy(), by_start)
     rank.posterior_densities(cells, np.ones(2), dens, dens, dens, dens, True)
     rank.select_sorted(np.arange(3, dtype=np.int64), a)
+    schedule.edf_assign(np.array([0, 0], np.int64), np.array([1, 1], np.int64))
+    schedule.longest_run(np.ones((1, 3), dtype=np.bool_))

@@ -23,6 +23,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -396,7 +397,27 @@ def telescope_from_config(tc: Any) -> Telescope:
         fov = FieldOfView.rectangle(tc.fov_width_deg, tc.fov_height_deg or tc.fov_width_deg, tc.rotation_deg)
     if tc.grid == "generated":
         return Telescope.generated(tc.name, fov)
-    return Telescope.from_file(tc.name, Path(tc.grid).expanduser(), fov)
+    return Telescope.from_file(tc.name, grid_path(tc.grid), fov)
+
+
+PACKAGED_GRIDS = ("ZTF_Fields.txt", "DECam_Fields.csv", "ULTRASAT_LCS_nonoverlapping_grid.csv")
+"""Real tile grids shipped in ``gwfollow/targets/grids`` (licences in its NOTICE.md)."""
+
+
+def grid_path(spec: str) -> Path:
+    """The file of a grid: ``package:ZTF_Fields.txt`` (a grid shipped with gwfollow) or a path.
+
+    Examples
+    --------
+    >>> grid_path("package:ZTF_Fields.txt").name
+    'ZTF_Fields.txt'
+    """
+    if spec.startswith("package:"):
+        name = spec[len("package:"):]
+        if name not in PACKAGED_GRIDS:
+            raise FieldsError(f"no packaged grid {name!r}", hint=f"packaged grids: {', '.join(PACKAGED_GRIDS)}")
+        return Path(str(resources.files("gwfollow.targets").joinpath("grids", name)))
+    return Path(spec).expanduser()
 
 
 @dataclass(frozen=True)
