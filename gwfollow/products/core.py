@@ -122,13 +122,14 @@ def _skymap_products(data: bytes, role: str, name: str, config: Config) -> tuple
             n_cells=int(kr.to_uniq(r).shape[0]), provenance=prov,
         ))
     t2 = time.perf_counter()
-    if role == "gw":
-        start = _start_time(sm)
-        region90 = credible_ranges(sm, [0.9], "include")[0]
-        products.extend(_galaxy_products(sm, config, start))
-        products.extend(_field_products(sm, config, start))
-        products.extend(_site_products(sm, config, start, region90))
-        products.extend(_coverage_products(sm, config, start, region90))
+    # Every sky map of an alert (the GW map and a combined GW+GRB map) gets every product.
+    start = _start_time(sm)
+    region90 = credible_ranges(sm, [0.9], "include")[0]
+    products.extend(_galaxy_products(sm, config, start))
+    products.extend(_field_products(sm, config, start))
+    products.extend(_site_products(sm, config, start, region90))
+    products.extend(_coverage_products(sm, config, start, region90))
+    products.extend(_plan_products(sm, config, start))
     t3 = time.perf_counter()
     m = sm.meta
     meta = {
@@ -370,6 +371,33 @@ def _field_products(sm, config: Config, start=None) -> list[Product]:
                            probability=float(sel[-1]) if sel.size else 0.0, n_cells=int(r.selected.sum()),
                            provenance=r.provenance))
     return out
+
+
+def _telescope(tc):
+    """A configured telescope, built once per worker process."""
+    from gwfollow.targets.fields import telescope_from_config
+
+    if tc not in _TELESCOPES:
+        _TELESCOPES[tc] = telescope_from_config(tc)
+    return _TELESCOPES[tc]
+
+
+def _plan_products(sm, config: Config, start) -> list[Product]:
+    """One plan per configured telescope/site pair (and a joint one); executed pointings subtracted."""
+    from gwfollow.products.plans import executed_ranges, plan_documents
+
+    done = []
+    for cc in config.coverages:
+        if cc.pointings:
+            try:
+                done.append(load_configured_coverage(cc, config))
+            except GwfollowError as exc:
+                log.warning("executed pointings %s not used in plans: %s", cc.name, exc)
+    docs = plan_documents(sm, config, start, _telescope, executed_ranges(done))
+    return [Product(kind="plan", name=d.name, level=None, boundary=None, format="json", data=d.data,
+                    area_deg2=None, probability=d.probability, n_cells=d.n_exposures,
+                    provenance={**d.provenance, "skymap_sha256": sm.sha256, "gwfollow": _version()})
+            for d in docs]
 
 
 def process_message(body: bytes, source: str, config: Config, fetched_skymap: bytes | None = None,
