@@ -218,7 +218,6 @@ def _coverage_products(sm, config: Config, start, region) -> list[Product]:
     import json
 
     from gwfollow.regions.coverage import coverage_probability
-    from gwfollow.errors import GwfollowError
 
     out = []
     if not config.coverages:
@@ -283,7 +282,6 @@ def _galaxy_products(sm, config: Config, start=None) -> list[Product]:
     that fails is recorded with its error and the others go on."""
     import json
 
-    from gwfollow.errors import GwfollowError
     from gwfollow.regions.moc import credible_ranges
     from gwfollow.targets.partitioned import is_partitioned, rank_partitioned
     from gwfollow.targets.rank import rank_galaxies

@@ -238,3 +238,27 @@ def event_report_html(summary: dict[str, Any], galaxies: dict[str, list[dict[str
                  f"{html.escape(str(prov.get('levels', '')))}, boundary {html.escape(str(prov.get('boundary', '')))}"
                  f"; sky map {html.escape(str(summary.get('latest_skymap') or ''))}</small></p></body></html>")
     return "\n".join(parts)
+
+
+def convert_table(json_bytes: bytes, fmt: str, limit: int | None = None, site: str | None = None) -> bytes:
+    """A stored target table (JSON) in ``fmt`` (json, csv, votable): the first ``limit``
+    rows, and with ``site`` only that site's observing windows."""
+    from astropy.table import Table
+
+    doc = json.loads(json_bytes)
+    rows = doc["rows"][:limit] if limit else doc["rows"]
+    if site is not None:
+        drop = [c for c in doc["columns"] if c.startswith("windows_") and c != f"windows_{site}"]
+        doc["columns"] = [c for c in doc["columns"] if c not in drop]
+        rows = [{k: v for k, v in r.items() if k not in drop} for r in rows]
+    elif fmt == "json" and limit is None:
+        return json_bytes
+    if fmt == "json":
+        return json.dumps({**doc, "rows": rows}, indent=1).encode()
+    cols = doc["columns"]
+    t = Table(rows=[[r[c] for c in cols] for r in rows], names=cols) if rows else Table(names=cols)
+    for c, unit in doc.get("units", {}).items():
+        if c in t.colnames:
+            t[c].unit = unit
+    t.meta.update(doc.get("provenance", {}))
+    return table_bytes(t, fmt)

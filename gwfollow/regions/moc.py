@@ -46,6 +46,7 @@ from gwfollow.kernels import ranges as kr
 from gwfollow.skymaps.skymap import SkyMap
 
 if TYPE_CHECKING:  # pragma: no cover
+    from astropy.time import Time
     from mocpy import MOC, STMOC
 
 BOUNDARIES = ("split", "exclude", "include")
@@ -238,7 +239,6 @@ def event_stmoc(
     """
     from astropy import units as u
     from astropy.time import Time, TimeDelta
-    from mocpy import STMOC
 
     if start is None:
         t0 = skymap.event_t0
@@ -260,11 +260,27 @@ def event_stmoc(
         dt = TimeDelta(float(duration) * u.s)
     if dt.sec <= 0:
         raise MocError(f"duration must be positive, got {dt.sec} s")
-    moc = credible_moc(skymap, level, boundary)
+    r = credible_ranges(skymap, [level], boundary)[0]
+    return stmoc_from_ranges(r, skymap.meta.moc_order, t0, dt.sec, time_order)
+
+
+def stmoc_from_ranges(ranges: npt.NDArray[np.int64], max_order: int, start: Time, duration_s: float,
+                      time_order: int = 61) -> STMOC:
+    """The one space-time MOC builder: a region (depth-29 ranges) paired with
+    ``[start, start + duration_s)`` at time order ``time_order`` (61: one microsecond).
+
+    Every product that pairs a region with a time window (``event_stmoc``, the
+    REST ``moc?duration=``) is made here, so they agree to the microsecond.
+    """
+    from astropy import units as u
+    from mocpy import STMOC
+
+    if not math.isfinite(duration_s) or duration_s <= 0:
+        raise MocError(f"duration must be a positive number of seconds, got {duration_s!r}")
+    moc = moc_from_ranges(ranges, max_order)
     # mocpy converts the times to its own scale (TCB) and back.
-    return STMOC.from_spatial_coverages(
-        t0.reshape(1), (t0 + dt).reshape(1), [moc], time_depth=int(time_order)
-    )
+    return STMOC.from_spatial_coverages(start.reshape(1), (start + duration_s * u.s).reshape(1), [moc],
+                                        time_depth=int(time_order))
 
 
 _FORMATS = {".fits": "fits", ".fit": "fits", ".json": "json", ".txt": "ascii", ".ascii": "ascii", ".moc": "ascii"}

@@ -17,7 +17,6 @@ reached (the classic greedy algorithm for maximum coverage, Nemhauser et al.
 from __future__ import annotations
 
 import csv
-import functools
 import heapq
 import math
 import os
@@ -30,11 +29,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from gwfollow.regions.coverage import TIME_DEPTH, Coverage, IntRanges, SpaceTimeRanges, times_to_us
+from gwfollow.regions.coverage import Coverage
+from gwfollow.regions.timeaxis import TIME_DEPTH, IntRanges, SpaceTimeRanges, times_to_us
 from gwfollow.errors import CoverageError, FieldsError
 from gwfollow.kernels import ranges as kr
 from gwfollow.regions.moc import credible_ranges, probability_in_ranges, ranges_of
-from gwfollow.regions.mocio import _default_name
+from gwfollow.regions.mocio import moc_name_of
 from gwfollow.skymaps.skymap import SkyMap
 
 
@@ -284,7 +284,7 @@ def pointings_to_stmoc(
                 rows = list(csv.DictReader(fh))
         except OSError as exc:
             raise CoverageError(f"cannot read ({exc.strerror})", source=src) from None
-        label = name or _default_name(Path(src))
+        label = name or moc_name_of(Path(src))
     else:
         src = "<rows>"
         rows = list(pointings)
