@@ -180,7 +180,7 @@ async def test_event_loop_is_not_blocked_while_processing(tmp_path) -> None:
         t = asyncio.create_task(ticker())
         await _run_all(pipe, [(body, "u")])
         t.cancel()
-    assert store.counts()["products"] == 5  # MOCs of both maps + galaxies of the GW map
+    assert store.counts()["products"] == 6  # MOCs and galaxies of both maps (GW and combined)
     # The first alert of a fresh worker (catalogue load and index included)
     # takes longer than the bound: on the loop it would show as a gap.
     worker = store.query("SELECT seconds FROM timings WHERE stage = 'process'")[0][0]

@@ -240,3 +240,13 @@ def test_longest_run_against_python() -> None:
                     best, best_a = j - a, a
                 a = None
         assert tuple(got[i]) == ((best_a, best_a + best - 1) if best else (-1, -2))
+
+
+def test_nothing_observable_gives_an_empty_plan(sim_bytes: bytes, ztf: Telescope) -> None:
+    """Daylight at Palomar for the whole window: no exposure, probability 0, an empty table."""
+    sm = read_skymap(sim_bytes)
+    plan = plan_observations(sm, ztf, site_by_name("Palomar"), "2026-01-15T19:00:00", PlanParameters(hours=2))
+    assert len(plan) == 0 and plan.probability == 0.0 and len(plan.table()) == 0
+    plan = plan_observations(sm, ztf, site_by_name("Palomar"), "2026-01-15T19:00:00",
+                             PlanParameters(hours=2, strategy="greedy"))
+    assert len(plan) == 0

@@ -275,15 +275,20 @@ def _visibility(vec: np.ndarray, site: Site, t0: Any, begin_s: np.ndarray, expos
     n = begin_s.shape[0]
     zen, sun, moon = _sky_at(site, t0, np.concatenate([begin_s, begin_s + exposure_s]))
     sin_lim = math.sin(math.radians(site.min_alt_deg + margin))
-    s0 = vec @ zen[:n].T
-    s1 = vec @ zen[n:].T
-    dark = (sun[:n] <= site.max_sun_alt_deg - margin) & (sun[n:] <= site.max_sun_alt_deg - margin)
-    ok = (s0 >= sin_lim) & (s1 >= sin_lim) & dark[None, :]
+    dark = np.flatnonzero((sun[:n] <= site.max_sun_alt_deg - margin) & (sun[n:] <= site.max_sun_alt_deg - margin))
+    ok = np.zeros((vec.shape[0], n), dtype=bool)
+    airmass = np.full((vec.shape[0], n), np.inf)
+    if dark.size == 0 or vec.shape[0] == 0:
+        return _Visibility(ok, airmass)
+    s0 = vec @ zen[dark].T  # only the dark slots: daylight ones are never observable
+    s1 = vec @ zen[n + dark].T
+    okd = (s0 >= sin_lim) & (s1 >= sin_lim)
     if moon is not None and site.min_moon_sep_deg is not None:
         cos_lim = math.cos(math.radians(site.min_moon_sep_deg + margin))
-        ok &= (vec @ moon[:n].T < cos_lim) & (vec @ moon[n:].T < cos_lim)
-    mid = np.clip(0.5 * (s0 + s1), 1e-6, 1.0)
-    return _Visibility(ok, 1.0 / mid)
+        okd &= (vec @ moon[dark].T < cos_lim) & (vec @ moon[n + dark].T < cos_lim)
+    ok[:, dark] = okd
+    airmass[:, dark] = 2.0 / np.clip(s0 + s1, 2e-6, 2.0)
+    return _Visibility(ok, airmass)
 
 
 SKY_STEP_S = 300.0
@@ -366,7 +371,7 @@ def _coverage_strategy(gains: _Gains, vis: _Visibility, p: PlanParameters, gap_s
     jobs_d: list[int] = []
     job_field: list[int] = []
     job_visit: list[int] = []
-    while True:
+    while status.size:
         masked = np.where(status == 0, gains.bound, -np.inf)
         i = int(np.argmax(masked))
         if not masked[i] > p.min_gain:
