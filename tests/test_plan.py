@@ -4,6 +4,7 @@ EDF against a bipartite-matching reference."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -250,3 +251,30 @@ def test_nothing_observable_gives_an_empty_plan(sim_bytes: bytes, ztf: Telescope
     plan = plan_observations(sm, ztf, site_by_name("Palomar"), "2026-01-15T19:00:00",
                              PlanParameters(hours=2, strategy="greedy"))
     assert len(plan) == 0
+
+
+def test_plan_command_writes_every_format(sim_path, tmp_path, capsys) -> None:
+    """``gwfollow plan`` in-process: CSV / JSON / VOTable, one row per exposure, time-ordered; errors on one line."""
+    from astropy.io import votable
+    from astropy.table import Table
+
+    from gwfollow.cli.main import main
+
+    base = ["plan", str(sim_path), "--telescope", "ZTF", "--site", "Palomar", "--start", "2026-01-15T02:00:00",
+            "--hours", "12", "--visits", "2", "--visit-gap-min", "40", "--filters", "g,r"]
+    assert main([*base, "-o", str(tmp_path / "plan.csv")]) == 0
+    assert "exposure(s) cover" in capsys.readouterr().out
+    t = Table.read(tmp_path / "plan.csv", format="ascii.csv")
+    assert {"field_id", "ra", "dec", "start_utc", "end_utc", "filter", "airmass", "prob", "cumprob"} <= set(t.colnames)
+    assert list(t["start_utc"]) == sorted(t["start_utc"]) and set(t["filter"]) == {"g", "r"}
+    assert main([*base, "-o", str(tmp_path / "plan.json")]) == 0
+    doc = json.loads((tmp_path / "plan.json").read_text())
+    assert len(doc["rows"]) == len(t)
+    assert main([*base, "-o", str(tmp_path / "plan.xml")]) == 0
+    assert len(votable.parse_single_table(str(tmp_path / "plan.xml")).to_table()) == len(t)
+    capsys.readouterr()
+    assert main(["plan", str(sim_path), "--site", "Atlantis"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown site 'Atlantis'" in err
+    assert main(["plan", str(sim_path), "--start", "yesterday"]) == 2
+    assert "cannot read --start" in capsys.readouterr().err

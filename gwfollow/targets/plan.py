@@ -70,8 +70,9 @@ STRATEGIES = ("coverage", "greedy")
 
 
 @dataclass(frozen=True)
-class PlanParameters:
-    """How a telescope observes (defaults in ``[plan]`` of ``config/default.toml``).
+class PlanParameters(PlanConfig):
+    """How a telescope observes: the ``[plan]`` table (:class:`~gwfollow.config.PlanConfig`,
+    defaults in ``config/default.toml``) and the footprints' order.
 
     Attributes
     ----------
@@ -100,22 +101,9 @@ class PlanParameters:
     margin_deg : float
         Safety margin on the altitude, Sun and Moon limits, degrees.
     order : int
-        HEALPix order of the footprints' border cells.
+        HEALPix order of the footprints' border cells (the telescope's ``order``).
     """
 
-    hours: float = 24.0
-    exposure_s: float = 30.0
-    overhead_s: float = 15.0
-    readout_s: float = 8.0
-    slew_rate_deg_s: float = 2.5
-    settle_s: float = 2.0
-    visits: int = 1
-    visit_gap_s: float = 1800.0
-    filters: tuple[str, ...] = ("r",)
-    strategy: str = "coverage"
-    level: float = 0.999
-    min_gain: float = 1e-6
-    margin_deg: float = 0.02
     order: int = 10
 
     @property
@@ -609,8 +597,7 @@ def plan_joint(skymap: SkyMap, pairs: Sequence[tuple[Telescope, Site]], start: o
 
 def params_from_config(pc: PlanConfig, order: int = 10) -> PlanParameters:
     """:class:`PlanParameters` from the ``[plan]`` table (and a telescope's footprint order)."""
-    keys = [f.name for f in fields(PlanParameters) if f.name != "order"]
-    return PlanParameters(**{k: getattr(pc, k) for k in keys}, order=int(order)).validate()
+    return PlanParameters(**{f.name: getattr(pc, f.name) for f in fields(PlanConfig)}, order=int(order)).validate()
 
 
 def with_overrides(params: PlanParameters, **kw: Any) -> PlanParameters:
