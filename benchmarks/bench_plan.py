@@ -50,7 +50,7 @@ HALF_WIDTH_DEG = 6.86 / 2
 PALOMAR = (33.3563, -116.8650, 1712.0)
 
 GWEMOPT_CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 from gwemopt.run import run  # imported before the clock starts
 skymap, out = sys.argv[1], sys.argv[2]
@@ -66,7 +66,8 @@ for line in Path(out, "schedule_ZTF.dat").read_text().splitlines():
     if f:
         rows.append({"field_id": int(f[0]), "ra": float(f[1]), "dec": float(f[2]), "mjd": float(f[3]),
                      "exposure_s": float(f[5])})
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+# VmHWM starts afresh at exec (ru_maxrss would count the parent's pages at fork).
+peak = next(int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM")) / 2**20
 print("RESULT " + json.dumps({"wall_s": wall, "rows": rows, "peak_gib": peak}))
 """
 
