@@ -160,7 +160,7 @@ def run_gwfollow(skymap: Path, out: Path) -> tuple[float, object]:
     sm = read_skymap(skymap, distance=False)  # what `gwfollow plan` reads
     tel = Telescope.from_file("ZTF", grid_path("package:ZTF_Fields.txt"), ZTF_FOV)
     plan = plan_observations(sm, tel, site_by_name("Palomar"), sm.event_t0,
-                             PlanParameters(hours=24, exposure_s=30, visits=1))
+                             PlanParameters.defaults(hours=24, exposure_s=30, visits=1))
     write_table(plan.table(), out)
     return time.perf_counter() - t0, plan
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import signal
 import subprocess
@@ -15,8 +14,12 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from gwfollow.config import Config, KafkaConfig, ServiceConfig, StoreConfig
-from gwfollow.pipeline.replay import event_summary, order_messages, replay_messages
+from gwfollow.config import (
+    Config,
+    packaged_defaults,
+)
+from gwfollow.pipeline.replay import order_messages, replay_messages
+from gwfollow.products.summary import event_summary
 from gwfollow.service import make_app
 from gwfollow.service.app import STORE
 from gwfollow.store import Store
@@ -29,13 +32,13 @@ pytestmark = pytest.mark.skipif(not ALERTS, reason="../shared/data/alerts absent
 
 
 def _config(broker, topic: str, db: Path, port: int = 0) -> Config:
-    return dataclasses.replace(
-        Config(),
-        store=StoreConfig(path=str(db)),
-        service=ServiceConfig(port=port, workers=1, queue_size=4),
-        kafka=KafkaConfig(enabled=True, bootstrap=broker.bootstrap, topics=(topic,),
-                          group_id=f"g-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest",
-                          security_protocol="PLAINTEXT", **FAST_GROUP_SETTINGS),
+    return packaged_defaults().updated(
+        telescopes=(), sites=(),  # no telescope or site products: these tests are about intake
+        store=dict(path=str(db)),
+        service=dict(port=port, workers=1, queue_size=4),
+        kafka=dict(enabled=True, bootstrap=broker.bootstrap, topics=(topic,),
+                   group_id=f"g-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest",
+                   security_protocol="PLAINTEXT", **FAST_GROUP_SETTINGS),
     )
 
 

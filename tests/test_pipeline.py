@@ -12,15 +12,20 @@ from aiohttp import web
 from mocpy import MOC
 
 from gwfollow import credible_moc, read_skymap
+from gwfollow.config import (
+    Config,
+    named_config,
+    packaged_defaults,
+)
 from gwfollow.ingest import parse_json_alert
-from gwfollow.config import Config, FetchConfig, FiltersConfig
-from gwfollow.regions.moc import ranges_of
 from gwfollow.pipeline.runner import Pipeline
+from gwfollow.regions.moc import ranges_of
 from gwfollow.store import Store
 
 from .conftest import shared_path
 
-CFG = dataclasses.replace(Config(), fetch=FetchConfig(timeout_s=5, retries=2, backoff_s=0.05, max_mib=5))
+CFG = packaged_defaults().updated(telescopes=(), sites=(),
+                                  fetch=dict(timeout_s=5, retries=2, backoff_s=0.05, max_mib=5))
 
 
 def _pipe(store: Store, cfg: Config = CFG, **kw) -> Pipeline:
@@ -87,7 +92,7 @@ async def test_redelivery_and_malformed_messages(tmp_path) -> None:
 
 async def test_filters(tmp_path) -> None:
     store = Store(tmp_path / "g.sqlite")
-    cfg = dataclasses.replace(CFG, filters=FiltersConfig(mock_events=False))
+    cfg = CFG.updated(filters=dict(mock_events=False))
     body = shared_path("alerts", "MS181101ab-preliminary.json").read_bytes()
     async with _pipe(store, cfg) as pipe:
         await _run_all(pipe, [(body, "mock")])
@@ -191,7 +196,7 @@ async def test_unexpected_failure_is_kept_and_pipeline_goes_on(tmp_path) -> None
     """A failure that is not the message's fault still ends in a dead letter, not a hang."""
     from gwfollow.config import TelescopeConfig
 
-    bad = dataclasses.replace(CFG, telescopes=(TelescopeConfig(name="X", grid=str(tmp_path / "missing.txt"),
+    bad = dataclasses.replace(CFG, telescopes=(named_config(TelescopeConfig, "X", grid=str(tmp_path / "missing.txt"),
                                                                fov_width_deg=5.0),))
     store = Store(tmp_path / "g.sqlite")
     body = shared_path("alerts", "MS181101ab-preliminary.json").read_bytes()

@@ -118,12 +118,12 @@ def test_packaged_grid_is_the_real_ztf_grid(ztf: Telescope) -> None:
 
 
 def test_sites_by_name(palomar) -> None:
-    from gwfollow.config import SiteConfig
+    from gwfollow.config import SiteConfig, named_config
 
     assert palomar.lat_deg == pytest.approx(33.3563)
     assert site_by_name("siding spring").lat_deg < -30
-    mine = SiteConfig(name="Mine", lat_deg=10.0, lon_deg=20.0, height_m=100.0, max_airmass=1.5,
-                      min_moon_sep_deg=30.0)
+    mine = named_config(SiteConfig, "Mine", lat_deg=10.0, lon_deg=20.0, height_m=100.0, max_airmass=1.5,
+                        min_moon_sep_deg=30.0)
     s = site_by_name("mine", [mine])
     assert (s.lat_deg, s.max_airmass, s.min_moon_sep_deg) == (10.0, 1.5, 30.0)
     with pytest.raises(ConfigError, match="unknown site 'Atlantis'.*add \\[sites.NAME\\]"):
@@ -136,7 +136,7 @@ def test_sites_by_name(palomar) -> None:
 def test_plan_is_executable(ztf: Telescope, palomar, strategy: str, visits: int) -> None:
     path = shared_path("skymaps", "S190814bv_bayestar.multiorder.fits")
     sm = read_skymap(path)
-    p = PlanParameters(strategy=strategy, visits=visits, filters=("g", "r"))
+    p = PlanParameters.defaults(strategy=strategy, visits=visits, filters=("g", "r"))
     plan = plan_observations(sm, ztf, palomar, sm.event_t0, p)
     assert len(plan) >= visits
     _check_times(plan, p)
@@ -157,7 +157,7 @@ def test_plan_on_a_generated_map_and_replanning(sim_bytes: bytes, ztf: Telescope
     sm = read_skymap(sim_bytes)  # RA 120, Dec 30: well placed for Palomar at the start below
     site = site_by_name("Palomar")
     start = "2026-01-15T02:00:00"
-    p = PlanParameters(hours=12)
+    p = PlanParameters.defaults(hours=12)
     plan = plan_observations(sm, ztf, site, start, p)
     assert len(plan) > 0 and plan.probability > 0.5
     _check_times(plan, p)
@@ -175,7 +175,7 @@ def test_joint_plan_does_not_repeat(sim_bytes: bytes, ztf: Telescope) -> None:
     sm = read_skymap(sim_bytes)
     wide = Telescope.generated("WIDE", FieldOfView.square(3.0))
     pairs = [(ztf, site_by_name("Palomar")), (wide, site_by_name("lapalma"))]
-    p = PlanParameters(hours=12)
+    p = PlanParameters.defaults(hours=12)
     plans = plan_joint(sm, pairs, "2026-01-15T02:00:00", p)
     total = sum(pl.probability for pl in plans)
     assert total == pytest.approx(probability_in_ranges(sm, plans[-1].covered), abs=1e-9)
@@ -186,11 +186,11 @@ def test_joint_plan_does_not_repeat(sim_bytes: bytes, ztf: Telescope) -> None:
 
 def test_bad_parameters_are_named() -> None:
     with pytest.raises(PlanError, match="exposure_s"):
-        PlanParameters(exposure_s=-1).validate()
+        PlanParameters.defaults(exposure_s=-1)
     with pytest.raises(PlanError, match="strategy 'best'"):
-        PlanParameters(strategy="best").validate()
+        PlanParameters.defaults(strategy="best")
     with pytest.raises(PlanError, match="visits"):
-        PlanParameters(visits=0).validate()
+        PlanParameters.defaults(visits=0)
 
 
 def _feasible_by_matching(rel: np.ndarray, dl: np.ndarray) -> bool:
@@ -246,10 +246,11 @@ def test_longest_run_against_python() -> None:
 def test_nothing_observable_gives_an_empty_plan(sim_bytes: bytes, ztf: Telescope) -> None:
     """Daylight at Palomar for the whole window: no exposure, probability 0, an empty table."""
     sm = read_skymap(sim_bytes)
-    plan = plan_observations(sm, ztf, site_by_name("Palomar"), "2026-01-15T19:00:00", PlanParameters(hours=2))
+    plan = plan_observations(sm, ztf, site_by_name("Palomar"), "2026-01-15T19:00:00",
+                             PlanParameters.defaults(hours=2))
     assert len(plan) == 0 and plan.probability == 0.0 and len(plan.table()) == 0
     plan = plan_observations(sm, ztf, site_by_name("Palomar"), "2026-01-15T19:00:00",
-                             PlanParameters(hours=2, strategy="greedy"))
+                             PlanParameters.defaults(hours=2, strategy="greedy"))
     assert len(plan) == 0
 
 

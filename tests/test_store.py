@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from gwfollow.config import Config
+from gwfollow.config import packaged_defaults
 from gwfollow.errors import StoreError, UnknownEventError
 from gwfollow.products.core import process_message
 from gwfollow.store import MIGRATIONS, Store
@@ -51,7 +51,7 @@ def test_accept_raw_is_durable_and_deduplicated(tmp_path) -> None:
 
 
 def test_record_alert_idempotent_and_retraction(tmp_path) -> None:
-    cfg = Config()
+    cfg = packaged_defaults().updated(telescopes=(), sites=())
     s = Store(tmp_path / "g.sqlite")
     pre = shared_path("alerts", "MS181101ab-preliminary.json").read_bytes()
     ret = shared_path("alerts", "MS181101ab-retraction.json").read_bytes()
@@ -85,7 +85,8 @@ def test_retraction_for_unknown_event(tmp_path) -> None:
     ret = shared_path("alerts", "S241126dm-retraction.json").read_bytes()
     r = _accept(s, ret)
     with pytest.raises(UnknownEventError, match="S241126dm"):
-        s.record_alert(r.raw_id, process_message(ret, "ret", Config()), True)
+        bare = packaged_defaults().updated(telescopes=(), sites=())
+        s.record_alert(r.raw_id, process_message(ret, "ret", bare), True)
     assert s.counts()["alerts"] == 0  # rolled back
 
 

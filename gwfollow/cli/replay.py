@@ -43,7 +43,8 @@ def main(args: argparse.Namespace) -> int:
 
     from gwfollow.config import load_config
     from gwfollow.errors import GwfollowError
-    from gwfollow.pipeline.replay import Progress, collect_files, order_messages, read_kafka, replay_messages, write_outputs
+    from gwfollow.pipeline.replay import Progress, collect_files, order_messages, read_kafka, replay_messages
+    from gwfollow.products.summary import write_outputs
     from gwfollow.store import Store
 
     import logging

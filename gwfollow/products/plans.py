@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from astropy.table import vstack
 
 from gwfollow.config import Config
 from gwfollow.errors import GwfollowError
@@ -49,8 +50,6 @@ def plan_name(telescope: str, site: str) -> str:
 
 
 def _document(name: str, plans: Sequence[Plan], sha256: str) -> PlanDocument:
-    from astropy.table import vstack
-
     if len(plans) == 1:
         table = plans[0].table()
     else:

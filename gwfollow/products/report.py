@@ -7,14 +7,21 @@ version) travels in the table metadata / VOTable INFO elements / JSON.
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from astropy.coordinates import SkyCoord
+from astropy.io.votable import from_table
+from astropy.io.votable.tree import Info
+from astropy.table import Table
+from astropy_healpix import HEALPix
 
 from gwfollow.errors import ReportError
 
@@ -64,11 +71,9 @@ def table_bytes(table: Any, fmt: str) -> bytes:
         table.write(s, format="ascii.csv", overwrite=True)
         return s.getvalue().encode()
     if fmt == "votable":
-        from astropy.io.votable import from_table
 
         vt = from_table(table)
         res = vt.resources[0]
-        from astropy.io.votable.tree import Info
 
         for k, v in table.meta.items():
             res.infos.append(Info(name=str(k), value=str(v)))
@@ -97,16 +102,21 @@ def sky_plot(skymap: Any, path: str | os.PathLike[str], *, levels: tuple[float, 
     90 % region when it is small.  With ``fov`` (a
     :class:`~gwfollow.targets.fields.FieldOfView`) fields are drawn as outlines.
     """
+    # plotting is heavy and only reports need it.
     import matplotlib
 
     matplotlib.use("Agg")
-    import warnings
 
     warnings.filterwarnings("ignore", message=".*reproject.healpix.utils.*")
     import ligo.skymap.plot  # noqa: F401  (registers the projections)
-    from astropy.table import Table
+
+    # ligo.skymap is heavy (seconds to import) and needed only here.
     from ligo.skymap.bayestar import rasterize
+
+    # ligo.skymap is heavy (seconds to import) and needed only here.
     from ligo.skymap.postprocess import find_greedy_credible_levels
+
+    # plotting is heavy and only reports need it.
     from matplotlib import pyplot as plt
 
     order = min(max(int(skymap.max_order), 6), 9)
@@ -119,8 +129,6 @@ def sky_plot(skymap: Any, path: str | os.PathLike[str], *, levels: tuple[float, 
     fig = plt.figure(figsize=(15 if do_zoom else 10, 6), dpi=100)
     axes = [fig.add_axes([0.02, 0.1, 0.6 if do_zoom else 0.96, 0.8], projection="astro hours mollweide")]
     if do_zoom:
-        from astropy.coordinates import SkyCoord
-        from astropy_healpix import HEALPix
 
         hp = HEALPix(nside=int(np.sqrt(prob.size / 12)), order="nested")
         lon, lat = hp.healpix_to_lonlat(np.argmax(prob))
@@ -189,7 +197,6 @@ def _outline(ra0: float, dec0: float, fov: Any, n: int = 16) -> tuple[np.ndarray
 
 
 def _html_table(rows: list[dict[str, Any]], cols: list[str], limit: int = 20) -> str:
-    import html
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = []
@@ -207,7 +214,6 @@ def _html_table(rows: list[dict[str, Any]], cols: list[str], limit: int = 20) ->
 def event_report_html(summary: dict[str, Any], galaxies: dict[str, list[dict[str, Any]]] | None = None,
                       image: str | None = "sky.png") -> str:
     """A readable one-page HTML report of an event (``summary`` as in replay)."""
-    import html
 
     sid = html.escape(summary["superevent_id"])
     state = "RETRACTED" if summary.get("retracted") else summary.get("state", "")
@@ -243,7 +249,6 @@ def event_report_html(summary: dict[str, Any], galaxies: dict[str, list[dict[str
 def convert_table(json_bytes: bytes, fmt: str, limit: int | None = None, site: str | None = None) -> bytes:
     """A stored target table (JSON) in ``fmt`` (json, csv, votable): the first ``limit``
     rows, and with ``site`` only that site's observing windows."""
-    from astropy.table import Table
 
     doc = json.loads(json_bytes)
     rows = doc["rows"][:limit] if limit else doc["rows"]

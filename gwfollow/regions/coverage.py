@@ -39,16 +39,36 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+from astropy.io import fits
+from mocpy import STMOC, TimeMOC
 
 from gwfollow.errors import CoverageError
 from gwfollow.kernels import ranges as kr
-from gwfollow.regions.moc import moc_from_ranges, probability_in_ranges, ranges_area_deg2
-from gwfollow.skymaps.skymap import SkyMap
-from gwfollow.regions.mocio import DecodedMoc, decode_moc, moc_name_of
-from gwfollow.regions.timeaxis import (
-    DEFAULT_WINDOW_S, SIGN_BIT, TIME_DEPTH, IntRanges, SpaceTimeRanges, TimeLike, as_ranges, covered_us,
-    deepest_order, iso_utc, time_window_us,
+from gwfollow.regions.moc import (
+    moc_from_ranges,
+    probability_in_ranges,
+    ranges_area_deg2,
 )
+from gwfollow.regions.mocio import (
+    DecodedMoc,
+    decode_moc,
+    moc_name_of,
+    space_moc_fits_bytes,
+)
+from gwfollow.regions.timeaxis import (
+    DEFAULT_WINDOW_S,
+    SIGN_BIT,
+    TIME_DEPTH,
+    IntRanges,
+    SpaceTimeRanges,
+    TimeLike,
+    as_ranges,
+    covered_us,
+    deepest_order,
+    iso_utc,
+    time_window_us,
+)
+from gwfollow.skymaps.skymap import SkyMap
 
 if TYPE_CHECKING:  # pragma: no cover
     from mocpy import MOC, STMOC, TimeMOC
@@ -159,19 +179,16 @@ class Coverage:
             assert self.ranges is not None
             return moc_from_ranges(self.ranges, min(29, max(self.max_order, self.data_order)))
         if self.kind == "time":
-            from mocpy import TimeMOC
 
             assert self.time_ranges is not None
             depth = min(TIME_DEPTH, max(self.max_order, self.data_order))
             return TimeMOC.from_depth61_ranges(depth, self.time_ranges.astype(np.uint64).reshape(-1, 2))
-        from mocpy import STMOC
 
         return STMOC.from_fits(io.BytesIO(self.to_fits_bytes()))
 
     def to_fits_bytes(self) -> bytes:
         """MOC 2.0 FITS (RANGE ordering for time and space-time, NUNIQ for space)."""
         if self.kind == "space":
-            from gwfollow.regions.mocio import space_moc_fits_bytes
 
             assert self.ranges is not None
             return space_moc_fits_bytes(self.ranges, min(29, max(self.max_order, self.data_order)))
@@ -194,7 +211,6 @@ class Coverage:
 
 
 def _range_fits_bytes(values: npt.NDArray[np.int64], cards: dict[str, object]) -> bytes:
-    from astropy.io import fits
 
     hdu = fits.BinTableHDU.from_columns([fits.Column(name="RANGE", format="K", array=values)])
     h = hdu.header

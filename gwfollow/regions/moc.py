@@ -38,6 +38,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+from astropy import units as u
+from astropy.time import Time, TimeDelta
+from mocpy import MOC, STMOC
 
 from gwfollow.errors import MocError
 from gwfollow.kernels import credible as kcred
@@ -109,6 +112,37 @@ def _level_ranges(skymap: SkyMap, r: _Ranking, level: float, boundary: str) -> n
     return whole
 
 
+class CredibleRegions:
+    """Every credible region of one sky map from one ranking of its cells.
+
+    The cells are ranked (a partial sort up to ``max_level``) once; each
+    ``(level, boundary)`` asked for is then a cut of that ranking, memoised,
+    so one alert sorts its map once however many levels and products need it.
+
+    Parameters
+    ----------
+    skymap : SkyMap
+    max_level : float
+        The highest level that will be asked for (0.999 covers every product).
+    """
+
+    def __init__(self, skymap: SkyMap, max_level: float = 0.999) -> None:
+        self.skymap = skymap
+        self.max_level = _check_level(max_level)
+        self._ranking = _ranking(skymap, self.max_level)
+        self._memo: dict[tuple[float, str], npt.NDArray[np.int64]] = {}
+
+    def ranges(self, level: float, boundary: str = "split") -> npt.NDArray[np.int64]:
+        """Canonical depth-29 ranges of the region at ``level`` (<= ``max_level``)."""
+        key = (_check_level(level), _check_boundary(boundary))
+        if key[0] > self.max_level:
+            raise MocError(f"level {level} is above the ranked {self.max_level}",
+                           hint="build CredibleRegions with a higher max_level")
+        if key not in self._memo:
+            self._memo[key] = _level_ranges(self.skymap, self._ranking, key[0], key[1])
+        return self._memo[key]
+
+
 def credible_ranges(
     skymap: SkyMap, levels: Sequence[float], boundary: str = "split"
 ) -> list[npt.NDArray[np.int64]]:
@@ -127,7 +161,6 @@ def credible_ranges(
 
 def moc_from_ranges(ranges: npt.NDArray[np.int64], max_order: int = 29) -> MOC:
     """A ``mocpy.MOC`` of canonical depth-29 ranges at ``max_order``."""
-    from mocpy import MOC
 
     return MOC.from_depth29_ranges(int(max_order), np.asarray(ranges, dtype=np.uint64).reshape(-1, 2))
 
@@ -237,8 +270,6 @@ def event_stmoc(
     mocpy.STMOC
         The region paired with ``[start, start + duration)``.
     """
-    from astropy import units as u
-    from astropy.time import Time, TimeDelta
 
     if start is None:
         t0 = skymap.event_t0
@@ -272,8 +303,6 @@ def stmoc_from_ranges(ranges: npt.NDArray[np.int64], max_order: int, start: Time
     Every product that pairs a region with a time window (``event_stmoc``, the
     REST ``moc?duration=``) is made here, so they agree to the microsecond.
     """
-    from astropy import units as u
-    from mocpy import STMOC
 
     if not math.isfinite(duration_s) or duration_s <= 0:
         raise MocError(f"duration must be a positive number of seconds, got {duration_s!r}")

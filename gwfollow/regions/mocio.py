@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import gzip
 import io
-import logging
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,14 +25,22 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from astropy.io import fits
+from astropy.time import Time
+from mocpy import MOC, STMOC, TimeMOC
 
-from gwfollow.regions.timeaxis import SIGN_BIT, TIME_DEPTH, TIME_END_US, IntRanges, SpaceTimeRanges
 from gwfollow.errors import CorruptSkyMapError, CoverageError
-from gwfollow.skymaps.fitsio import locate_bintable
 from gwfollow.kernels import healpix as khp
 from gwfollow.kernels import ranges as kr
 from gwfollow.regions.moc import moc_from_ranges, ranges_of, stmoc_from_ranges
-
+from gwfollow.regions.timeaxis import (
+    SIGN_BIT,
+    TIME_DEPTH,
+    TIME_END_US,
+    IntRanges,
+    SpaceTimeRanges,
+)
+from gwfollow.skymaps.fitsio import locate_bintable
 
 # --------------------------------------------------------------------------- writing
 
@@ -51,7 +59,6 @@ def space_moc_fits_bytes(ranges: npt.NDArray[np.int64], max_order: int, extra: d
     extra : dict, optional
         More header cards (e.g. provenance: ``OBJECT``, ``SKYMAP``).
     """
-    from astropy.io import fits
 
     uniq = kr.to_uniq(ranges) if ranges.shape[0] else np.empty(0, dtype=np.int64)
     col = fits.Column(name="UNIQ", format="K", array=uniq)
@@ -102,7 +109,6 @@ def convert_space_moc(fits_bytes: bytes, fmt: str, start_mjd: float | None = Non
     ranges, order = read_space_moc_fits(fits_bytes)
     if duration_s is None:
         return moc_bytes(moc_from_ranges(ranges, order), fmt)
-    from astropy.time import Time
 
     t0 = Time(start_mjd, format="mjd", scale="utc")
     return moc_bytes(stmoc_from_ranges(ranges, order, t0, duration_s, time_order), fmt)
@@ -483,7 +489,6 @@ def _is_mocpy_failure(exc: BaseException) -> bool:
 
 
 def _decode_with_mocpy(path: Path, fmt: str, kind: str) -> DecodedMoc:
-    from mocpy import MOC, STMOC, TimeMOC
 
     if kind == "space":
         return DecodedMoc("space", None, None, ranges=ranges_of(MOC.load(str(path), format=fmt)))

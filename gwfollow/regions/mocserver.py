@@ -10,6 +10,7 @@ per query, replaced atomically) and reads it as a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -20,8 +21,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from gwfollow.regions.coverage import KINDS, Coverage, coverage_from_bytes
+from gwfollow.config import packaged_defaults
 from gwfollow.errors import CoverageError, FetchError
+from gwfollow.ingest.fetch import fetch_bytes
+from gwfollow.regions.coverage import KINDS, Coverage, coverage_from_bytes
 from gwfollow.regions.mocio import sniff_moc_format
 
 log = logging.getLogger("gwfollow.regions.coverage")  # logger names are subsystems, not modules
@@ -104,8 +107,6 @@ async def coverage_from_mocserver_async(
         :class:`~gwfollow.errors.FetchError`, with URL and status, is the
         ``__cause__``), or an answer that is not a non-empty MOC.
     """
-    from gwfollow.ingest.fetch import fetch_bytes
-    from gwfollow.config import FetchConfig
 
     params = mocserver_query(identifier, kind, order)
     url = f"{base_url}?{urlencode(params)}"
@@ -122,8 +123,8 @@ async def coverage_from_mocserver_async(
     if offline:
         raise CoverageError(f"offline and no cached copy at {cache}", source=identifier,
                             hint="run once online, or copy the MOC FITS file there")
-    config = FetchConfig(timeout_s=timeout_s, retries=retries, backoff_s=min(1.0, timeout_s / 4),
-                         max_mib=max_mib)
+    config = dataclasses.replace(packaged_defaults().fetch, timeout_s=timeout_s, retries=retries,
+                                 backoff_s=min(1.0, timeout_s / 4), max_mib=max_mib)
     try:
         raw = await fetch_bytes(url, config)
     except FetchError as exc:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import numpy.typing as npt
+from astropy import units as u
+from astropy.time import Time
 
 from gwfollow.errors import CoverageError
 from gwfollow.kernels import ranges as kr
@@ -66,7 +68,6 @@ def times_to_us(times: Any) -> npt.NDArray[np.int64]:
     :func:`us_to_times` is its exact inverse.  The difference is far below
     any exposure time.
     """
-    from astropy.time import Time
 
     t = times if isinstance(times, Time) else Time(times, scale="utc")
     tcb = t.tcb
@@ -82,7 +83,6 @@ def times_to_us(times: Any) -> npt.NDArray[np.int64]:
 
 def us_to_times(us: Any) -> Time:
     """astropy ``Time`` (TCB) of microseconds since JD 0: inverse of :func:`times_to_us`."""
-    from astropy.time import Time
 
     v = np.asarray(us, dtype=np.int64)
     day, rest = np.divmod(v, US_PER_DAY)
@@ -91,7 +91,6 @@ def us_to_times(us: Any) -> Time:
 
 def iso_of(value: Any, what: str) -> Any:
     # Strings and datetimes are read as UTC; numbers are refused (MJD? JD? unix?).
-    from astropy.time import Time
 
     if isinstance(value, (Time, str)) or hasattr(value, "isoformat"):
         try:
@@ -107,7 +106,6 @@ def iso_of(value: Any, what: str) -> Any:
 
 
 def time_us(value: Any, what: str) -> int:
-    from astropy.time import Time
 
     v = iso_of(value, what)
     return int(times_to_us(v if isinstance(v, Time) else Time(v, scale="utc"))[0])
@@ -122,8 +120,6 @@ def time_window_us(
     ``start`` defaults to the sky map's event time (``DATE-OBS``), ``end`` to
     ``duration_s`` SI seconds after ``start``.
     """
-    from astropy import units as u
-    from astropy.time import Time
 
     if start is None:
         meta = skymap.meta if skymap is not None else None

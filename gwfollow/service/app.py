@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gwfollow.config import Config
-from gwfollow.pipeline.runner import Pipeline
 from gwfollow.pipeline.listeners import KafkaListener, SpoolListener
+from gwfollow.pipeline.runner import Pipeline
 from gwfollow.service.caching import install_cache
 from gwfollow.service.keys import CONFIG, LISTENERS, PIPELINE, RESPONSE_CACHE, STORE
 from gwfollow.service.middleware import cors_middleware, error_middleware

@@ -20,10 +20,10 @@ from typing import Any
 from aiohttp import web
 from astropy.time import Time
 
-from gwfollow.pipeline.replay import event_summary, write_event_report
-from gwfollow.regions.mocio import convert_space_moc
 from gwfollow.products.ondemand import moc_fits_at_level
 from gwfollow.products.report import convert_table
+from gwfollow.products.summary import event_summary, write_event_report
+from gwfollow.regions.mocio import convert_space_moc
 from gwfollow.service.caching import cached, conditional
 from gwfollow.service.keys import CONFIG, LISTENERS, PIPELINE, STORE
 from gwfollow.service.middleware import Problem, require_read, require_write
@@ -199,8 +199,8 @@ async def get_moc(request: web.Request) -> web.Response:
         data, created = await _moc_on_request(request, ev, level)
     event_mjd = None
     if duration is not None:
-        maps = await _db(request, request.app[STORE].skymaps_of, ev["superevent_id"])
-        et = maps[-1]["meta"].get("event_time")
+        latest = await _db(request, request.app[STORE].latest_skymap, ev["superevent_id"])
+        et = latest["meta"].get("event_time") if latest else None
         if not et:
             raise Problem(409, "no-event-time", "the sky map has no event time for a space-time MOC")
         event_mjd = Time(et, scale="utc").mjd

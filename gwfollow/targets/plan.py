@@ -56,8 +56,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from astropy import units as u
+from astropy.table import Table
+from astropy.time import Time, TimeDelta
+from scipy.optimize import linear_sum_assignment
 
-from gwfollow.config import PlanConfig
+from gwfollow.config import PlanConfig, packaged_defaults
 from gwfollow.errors import PlanError
 from gwfollow.kernels import ranges as kr
 from gwfollow.kernels.schedule import edf_assign, longest_run
@@ -65,6 +69,7 @@ from gwfollow.regions.moc import credible_ranges, probability_in_ranges
 from gwfollow.skymaps.skymap import SkyMap
 from gwfollow.targets.fields import Telescope, candidate_fields, field_footprints
 from gwfollow.targets.observability import Site, sky_vectors
+from gwfollow.version import __version__
 
 STRATEGIES = ("coverage", "greedy")
 
@@ -105,6 +110,21 @@ class PlanParameters(PlanConfig):
     """
 
     order: int = 10
+
+    @classmethod
+    def defaults(cls, **overrides: Any) -> PlanParameters:
+        """The packaged ``[plan]`` defaults (``config/default.toml``) with ``overrides``.
+
+        Examples
+        --------
+        >>> PlanParameters.defaults(visits=2).slot_s
+        45.0
+        """
+        return params_from_config(packaged_defaults().plan).replace(**overrides)
+
+    def replace(self, **changes: Any) -> PlanParameters:
+        """A validated copy with some fields changed."""
+        return replace(self, **changes).validate()
 
     @property
     def slot_s(self) -> float:
@@ -206,9 +226,6 @@ class Plan:
         Columns ``field_id, ra, dec, start_utc, end_utc, filter, visit,
         airmass, prob, cumprob, telescope, site``; ISO 8601 UTC times.
         """
-        from astropy import units as u
-        from astropy.table import Table
-
         t = Table()
         t["field_id"] = self.field_id
         t["ra"] = self.ra * u.deg
@@ -233,8 +250,6 @@ def _iso(t: Any) -> list[str]:
 
 
 def _as_time(value: object) -> Any:
-    from astropy.time import Time
-
     try:
         t = value if isinstance(value, Time) else Time(value, scale="utc")
         t = t.utc
@@ -288,8 +303,6 @@ its curve by less than 0.001 deg, both well inside ``margin_deg``."""
 
 def _sky_at(site: Site, t0: Any, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Zenith, Sun altitude and Moon at ``t0 + seconds``, interpolated from a grid every :data:`SKY_STEP_S`."""
-    from astropy.time import TimeDelta
-
     lo, hi = float(seconds.min()), float(seconds.max())
     n = max(2, int(math.ceil((hi - lo) / SKY_STEP_S)) + 1)
     grid = lo + np.arange(n) * SKY_STEP_S
@@ -385,8 +398,6 @@ def _coverage_strategy(gains: _Gains, vis: _Visibility, p: PlanParameters, gap_s
 
 def _lowest_airmass(rel: np.ndarray, dl: np.ndarray, fld: np.ndarray, airmass: np.ndarray) -> np.ndarray:
     """Distinct slots inside the jobs' windows with the least total airmass (EDF's if the solver fails)."""
-    from scipy.optimize import linear_sum_assignment
-
     edf = edf_assign(rel, dl)
     cols = np.unique(np.concatenate([np.arange(a, b + 1) for a, b in zip(rel, dl)]))
     if cols.shape[0] * rel.shape[0] > 20_000_000:  # keep the dense matrix under ~160 MB
@@ -469,9 +480,7 @@ def plan_observations(skymap: SkyMap, telescope: Telescope, site: Site, start: o
     PlanError
         On a bad parameter or start time.
     """
-    from gwfollow.version import __version__
-
-    p = (params or PlanParameters()).validate()
+    p = (params or PlanParameters.defaults()).validate()
     site.validate()
     t0 = _as_time(start)
     covered = (np.empty((0, 2), dtype=np.int64) if covered_before is None
@@ -504,8 +513,6 @@ def _lay_out(skymap: SkyMap, telescope: Telescope, site: Site, t0: Any, p: PlanP
              feet: list[np.ndarray], vis: _Visibility, covered: np.ndarray, job_field: list[int],
              job_visit: list[int], job_slot: list[int], *, n_candidates: int, provenance: dict[str, Any]) -> Plan:
     """Exposures in time order with slews; recheck delayed ones; probability in time order."""
-    from astropy.time import TimeDelta
-
     order = np.argsort(np.array(job_slot, dtype=np.int64), kind="stable")
     jf = np.array(job_field, dtype=np.int64)[order]
     jv = np.array(job_visit, dtype=np.int64)[order]
@@ -581,7 +588,7 @@ def plan_joint(skymap: SkyMap, pairs: Sequence[tuple[Telescope, Site]], start: o
         union of all their footprints beyond ``covered_before``.
     """
     if params is None or isinstance(params, PlanParameters):
-        plist = [params or PlanParameters()] * len(pairs)
+        plist = [params or PlanParameters.defaults()] * len(pairs)
     else:
         plist = list(params)
         if len(plist) != len(pairs):

@@ -19,6 +19,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from astropy.coordinates import EarthLocation
+from astropy.utils import data
+
 from gwfollow.config import SiteConfig
 from gwfollow.errors import ConfigError
 from gwfollow.targets.observability import KNOWN_SITES, Site
@@ -30,7 +33,7 @@ def _key(name: str) -> str:
 
 def site_from_config(sc: SiteConfig) -> Site:
     """A validated :class:`Site` from a ``[sites.NAME]`` table."""
-    moon = getattr(sc, "min_moon_sep_deg", 0.0) or None
+    moon = sc.min_moon_sep_deg or None
     s = Site(sc.name, float(sc.lat_deg), float(sc.lon_deg), float(sc.height_m), float(sc.max_airmass),
              float(sc.max_sun_alt_deg), None if moon is None else float(moon))
     s.validate()
@@ -39,9 +42,6 @@ def site_from_config(sc: SiteConfig) -> Site:
 
 def _astropy_registry() -> Any | None:
     """astropy's site registry if it is in astropy's cache; never downloads."""
-    from astropy.coordinates import EarthLocation
-    from astropy.utils import data
-
     # allow_internet is astropy's own switch for this lookup; set only for
     # the duration of the call, so a missing cache fails instead of downloading.
     with data.conf.set_temp("allow_internet", False):
