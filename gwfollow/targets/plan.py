@@ -538,6 +538,16 @@ def _lay_out(skymap: SkyMap, telescope: Telescope, site: Site, t0: Any, p: PlanP
         keep[late] = v.ok[idx, idx]
         airmass = airmass.copy()
         airmass[late] = v.airmass[idx, idx]
+    if p.visits > 1:  # a delayed earlier visit must not bring the next one closer than visit_gap_s
+        last: dict[int, float] = {}
+        for k in range(jf.shape[0]):
+            if not keep[k]:
+                continue
+            i = int(jf[k])
+            if i in last and begin[k] - last[i] < p.visit_gap_s:
+                keep[k] = False
+                continue
+            last[i] = float(begin[k])
     n_dropped = int((~keep).sum())
     jf, jv, begin, airmass, ra, dec = jf[keep], jv[keep], begin[keep], airmass[keep], ra[keep], dec[keep]
     # Probability in time order: each field counts once, at its first kept exposure.
@@ -559,7 +569,8 @@ def _lay_out(skymap: SkyMap, telescope: Telescope, site: Site, t0: Any, p: PlanP
         start_utc=t0 + TimeDelta(begin, format="sec"), end_utc=t0 + TimeDelta(begin + p.exposure_s, format="sec"),
         filter=filters, visit=jv, airmass=airmass, prob=prob, cumprob=np.cumsum(prob), covered=cov,
         n_candidates=n_candidates, n_observable=int(rows.size), n_dropped=n_dropped,
-        provenance={**provenance, "probability": float(prob.sum()), "n_exposures": int(jf.shape[0])},
+        provenance={**provenance, "probability": float(prob.sum()), "n_exposures": int(jf.shape[0]),
+                    "n_candidates": n_candidates, "n_observable": int(rows.size), "n_dropped": n_dropped},
     )
 
 
