@@ -34,6 +34,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_tap.py
 	$(PY) benchmarks/bench_dask.py
 	$(PY) benchmarks/bench_partitioned.py
+	@test -x benchmarks/.venv-gwemopt/bin/python || $(PY) benchmarks/bench_plan.py --setup  # gwemopt in its own venv
+	$(PY) benchmarks/bench_plan.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .hypothesis build *.egg-info
