@@ -89,15 +89,15 @@ async def test_alerts_through_kafka_equal_replay(kafka_broker, tmp_path, aiohttp
     rstore = Store(tmp_path / "replay.sqlite")
     await replay_messages(order_messages([(b, str(p)) for b, p in zip(bodies, files)]), cfg, rstore)
     for ev in rstore.events():
-        sid = ev["superevent_id"]
+        sid = ev.superevent_id
         assert event_summary(store, sid, cfg) == event_summary(rstore, sid, cfg)
         a = {(p["level"], p["area_deg2"]) for p in store.products_of(sid)}
         b = {(p["level"], p["area_deg2"]) for p in rstore.products_of(sid)}
         assert a == b
         for pa, pb in zip(store.products_of(sid), rstore.products_of(sid)):
             assert store.product_data(pa["id"]) == rstore.product_data(pb["id"])
-    assert {e["superevent_id"] for e in store.events()} == {e["superevent_id"] for e in rstore.events()}
-    assert store.event("MS181101ab")["state"] == "retracted"
+    assert {e.superevent_id for e in store.events()} == {e.superevent_id for e in rstore.events()}
+    assert store.event("MS181101ab").state == "retracted"
 
 
 def _serve(cfg_path: Path, log: Path) -> subprocess.Popen:

@@ -44,7 +44,7 @@ async def test_real_alerts_become_events_and_mocs(tmp_path) -> None:
     bodies = [(shared_path("alerts", n).read_bytes(), n) for n in names]
     async with _pipe(store) as pipe:
         await _run_all(pipe, bodies)
-    assert {e["superevent_id"] for e in store.events()} == {"S241102br", "S250720j"}
+    assert {e.superevent_id for e in store.events()} == {"S241102br", "S250720j"}
     # S250720j carries a combined (GW + GRB) map: a second sky-map version with its own MOCs.
     roles = sorted(m["role"] for m in store.skymaps_of("S250720j"))
     assert roles == ["combined", "gw"]

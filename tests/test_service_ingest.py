@@ -95,7 +95,7 @@ async def test_spool_directory(tmp_path, aiohttp_client) -> None:
     store = client.app[STORE]
     await _settle(store, 2)
     assert sorted(p.name for p in (spool / "done").iterdir()) == ["a.json", "b.fits"]
-    assert {e["superevent_id"] for e in store.events()} == {"MS181101ab", "G347305"}
+    assert {e.superevent_id for e in store.events()} == {"MS181101ab", "G347305"}
 
 
 async def test_oauth_token_provider(aiohttp_server) -> None:

@@ -69,7 +69,7 @@ def test_record_alert_idempotent_and_retraction(tmp_path) -> None:
     assert not any(p["withdrawn"] for p in prods)
     r2 = _accept(s, ret)
     s.record_alert(r2.raw_id, process_message(ret, "ret", cfg), True)
-    assert s.event("MS181101ab")["state"] == "retracted"
+    assert s.event("MS181101ab").state == "retracted"
     assert all(p["withdrawn"] for p in s.products_of("MS181101ab"))
     r3 = _accept(s, upd)
     late = s.record_alert(r3.raw_id, process_message(upd, "upd", cfg), True)

@@ -155,6 +155,7 @@ class Pipeline:
         self._workers: list[asyncio.Task[None]] = []
         self._session: Any = None
         self._hooks: list[ProductHook] = []
+        self._commit_listeners: list[Callable[[Outcome], None]] = []
         self.stats: Counter[str] = Counter()
         self.stage_seconds: Counter[str] = Counter()
         self.started = False
@@ -218,6 +219,21 @@ class Pipeline:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    def add_commit_listener(self, fn: Callable[[Outcome], None]) -> None:
+        """Call ``fn(outcome)`` on the database thread right after each message's
+        outcome is committed (before the event loop hears of it): for caches that
+        must never outlive the data they were computed from."""
+        self._commit_listeners.append(fn)
+
+    def _record(self, raw_id: int, source: str, result: ProcessedAlert | BaseException) -> Outcome:
+        o = record_result(self.store, raw_id, source, result)
+        for fn in self._commit_listeners:
+            try:
+                fn(o)
+            except Exception:  # a listener must never stop the pipeline
+                log.exception("commit listener failed for raw message %d", raw_id)
+        return o
 
     def add_hook(self, hook: ProductHook) -> None:
         """Call ``await hook(outcome)`` after each message is stored."""
@@ -330,12 +346,12 @@ class Pipeline:
             if isinstance(exc, BrokenProcessPool):
                 err = GwfollowError("a worker process died while processing this message "
                                     "(out of memory?)", hint="see the service log")
-            await self.db(record_result, self.store, raw_id, raw.source, err)
+            await self.db(self._record, raw_id, raw.source, err)
             self.stats["dead"] += 1
             log.warning("dead letter %d: %s", raw_id, err)
             return Outcome(raw_id, "dead", reason=str(err), seconds=time.perf_counter() - t_start)
         t = time.perf_counter()
-        o = await self.db(record_result, self.store, raw_id, raw.source, result)
+        o = await self.db(self._record, raw_id, raw.source, result)
         timings["store"] = time.perf_counter() - t
         if o.status == "dead":
             self.stats["dead"] += 1

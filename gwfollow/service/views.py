@@ -23,6 +23,7 @@ from astropy.time import Time
 from gwfollow.products.ondemand import moc_fits_at_level
 from gwfollow.products.report import convert_table
 from gwfollow.products.summary import event_summary, write_event_report
+from gwfollow.records import EventRecord
 from gwfollow.regions.mocio import convert_space_moc
 from gwfollow.service.caching import cached, conditional
 from gwfollow.service.keys import CONFIG, LISTENERS, PIPELINE, STORE
@@ -64,8 +65,7 @@ async def _db(request: web.Request, fn, *args):  # type: ignore[no-untyped-def]
     return await request.app[PIPELINE].db(fn, *args)
 
 
-async def _event_or_404(request: web.Request) -> dict[str, Any]:
-
+async def _event_or_404(request: web.Request) -> EventRecord:
     sid = request.match_info["id"]
     ev = await _db(request, request.app[STORE].event, sid)
     if ev is None:
@@ -73,10 +73,10 @@ async def _event_or_404(request: web.Request) -> dict[str, Any]:
     return ev
 
 
-def _gone_if_retracted(ev: dict[str, Any]) -> None:
-    if ev["state"] == "retracted":
-        raise Problem(410, "event-retracted", f"{ev['superevent_id']} was retracted; its products are withdrawn",
-                      retracted_at=ev.get("retracted_at"))
+def _gone_if_retracted(ev: EventRecord) -> None:
+    if ev.retracted:
+        raise Problem(410, "event-retracted", f"{ev.superevent_id} was retracted; its products are withdrawn",
+                      retracted_at=ev.retracted_at)
 
 
 @cached
@@ -100,25 +100,24 @@ async def list_events(request: web.Request) -> web.Response:
     events = await _db(request, request.app[STORE].events)
     out = []
     for e in events:
-        if state and e["state"] != state:
+        if state and e.state != state:
             continue
-        if group and e["grp"] != group:
+        if group and e.group != group:
             continue
-        if sig is not None and bool(e["significant"]) != (sig == "true"):
+        if sig is not None and bool(e.significant) != (sig == "true"):
             continue
-        if since is not None and datetime.fromisoformat(e["updated_at"]) <= since_dt:
+        if since is not None and datetime.fromisoformat(e.updated_at) <= since_dt:
             continue
         out.append(e)
-    out.sort(key=lambda e: (e["updated_at"], e["superevent_id"]))
+    out.sort(key=lambda e: (e.updated_at, e.superevent_id))
     page = out[offset: offset + limit]
     base = "/api/v1/events/"
     body = {
-        "events": [{**e, "significant": None if e["significant"] is None else bool(e["significant"]),
-                    "is_mock": bool(e["is_mock"]), "href": base + e["superevent_id"]} for e in page],
+        "events": [{**e.as_json(), "href": base + e.superevent_id} for e in page],
         "total": len(out), "offset": offset, "limit": limit,
         "next": (f"/api/v1/events?offset={offset + limit}&limit={limit}" if offset + limit < len(out) else None),
     }
-    last = max((e["updated_at"] for e in page), default=None)
+    last = max((e.updated_at for e in page), default=None)
     return conditional(request, _json(body), "application/json", last_modified=last)
 
 
@@ -128,7 +127,7 @@ async def get_event(request: web.Request) -> web.Response:
 
     ev = await _event_or_404(request)
     store = request.app[STORE]
-    sid = ev["superevent_id"]
+    sid = ev.superevent_id
     summary = await _db(request, event_summary, store, sid, request.app[CONFIG])
     products = await _db(request, store.products_of, sid)
     base = f"/api/v1/events/{sid}"
@@ -140,27 +139,27 @@ async def get_event(request: web.Request) -> web.Response:
     links["plan"] = [f"{base}/plan?" + ("telescope=joint" if n == "joint" else "telescope={}&site={}".format(
         *n.split("@", 1))) for n in sorted({p["name"] for p in products if p["kind"] == "plan" and "@" in p["name"]
                                             or p["kind"] == "plan" and p["name"] == "joint"})]
-    body = {**summary, "updated_at": ev["updated_at"], "links": links}
-    return conditional(request, _json(body), "application/json", last_modified=ev["updated_at"])
+    body = {**summary, "updated_at": ev.updated_at, "links": links}
+    return conditional(request, _json(body), "application/json", last_modified=ev.updated_at)
 
 
-async def _latest_map(request: web.Request, ev: dict[str, Any]) -> dict[str, Any]:
+async def _latest_map(request: web.Request, ev: EventRecord) -> dict[str, Any]:
     """The latest sky map of the ``role`` asked for (``gw`` by default, or ``combined``)."""
-    maps = await _db(request, request.app[STORE].skymaps_of, ev["superevent_id"])
+    maps = await _db(request, request.app[STORE].skymaps_of, ev.superevent_id)
     role = request.query.get("role", "gw")
     latest = next((m for m in reversed(maps) if m["role"] == role), None)
     if latest is None:
         if not maps:
-            raise Problem(404, "no-products", f"{ev['superevent_id']} has no sky map yet")
+            raise Problem(404, "no-products", f"{ev.superevent_id} has no sky map yet")
         roles = sorted({m["role"] for m in maps})
-        raise Problem(404, "no-such-map", f"{ev['superevent_id']} has no {role!r} sky map; it has: "
+        raise Problem(404, "no-such-map", f"{ev.superevent_id} has no {role!r} sky map; it has: "
                       + ", ".join(roles), parameter="role", available=roles)
     return latest
 
 
-async def _latest_products(request: web.Request, ev: dict[str, Any]) -> list[dict[str, Any]]:
+async def _latest_products(request: web.Request, ev: EventRecord) -> list[dict[str, Any]]:
     latest = await _latest_map(request, ev)
-    prods = await _db(request, request.app[STORE].products_of, ev["superevent_id"], False)
+    prods = await _db(request, request.app[STORE].products_of, ev.superevent_id, False)
     return [p for p in prods if p["skymap_id"] == latest["id"]]
 
 
@@ -199,7 +198,7 @@ async def get_moc(request: web.Request) -> web.Response:
         data, created = await _moc_on_request(request, ev, level)
     event_mjd = None
     if duration is not None:
-        latest = await _db(request, request.app[STORE].latest_skymap, ev["superevent_id"])
+        latest = await _db(request, request.app[STORE].latest_skymap, ev.superevent_id)
         et = latest["meta"].get("event_time") if latest else None
         if not et:
             raise Problem(409, "no-event-time", "the sky map has no event time for a space-time MOC")
@@ -208,10 +207,10 @@ async def get_moc(request: web.Request) -> web.Response:
                                    request.app[CONFIG].moc.stmoc_time_order)
     return conditional(request, body, MOC_FORMATS[fmt], last_modified=created,
                        headers={"Content-Disposition":
-                                f'attachment; filename="{ev["superevent_id"]}-moc-{level:g}.{"txt" if fmt == "ascii" else fmt}"'})
+                                f'attachment; filename="{ev.superevent_id}-moc-{level:g}.{"txt" if fmt == "ascii" else fmt}"'})
 
 
-async def _moc_on_request(request: web.Request, ev: dict[str, Any], level: float) -> tuple[bytes, str]:
+async def _moc_on_request(request: web.Request, ev: EventRecord, level: float) -> tuple[bytes, str]:
     latest = await _latest_map(request, ev)
     raw = await _db(request, request.app[STORE].skymap_bytes, latest["id"])
     cfg = request.app[CONFIG].skymap
@@ -239,7 +238,7 @@ async def get_targets(request: web.Request) -> web.Response:
     name = request.query.get("catalog" if kind == "galaxies" else "telescope")
     prods = [p for p in await _latest_products(request, ev) if p["kind"] == kind]
     if not prods:
-        raise Problem(404, "no-targets", f"no {kind} for {ev['superevent_id']}")
+        raise Problem(404, "no-targets", f"no {kind} for {ev.superevent_id}")
     match = prods[0] if name is None else next((p for p in prods if p["name"] == name), None)
     if match is None:
         raise Problem(404, "no-targets", f"no {kind} list named {name!r}; available: "
@@ -267,7 +266,7 @@ async def get_plan(request: web.Request) -> web.Response:
     tel, site = request.query.get("telescope"), request.query.get("site")
     prods = [p for p in await _latest_products(request, ev) if p["kind"] == "plan"]
     if not prods:
-        raise Problem(404, "no-plan", f"no observation plan for {ev['superevent_id']}",
+        raise Problem(404, "no-plan", f"no observation plan for {ev.superevent_id}",
                       hint="configure [telescopes.NAME] and [sites.NAME] with [plan] enabled = true")
 
     def fits(p: dict[str, Any]) -> bool:
@@ -298,8 +297,8 @@ async def get_coverage(request: web.Request) -> web.Response:
     items = []
     for p in prods:
         items.append(json.loads(await _db(request, request.app[STORE].product_data, p["id"])))
-    last = max((p["created_at"] for p in prods), default=ev["updated_at"])
-    return conditional(request, _json({"superevent_id": ev["superevent_id"], "coverages": items}),
+    last = max((p["created_at"] for p in prods), default=ev.updated_at)
+    return conditional(request, _json({"superevent_id": ev.superevent_id, "coverages": items}),
                        "application/json", last_modified=last)
 
 
@@ -326,16 +325,16 @@ async def get_report(request: web.Request) -> web.Response:
     ev = await _event_or_404(request)
     png = request.path.endswith(".png")
     with tempfile.TemporaryDirectory() as d:
-        await asyncio.to_thread(_report_sync, request.app[STORE], ev["superevent_id"], Path(d), request.app[CONFIG],
+        await asyncio.to_thread(_report_sync, request.app[STORE], ev.superevent_id, Path(d), request.app[CONFIG],
                                 write_event_report)
         name = "sky.png" if png else "report.html"
         p = Path(d) / name
         if not p.exists():
-            raise Problem(404, "no-report", f"no sky map for {ev['superevent_id']} yet")
+            raise Problem(404, "no-report", f"no sky map for {ev.superevent_id} yet")
         body = p.read_bytes()
     if not png:
-        body = body.replace(b"src='sky.png'", f"src='/api/v1/events/{ev['superevent_id']}/report.png'".encode())
-    return conditional(request, body, "image/png" if png else "text/html", last_modified=ev["updated_at"])
+        body = body.replace(b"src='sky.png'", f"src='/api/v1/events/{ev.superevent_id}/report.png'".encode())
+    return conditional(request, body, "image/png" if png else "text/html", last_modified=ev.updated_at)
 
 
 def _report_sync(store, sid, d, config, writer) -> None:  # type: ignore[no-untyped-def]
