@@ -157,7 +157,7 @@ def run_gwfollow(skymap: Path, out: Path) -> tuple[float, object]:
     from gwfollow.targets.sites import site_by_name
 
     t0 = time.perf_counter()
-    sm = read_skymap(skymap, distance=False)  # what `gwfollow plan` reads
+    sm = read_skymap(skymap)
     tel = Telescope.from_file("ZTF", grid_path("package:ZTF_Fields.txt"), ZTF_FOV)
     plan = plan_observations(sm, tel, site_by_name("Palomar"), sm.event_t0,
                              PlanParameters.defaults(hours=24, exposure_s=30, visits=1))

@@ -103,7 +103,7 @@ def main(args: argparse.Namespace) -> int:
         params.append(with_overrides(params_from_config(cfg.plan, tc.order), hours=args.hours,
                                      exposure_s=args.exposure_s, visits=args.visits, visit_gap_s=gap,
                                      filters=filters, strategy=args.strategy))
-    sm = read_skymap(args.skymap, config=cfg.skymap, distance=False)  # plans need the probability only
+    sm = read_skymap(args.skymap, config=cfg.skymap)
     start = _start(args.start, sm)
     covered = None
     if args.executed:

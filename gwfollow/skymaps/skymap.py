@@ -19,7 +19,6 @@ import io
 import math
 import os
 import warnings
-import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,6 +45,7 @@ from gwfollow.kernels import credible as kcred
 from gwfollow.kernels import flatmap as kflat
 from gwfollow.kernels import healpix as khp
 from gwfollow.skymaps.fitsio import FastPathUnsupported, find_bintable
+from gwfollow.skymaps.flatstream import FlatCells, inflate_chunks, read_gzip_flat
 
 SkyMapSource = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes]]
 
@@ -219,44 +219,6 @@ def _read_source(source: SkyMapSource, name: str | None) -> tuple[bytes, str]:
     raise TypeError(f"cannot read a sky map from {type(source).__name__}")
 
 
-def _gunzip(data: bytes, source: str, limit: int) -> bytes:
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    chunks = []
-    total = 0
-    buf = data
-    try:
-        while True:
-            chunk = d.decompress(buf, limit + 1 - total)
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > limit:
-                raise SkyMapError(
-                    f"decompresses to more than {limit // 2**20} MiB",
-                    source=source,
-                    hint="raise skymap.max_size_mib in the configuration if this map is genuine",
-                )
-            buf = d.unconsumed_tail
-            if not buf:
-                if d.eof and d.unused_data:
-                    # Concatenated gzip members: continue with the next one.
-                    rest = d.unused_data
-                    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                    buf = rest
-                    continue
-                break
-        if not d.eof:
-            raise CorruptSkyMapError(
-                "truncated gzip stream",
-                source=source,
-                hint="the file is incomplete; fetch the sky map again",
-            )
-    except zlib.error as exc:
-        raise CorruptSkyMapError(
-            f"corrupt gzip data ({exc})", source=source, hint="fetch the sky map again"
-        ) from None
-    return b"".join(chunks)
-
-
 # ------------------------------------------------------------------- table access
 
 
@@ -346,20 +308,18 @@ def _float_or_none(v: Any) -> float | None:
 
 
 def _check_finite_nonneg(values: np.ndarray, source: str, column: str) -> None:
-    bad_nan = ~np.isfinite(values)
-    if bad_nan.any():
-        i = int(np.flatnonzero(bad_nan)[0])
+    # One pass without temporaries (kernels.flatmap.check_and_scale; 1.0 leaves values as they are).
+    nbad, fbad, nneg, fneg = kflat.check_and_scale(np.ascontiguousarray(values, dtype=np.float64), 1.0)
+    if nbad:
         raise InvalidValueError(
-            f"{int(bad_nan.sum())} non-finite value(s), first at row {i} ({values[i]!r})",
+            f"{nbad} non-finite value(s), first at row {fbad} ({float(values[fbad])!r})",
             source=source,
             column=column,
             hint="the sky map is corrupt; ask its producer for a corrected version",
         )
-    neg = values < 0
-    if neg.any():
-        i = int(np.flatnonzero(neg)[0])
+    if nneg:
         raise InvalidValueError(
-            f"{int(neg.sum())} negative value(s), first at row {i} ({values[i]!r})",
+            f"{nneg} negative value(s), first at row {fneg} ({float(values[fneg])!r})",
             source=source,
             column=column,
             hint="probabilities cannot be negative; the sky map is corrupt",
@@ -390,7 +350,7 @@ def _as_f8(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float64)
 
 
-def _multiorder(t: _Table, source: str, distance: bool = True) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], tuple]:
+def _multiorder(t: _Table, source: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], tuple]:
     ucol = t.find("UNIQ")
     if ucol is None:
         raise MissingColumnError(
@@ -433,14 +393,14 @@ def _multiorder(t: _Table, source: str, distance: bool = True) -> tuple[np.ndarr
         )
     _check_finite_nonneg(dens, source, pcol)
     extra = {}
-    for c in _DIST_COLUMNS if distance else ():
+    for c in _DIST_COLUMNS:
         name = t.find(c)
         if name is not None:
             extra[c] = _as_f8(t.get(name))
     return uniq, dens, extra, tuple(cells)
 
 
-def _flat(t: _Table, source: str, ordering: str, distance: bool = True) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], int]:
+def _flat(t: _Table, source: str, ordering: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], int]:
     pcol = t.find(*_FLAT_PROB_COLUMNS)
     if pcol is None:
         raise MissingColumnError(
@@ -475,7 +435,7 @@ def _flat(t: _Table, source: str, ordering: str, distance: bool = True) -> tuple
         dens *= npix / (4.0 * math.pi)
     cols = [dens]
     names = ["PROB"]
-    for c in _DIST_COLUMNS if distance else ():
+    for c in _DIST_COLUMNS:
         name = t.find(c)
         if name is not None:
             cols.append(_as_f8(t.get(name).reshape(-1)))
@@ -495,13 +455,13 @@ def _flat(t: _Table, source: str, ordering: str, distance: bool = True) -> tuple
     return uniq, np.ascontiguousarray(vals[:, 0]), extra, 2**order
 
 
-def _build(t: _Table, raw: bytes, source: str, cfg: SkyMapConfig, distance: bool = True) -> SkyMap:
+def _build(t: _Table, raw: bytes, source: str, cfg: SkyMapConfig, flat: FlatCells | None = None) -> SkyMap:
     h = t.header
     ordering = str(h.get("ORDERING", "") or "").strip().upper()
     has_uniq = t.find("UNIQ") is not None
     nside: int | None = None
     if ordering == "NUNIQ" or (has_uniq and ordering in ("", "NUNIQ")):
-        uniq, dens, extra, cells = _multiorder(t, source, distance)
+        uniq, dens, extra, cells = _multiorder(t, source)
         ordering = "NUNIQ"
     elif ordering in ("NESTED", "RING"):
         if str(h.get("INDXSCHM", "IMPLICIT")).strip().upper() == "EXPLICIT" and not has_uniq:
@@ -511,7 +471,10 @@ def _build(t: _Table, raw: bytes, source: str, cfg: SkyMapConfig, distance: bool
                 hint="convert it to a multi-order map with ligo-skymap-flatten's inverse, "
                 "ligo-skymap-unflatten",
             )
-        uniq, dens, extra, nside = _flat(t, source, ordering, distance)
+        if flat is not None:  # collapsed while streaming (skymaps.flatstream)
+            uniq, dens, extra, nside = flat.uniq, flat.probdensity, flat.extra, flat.nside
+        else:
+            uniq, dens, extra, nside = _flat(t, source, ordering)
         code, _, *cells_l = khp.prepare_cells(uniq)
         if code:  # pragma: no cover - the collapse emits a valid tiling
             raise InvalidCellsError("internal error: collapsed cells are not a tiling", source=source)
@@ -568,7 +531,6 @@ def read_skymap(
     name: str | None = None,
     config: SkyMapConfig | None = None,
     reader: str = "auto",
-    distance: bool = True,
 ) -> SkyMap:
     """Read an LVK HEALPix sky map.
 
@@ -585,10 +547,6 @@ def read_skymap(
     reader : {"auto", "fast", "astropy"}
         ``auto`` maps well-formed tables directly and falls back to astropy
         for anything unusual; the other two force one path (for tests).
-    distance : bool
-        Read the distance columns (``DISTMU``, ``DISTSIGMA``, ``DISTNORM``);
-        ``False`` reads the probability only, about four times less work
-        for a flat map (enough for fields and observation plans).
 
     Returns
     -------
@@ -611,15 +569,25 @@ def read_skymap(
     cfg = config or packaged_defaults().skymap
     raw, src = _read_source(source, name)
     limit = int(cfg.max_size_mib * 2**20)
-    data = _gunzip(raw, src, limit) if raw[:2] == b"\x1f\x8b" else raw
+    if reader not in ("auto", "fast", "astropy"):
+        raise ValueError(f"reader must be auto, fast or astropy, not {reader!r}")
+    if raw[:2] == b"\x1f\x8b":
+        if reader == "astropy":
+            data = b"".join(inflate_chunks(raw, src, limit))
+        else:
+            # A flat NESTED map is collapsed while it is inflated; anything else comes back as bytes.
+            got = read_gzip_flat(raw, src, limit)
+            if isinstance(got, FlatCells):
+                return _build(_Table(got.header, got.names, {}), raw, src, cfg, flat=got)
+            data = got
+    else:
+        data = raw
     if len(data) > limit:
         raise SkyMapError(
             f"larger than {cfg.max_size_mib:g} MiB",
             source=src,
             hint="raise skymap.max_size_mib in the configuration if this map is genuine",
         )
-    if reader not in ("auto", "fast", "astropy"):
-        raise ValueError(f"reader must be auto, fast or astropy, not {reader!r}")
     table = None
     if reader in ("auto", "fast"):
         try:
@@ -629,7 +597,7 @@ def read_skymap(
                 raise UnsupportedSkyMapError(f"fast reader cannot map this table ({exc})", source=src) from None
     if table is None:
         table = _table_astropy(data, src)
-    return _build(table, raw, src, cfg, distance)
+    return _build(table, raw, src, cfg)
 
 
 def write_skymap(skymap: SkyMap, path: str | os.PathLike[str]) -> None:
