@@ -49,6 +49,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_tap.py
 	$(PY) benchmarks/bench_dask.py
 	$(PY) benchmarks/bench_partitioned.py
+	@test -x benchmarks/.venv-gwemopt/bin/python || $(PY) benchmarks/bench_plan.py --setup  # gwemopt in its own venv
+	$(PY) benchmarks/bench_plan.py
 
 # Mutation testing (cosmic-ray) over kernels/ and the region, ranking and store
 # code, in a scratch copy (.mutate/); slow, so not part of `make test`.

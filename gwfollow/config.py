@@ -230,6 +230,7 @@ class SiteConfig:
     height_m: float
     max_airmass: float
     max_sun_alt_deg: float
+    min_moon_sep_deg: float
     hours: float
     step_minutes: float
 
@@ -241,6 +242,43 @@ class SiteConfig:
             raise ConfigError(f"{where}.max_airmass must be > 1")
         if self.hours <= 0 or self.step_minutes <= 0:
             raise ConfigError(f"{where}: hours and step_minutes must be positive")
+        if not 0 <= self.min_moon_sep_deg <= 180:
+            raise ConfigError(f"{where}.min_moon_sep_deg must be in [0, 180] (0: no Moon limit)")
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """``[plan]``: observation plans (see :class:`gwfollow.targets.plan.PlanParameters`)."""
+
+    enabled: bool
+    hours: float
+    exposure_s: float
+    overhead_s: float
+    readout_s: float
+    slew_rate_deg_s: float
+    settle_s: float
+    visits: int
+    visit_gap_s: float
+    filters: tuple[str, ...]
+    strategy: str
+    level: float
+    min_gain: float
+    margin_deg: float
+
+    def validate(self) -> None:
+        if self.strategy not in ("coverage", "greedy"):
+            raise ConfigError(f"plan.strategy {self.strategy!r} is not coverage or greedy")
+        if self.hours <= 0 or self.exposure_s <= 0 or self.slew_rate_deg_s <= 0:
+            raise ConfigError("plan.hours, plan.exposure_s and plan.slew_rate_deg_s must be positive")
+        if min(self.overhead_s, self.readout_s, self.settle_s, self.visit_gap_s, self.min_gain,
+               self.margin_deg) < 0:
+            raise ConfigError("plan: overheads, visit_gap_s, min_gain and margin_deg must be >= 0")
+        if not 1 <= self.visits <= 100:
+            raise ConfigError("plan.visits must be in 1..100")
+        if not self.filters:
+            raise ConfigError("plan.filters must name at least one filter")
+        if not 0 < self.level <= 1:
+            raise ConfigError("plan.level must be in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -282,6 +320,7 @@ class Config:
     spool: SpoolConfig
     fetch: FetchConfig
     targets: TargetsConfig
+    plan: PlanConfig
     telescopes: tuple[TelescopeConfig, ...]
     sites: tuple[SiteConfig, ...]
     coverages: tuple[CoverageConfig, ...]
@@ -324,6 +363,7 @@ _SECTIONS = {
     "spool": SpoolConfig,
     "fetch": FetchConfig,
     "targets": TargetsConfig,
+    "plan": PlanConfig,
 }
 
 

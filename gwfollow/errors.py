@@ -173,6 +173,13 @@ class ObservabilityError(GwfollowError, ValueError):
     """A window, step, order or target list that observability cannot use."""
 
 
+class PlanError(GwfollowError, ValueError):
+    """Observation-plan parameters, a start time, a telescope or a site that a plan cannot use
+    (permanent: the same request fails again)."""
+
+    transient = False
+
+
 class RankError(GwfollowError, ValueError):
     """Bad ranking parameters."""
 

@@ -26,6 +26,8 @@ class ProductKind(str, Enum):
     """Probability observable from one site, per time slice (JSON)."""
     COVERAGE = "coverage"
     """GW probability inside one survey / catalogue coverage (JSON)."""
+    PLAN = "plan"
+    """Time-ordered exposures of one telescope at one site, or the joint plan (a JSON table)."""
 
     def __str__(self) -> str:
         return self.value

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from gwfollow.kernels import credible, flatmap, footprints, geometry, healpix, probability, rank, ranges, sort
+from gwfollow.kernels import credible, flatmap, footprints, geometry, healpix, probability, rank, ranges, schedule, sort
 
-__all__ = ["credible", "flatmap", "footprints", "geometry", "healpix", "probability", "rank", "ranges", "sort", "warm_up"]
+__all__ = ["credible", "flatmap", "footprints", "geometry", "healpix", "probability", "rank", "ranges", "schedule", "sort", "warm_up"]
 
 
 def warm_up() -> None:
@@ -72,3 +72,5 @@ def warm_up() -> None:
     footprints.overlap_pixels(bounds, a, ia, ib, offsets)
     footprints.greedy_cover(footprints.atom_probabilities(hi, lo), ia, ib, offsets,
                             np.zeros(1, np.int64), np.ones(1), 1)
+    schedule.edf_assign(np.array([0, 0], np.int64), np.array([1, 1], np.int64))
+    schedule.longest_run(np.ones((1, 3), dtype=np.bool_))

@@ -196,7 +196,7 @@ async def test_event_loop_is_not_blocked_while_processing(tmp_path) -> None:
         t = asyncio.create_task(ticker())
         await _run_all(pipe, [(body, "u")])
         t.cancel()
-    assert store.counts()["products"] == 5  # MOCs of both maps + galaxies of the GW map
+    assert store.counts()["products"] == 6  # MOCs and galaxies of both maps (GW and combined)
     # Work done on the loop would stop the ticker for all of its duration; no
     # absolute bound (the machine may be loaded): the longest gap is shorter
     # than the work the worker process did meanwhile.

@@ -79,7 +79,11 @@ async def test_event_and_moc_formats(client, tmp_path) -> None:
     p.write_bytes(await r.read())
     st = STMOC.load(str(p), format="fits")
     assert (st.max_time - st.min_time).sec == pytest.approx(86400, abs=0.01)
-    assert (await client.get("/api/v1/events/S241102br/moc?level=0.7")).status == 404
+    # A level that is not configured is computed on request (issue 12), not 404.
+    r = await client.get("/api/v1/events/S241102br/moc?level=0.7")
+    assert r.status == 200
+    p.write_bytes(await r.read())
+    assert MOC.load(str(p), format="fits").sky_fraction < moc.sky_fraction
     assert (await client.get("/api/v1/events/S241102br/moc?level=x")).status == 400
     assert (await client.get("/api/v1/events/S241102br/moc?format=png")).status == 400
     assert (await client.get("/api/v1/events/S241102br/moc?duration=soon")).status == 400

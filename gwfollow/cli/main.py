@@ -17,6 +17,7 @@ COMMANDS = {
     "coverage": "How much of a sky map survey / catalogue coverages hold.",
     "fields": "Rank a telescope's fields by enclosed probability.",
     "observe": "When a sky map can be observed from a site (probability per time slice).",
+    "plan": "Plan a telescope's exposures at a site: time-ordered, observable, overheads included.",
     "rank": "Rank the galaxies of a catalogue by 3-D posterior density.",
     "catalog": "Import a table as a HEALPix-partitioned (HATS) catalogue; describe one.",
     "replay": "Replay archived alerts (files or a Kafka topic) through the pipeline.",

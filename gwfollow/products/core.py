@@ -30,6 +30,7 @@ from gwfollow.errors import AlertSchemaError, GwfollowError
 from gwfollow.ingest.model import Alert
 from gwfollow.ingest.parse import parse_alert
 from gwfollow.kernels import ranges as kr
+from gwfollow.products.plans import executed_ranges, plan_documents
 from gwfollow.products.report import table_bytes
 from gwfollow.products.resources import Resources, resources_for
 from gwfollow.records import (
@@ -158,13 +159,14 @@ def _skymap_products(data: bytes, decoded: SkyMap | None, role: str, name: str, 
     regions = CredibleRegions(sm, max(levels + [FIELDS_LEVEL, SITES_LEVEL, config.targets.galaxy_level]))
     products = [_moc_product(sm, regions, level, config.skymap.boundary) for level in levels]
     t2 = time.perf_counter()
-    if role == "gw":
-        start = sm.event_t0 or Time.now()  # the observing window starts at the event time
-        region90 = regions.ranges(SITES_LEVEL, "include")
-        products.extend(_galaxy_products(sm, regions, config, res, start))
-        products.extend(_field_products(sm, regions, config, res, start))
-        products.extend(_site_products(sm, config, start, region90))
-        products.extend(_coverage_products(sm, config, res, start, region90))
+    # Every sky map of an alert (the GW map and a combined GW+GRB map) gets every product.
+    start = sm.event_t0 or Time.now()  # the observing window starts at the event time
+    region90 = regions.ranges(SITES_LEVEL, "include")
+    products.extend(_galaxy_products(sm, regions, config, res, start))
+    products.extend(_field_products(sm, regions, config, res, start))
+    products.extend(_site_products(sm, config, start, region90))
+    products.extend(_coverage_products(sm, config, res, start, region90))
+    products.extend(_plan_products(sm, config, res, start))
     t3 = time.perf_counter()
     m = sm.meta
     meta = {
@@ -269,3 +271,19 @@ def _coverage_products(sm: SkyMap, config: Config, res: Resources, start: Time, 
                            provenance={"skymap_sha256": sm.sha256, "coverage": cc.name,
                                        "source": body.get("source"), "gwfollow": __version__}))
     return out
+
+
+def _plan_products(sm: SkyMap, config: Config, res: Resources, start: Time) -> list[Product]:
+    """One plan per configured telescope/site pair (and a joint one), executed pointings subtracted."""
+    done = []
+    for cc in config.coverages:
+        if cc.pointings:
+            try:
+                done.append(res.coverage(cc))
+            except GwfollowError as exc:
+                log.warning("executed pointings %s not used in plans: %s", cc.name, exc)
+    docs = plan_documents(sm, config, start, res.telescope, executed_ranges(done))
+    return [Product(kind=ProductKind.PLAN, name=d.name, level=None, boundary=None, format="json", data=d.data,
+                    area_deg2=None, probability=d.probability, n_cells=d.n_exposures,
+                    provenance={**d.provenance, "skymap_sha256": sm.sha256, "gwfollow": __version__})
+            for d in docs]

@@ -127,7 +127,8 @@ def write_outputs(store: Store, out: Path, config: Config, reports: bool = False
         d.mkdir(parents=True, exist_ok=True)
         summary = event_summary(store, sid, config)
         latest = store.latest_skymap(sid)
-        for old in [*d.glob("moc-*.fits"), *d.glob("galaxies-*.json"), *d.glob("fields-*.json")]:
+        for old in [*d.glob("moc-*.fits"), *d.glob("galaxies-*.json"), *d.glob("fields-*.json"),
+                    *d.glob("plan-*.json")]:
             old.unlink()
         if latest is not None and not summary["retracted"]:
             for p in store.products_of(sid, include_withdrawn=False):
@@ -135,7 +136,7 @@ def write_outputs(store: Store, out: Path, config: Config, reports: bool = False
                     continue
                 if p["kind"] == "moc":
                     f = d / f"moc-{p['level']:g}.fits"
-                elif p["kind"] in ("galaxies", "fields"):
+                elif p["kind"] in ("galaxies", "fields", "plan"):
                     f = d / f"{p['kind']}-{p['name']}.json"
                 else:
                     continue

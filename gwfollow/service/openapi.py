@@ -17,6 +17,9 @@ def _q(name: str, desc: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 _ID = {"name": "id", "in": "path", "required": True, "description": "Superevent id, e.g. S241102br",
        "schema": {"type": "string"}}
+_ROLE = {"name": "role", "in": "query", "required": False,
+         "description": "which sky map of the alert: gw (default) or combined (GW+GRB); 404 when the event has none",
+         "schema": {"type": "string", "enum": ["gw", "combined"]}}
 _COND = {"304": {"description": "Not modified (If-None-Match / If-Modified-Since)"}}
 _ERRS = {"400": _problem("Bad parameter"), "401": _problem("Token required"), "403": _problem("Token refused"),
          "404": _problem("Unknown event or product"), "410": _problem("Event retracted: products withdrawn")}
@@ -60,7 +63,7 @@ def spec() -> dict[str, Any]:
                 "responses": {"200": {"description": "The event", "content": json_any}, **_COND, **_ERRS}}},
             "/api/v1/events/{id}/moc": {"get": {
                 "summary": "Credible-region MOC (MOC 2.0), or space-time MOC with duration", "parameters": [
-                    _ID, _q("level", "credible level, e.g. 0.9", {"type": "number"}),
+                    _ID, _ROLE, _q("level", "any credible level in (0, 1], e.g. 0.9 or 0.95", {"type": "number"}),
                     _q("format", "fits, json or ascii", {"type": "string", "enum": ["fits", "json", "ascii"]}),
                     _q("duration", "time window after the event, e.g. 1d", {"type": "string"})],
                 "responses": {"200": {"description": "The MOC", "content": {
@@ -69,7 +72,7 @@ def spec() -> dict[str, Any]:
                     "text/plain": {"schema": {"type": "string"}}}}, **_COND, **_ERRS}}},
             "/api/v1/events/{id}/targets": {"get": {
                 "summary": "Ranked galaxies or fields", "parameters": [
-                    _ID, _q("kind", "galaxies or fields", {"type": "string", "enum": ["galaxies", "fields"]}),
+                    _ID, _ROLE, _q("kind", "galaxies or fields", {"type": "string", "enum": ["galaxies", "fields"]}),
                     _q("catalog", "catalogue name (galaxies)", {"type": "string"}),
                     _q("telescope", "telescope name (fields)", {"type": "string"}),
                     _q("site", "keep only this site's observing windows", {"type": "string"}),
@@ -80,11 +83,22 @@ def spec() -> dict[str, Any]:
                     "application/x-votable+xml": {"schema": {"type": "string"}}}}, **_COND, **_ERRS}}},
             "/api/v1/events/{id}/observability": {"get": {
                 "summary": "Observable probability per time slice for a site", "parameters": [
-                    _ID, _q("site", "site name", {"type": "string"})],
+                    _ID, _ROLE, _q("site", "site name", {"type": "string"})],
                 "responses": {"200": {"description": "Slices", "content": json_any}, **_COND, **_ERRS}}},
+            "/api/v1/events/{id}/plan": {"get": {
+                "summary": "Observation plan: time-ordered exposures of a telescope at a site", "parameters": [
+                    _ID, _ROLE, _q("telescope", "configured telescope, or joint for all pairs", {"type": "string"}),
+                    _q("site", "configured site", {"type": "string"}),
+                    _q("limit", "number of rows (0: all)", {"type": "integer", "minimum": 0}),
+                    _q("format", "json, csv or votable", {"type": "string", "enum": ["json", "csv", "votable"]})],
+                "responses": {"200": {"description": "One row per exposure: field_id, ra, dec, start_utc, end_utc, "
+                                                     "filter, visit, airmass, prob, cumprob", "content": {
+                    "application/json": {"schema": {"type": "object"}}, "text/csv": {"schema": {"type": "string"}},
+                    "application/x-votable+xml": {"schema": {"type": "string"}}}},
+                    "409": _problem("The plan could not be made"), **_COND, **_ERRS}}},
             "/api/v1/events/{id}/coverage": {"get": {
                 "summary": "GW probability covered by each configured survey / catalogue coverage",
-                "parameters": [_ID],
+                "parameters": [_ID, _ROLE],
                 "responses": {"200": {"description": "Coverages", "content": json_any}, **_COND, **_ERRS}}},
             "/api/v1/events/{id}/report": {"get": {"summary": "HTML report", "parameters": [_ID], "responses": {
                 "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}},

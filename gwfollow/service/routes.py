@@ -17,6 +17,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/events/{id}/moc", views.get_moc)
     app.router.add_get("/api/v1/events/{id}/targets", views.get_targets)
     app.router.add_get("/api/v1/events/{id}/observability", views.get_observability)
+    app.router.add_get("/api/v1/events/{id}/plan", views.get_plan)
     app.router.add_get("/api/v1/events/{id}/coverage", views.get_coverage)
     app.router.add_get("/api/v1/events/{id}/report", views.get_report)
     app.router.add_get("/api/v1/events/{id}/report.png", views.get_report)

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from astropy.time import Time
 
+from gwfollow.products.ondemand import moc_fits_at_level
 from gwfollow.products.report import convert_observability, convert_table
 from gwfollow.products.summary import event_summary, write_event_report
 from gwfollow.records import EventRecord
@@ -135,17 +136,30 @@ async def get_event(request: web.Request) -> web.Response:
     kinds = sorted({(p["kind"], p["name"]) for p in products if p["kind"] in ("galaxies", "fields")})
     links["targets"] = [f"{base}/targets?kind={k}&{'catalog' if k == 'galaxies' else 'telescope'}={n}"
                         for k, n in kinds]
+    links["plan"] = [f"{base}/plan?" + ("telescope=joint" if n == "joint" else "telescope={}&site={}".format(
+        *n.split("@", 1))) for n in sorted({p["name"] for p in products if p["kind"] == "plan" and "@" in p["name"]
+                                            or p["kind"] == "plan" and p["name"] == "joint"})]
     body = {**summary, "updated_at": ev.updated_at, "links": links}
     return conditional(request, _json(body), "application/json", last_modified=ev.updated_at)
 
 
-async def _latest_products(request: web.Request, ev: EventRecord) -> list[dict[str, Any]]:
-
-    store = request.app[STORE]
-    latest = await _db(request, store.latest_skymap, ev.superevent_id)
+async def _latest_map(request: web.Request, ev: EventRecord) -> dict[str, Any]:
+    """The latest sky map of the ``role`` asked for (``gw`` by default, or ``combined``)."""
+    maps = await _db(request, request.app[STORE].skymaps_of, ev.superevent_id)
+    role = request.query.get("role", "gw")
+    latest = next((m for m in reversed(maps) if m["role"] == role), None)
     if latest is None:
-        raise Problem(404, "no-products", f"{ev.superevent_id} has no sky map yet")
-    prods = await _db(request, store.products_of, ev.superevent_id, False)
+        if not maps:
+            raise Problem(404, "no-products", f"{ev.superevent_id} has no sky map yet")
+        roles = sorted({m["role"] for m in maps})
+        raise Problem(404, "no-such-map", f"{ev.superevent_id} has no {role!r} sky map; it has: "
+                      + ", ".join(roles), parameter="role", available=roles)
+    return latest
+
+
+async def _latest_products(request: web.Request, ev: EventRecord) -> list[dict[str, Any]]:
+    latest = await _latest_map(request, ev)
+    prods = await _db(request, request.app[STORE].products_of, ev.superevent_id, False)
     return [p for p in prods if p["skymap_id"] == latest["id"]]
 
 
@@ -173,12 +187,15 @@ async def get_moc(request: web.Request) -> web.Response:
             duration = parse_duration_s(request.query["duration"])
         except ValueError as exc:
             raise Problem(400, "bad-parameter", str(exc), parameter="duration") from None
+    if not 0.0 < level <= 1.0:
+        raise Problem(400, "bad-parameter", f"level={raw_level!r} is not in (0, 1]", parameter="level")
     prods = [p for p in await _latest_products(request, ev) if p["kind"] == "moc"]
     match = next((p for p in prods if abs(p["level"] - level) < 1e-9), None)
-    if match is None:
-        raise Problem(404, "no-such-level", f"no MOC at level {level:g}; available: "
-                      + ", ".join(f"{p['level']:g}" for p in prods), parameter="level")
-    data = await _db(request, request.app[STORE].product_data, match["id"])
+    if match is not None:
+        data = await _db(request, request.app[STORE].product_data, match["id"])
+        created = match["created_at"]
+    else:  # a level that is not configured: computed once from the stored map, then cached
+        data, created = await _moc_on_request(request, ev, level)
     event_mjd = None
     if duration is not None:
         latest = await _db(request, request.app[STORE].latest_skymap, ev.superevent_id)
@@ -188,9 +205,17 @@ async def get_moc(request: web.Request) -> web.Response:
         event_mjd = Time(et, scale="utc").mjd
     body = await asyncio.to_thread(_moc_bytes, data, fmt, duration, event_mjd,
                                    request.app[CONFIG].moc.stmoc_time_order)
-    return conditional(request, body, MOC_FORMATS[fmt], last_modified=match["created_at"],
+    return conditional(request, body, MOC_FORMATS[fmt], last_modified=created,
                        headers={"Content-Disposition":
                                 f'attachment; filename="{ev.superevent_id}-moc-{level:g}.{"txt" if fmt == "ascii" else fmt}"'})
+
+
+async def _moc_on_request(request: web.Request, ev: EventRecord, level: float) -> tuple[bytes, str]:
+    latest = await _latest_map(request, ev)
+    raw = await _db(request, request.app[STORE].skymap_bytes, latest["id"])
+    cfg = request.app[CONFIG].skymap
+    data = await asyncio.to_thread(moc_fits_at_level, latest["sha256"], raw, level, cfg.boundary, cfg)
+    return data, latest["stored_at"]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -227,6 +252,42 @@ async def get_targets(request: web.Request) -> web.Response:
     alert_type = next((m["alert_type"] for m in maps if m["id"] == match["skymap_id"]), None)
     prov = (("alert_id", ev.superevent_id),) + ((("alert_type", alert_type),) if alert_type else ())
     body = await asyncio.to_thread(_table_bytes, data, fmt, limit, site, prov)
+    return conditional(request, body, TABLE_FORMATS[fmt], last_modified=match["created_at"])
+
+
+@cached
+async def get_plan(request: web.Request) -> web.Response:
+    """``GET /api/v1/events/{id}/plan?telescope=&site=&format=json|csv|votable&role=``.
+
+    One row per exposure, time-ordered.  ``telescope`` and ``site`` pick a
+    configured pair (the first by default); ``telescope=joint`` gives the
+    joint plan of all pairs.
+    """
+    ev = await _event_or_404(request)
+    _gone_if_retracted(ev)
+    fmt = _choice(request, "format", tuple(TABLE_FORMATS), "json")
+    limit = _int_param(request, "limit", 0, 0, 1_000_000) or None
+    tel, site = request.query.get("telescope"), request.query.get("site")
+    prods = [p for p in await _latest_products(request, ev) if p["kind"] == "plan"]
+    if not prods:
+        raise Problem(404, "no-plan", f"no observation plan for {ev.superevent_id}",
+                      hint="configure [telescopes.NAME] and [sites.NAME] with [plan] enabled = true")
+
+    def fits(p: dict[str, Any]) -> bool:
+        t, _, s = p["name"].partition("@")
+        if tel is not None and tel == "joint":
+            return p["name"] == "joint"
+        return (tel is None or t.lower() == tel.lower()) and (site is None or s.lower() == site.lower()) \
+            and p["name"] != "joint"
+
+    match = next((p for p in prods if fits(p)), None)
+    if match is None:
+        raise Problem(404, "no-plan", f"no plan for telescope={tel!r} site={site!r}; available: "
+                      + ", ".join(p["name"] for p in prods), available=[p["name"] for p in prods])
+    if match["provenance"].get("error"):
+        raise Problem(409, "plan-failed", f"the plan {match['name']} could not be made: {match['provenance']['error']}")
+    data = await _db(request, request.app[STORE].product_data, match["id"])
+    body = await asyncio.to_thread(_table_bytes, data, fmt, limit, None)
     return conditional(request, body, TABLE_FORMATS[fmt], last_modified=match["created_at"])
 
 

@@ -19,6 +19,7 @@ reached (the classic greedy algorithm for maximum coverage, Nemhauser et al.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import math
 import os
 from collections.abc import Iterable, Mapping
@@ -471,7 +472,36 @@ def telescope_from_config(tc: Any) -> Telescope:
         fov = FieldOfView.rectangle(tc.fov_width_deg, tc.fov_height_deg or tc.fov_width_deg, tc.rotation_deg)
     if tc.grid == "generated":
         return Telescope.generated(tc.name, fov)
-    return Telescope.from_file(tc.name, Path(tc.grid).expanduser(), fov)
+    return Telescope.from_file(tc.name, grid_path(tc.grid), fov)
+
+
+PACKAGED_GRIDS = {"ZTF_Fields.txt": ("ztffields", "data/ztf_fields.txt")}
+"""Real tile grids that come with gwfollow's dependencies: name -> (distribution, file in it).
+
+The ZTF primary grid is the one the ``ztffields`` package ships (Apache-2.0): the
+fields of ZTF's ``ZTF_Fields.txt`` except the two polar fields 1896 and 1897
+(Dec +87.4 deg).  Other grids (DECam, ULTRASAT, GOTO) are configured by path."""
+
+
+def grid_path(spec: str) -> Path:
+    """The file of a grid: ``package:ZTF_Fields.txt`` (a grid that comes with gwfollow) or a path.
+
+    Examples
+    --------
+    >>> grid_path("package:ZTF_Fields.txt").name
+    'ztf_fields.txt'
+    """
+    if spec.startswith("package:"):
+        name = spec[len("package:"):]
+        if name not in PACKAGED_GRIDS:
+            raise FieldsError(f"no packaged grid {name!r}", hint=f"packaged grids: {', '.join(PACKAGED_GRIDS)}")
+        dist, rel = PACKAGED_GRIDS[name]
+        # Located without importing the package (its __init__ pulls in plotting libraries).
+        spec_ = importlib.util.find_spec(dist)
+        if spec_ is None or not spec_.submodule_search_locations:
+            raise FieldsError(f"grid {name!r} needs the {dist!r} package", hint=f"pip install {dist}")
+        return Path(spec_.submodule_search_locations[0]) / rel
+    return Path(spec).expanduser()
 
 
 @dataclass(frozen=True)

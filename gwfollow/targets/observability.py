@@ -297,6 +297,31 @@ def _sky(site: Site, times: Time, moon: bool) -> _Sky:
     return _Sky(_apparent_to_icrs(zen_app, t), sun_alt, moon_icrs)
 
 
+def sky_vectors(site: Site, times: Time) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64],
+                                                  npt.NDArray[np.float64] | None]:
+    """The site's sky at many instants, for callers that test many targets at once.
+
+    Parameters
+    ----------
+    site : Site
+    times : astropy.time.Time
+        A 1-D array of instants.
+
+    Returns
+    -------
+    zenith : (n, 3) ndarray of float64
+        The site's zenith as ICRS unit vectors (a target's ``sin(altitude)``
+        is its unit vector dotted with it).
+    sun_alt_deg : (n,) ndarray of float64
+        Geometric altitude of the Sun, degrees.
+    moon : (n, 3) ndarray of float64 or None
+        The topocentric Moon as ICRS unit vectors, when ``site.min_moon_sep_deg`` is set.
+    """
+    _check_site(site)
+    sky = _sky(site, times.reshape(-1), site.min_moon_sep_deg is not None)
+    return sky.zenith, sky.sun_alt_deg, sky.moon
+
+
 def _lonlat(v: np.ndarray) -> tuple[float, float]:
     return float(math.atan2(v[1], v[0])), float(math.atan2(v[2], math.hypot(v[0], v[1])))
 
@@ -746,6 +771,7 @@ __all__ = [
     "Site",
     "observability",
     "observable_moc_at",
+    "sky_vectors",
     "target_observable",
     "target_windows",
 ]
