@@ -8,6 +8,7 @@ keys are errors (a typo must not silently fall back to a default).
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, fields
@@ -166,10 +167,25 @@ class FetchConfig:
     retries: int = 4
     backoff_s: float = 1.0
     max_mib: float = 256.0
+    total_s: float = 60.0
+    max_redirects: int = 3
+    allowed_hosts: tuple[str, ...] = ("gracedb.ligo.org", "gracedb-playground.ligo.org",
+                                      "gracedb-test.ligo.org", "emfollow.docs.ligo.org",
+                                      "gcn.nasa.gov", "gcn.gsfc.nasa.gov")
+    allowed_networks: tuple[str, ...] = ()
+    local_dir: str = ""
 
     def validate(self) -> None:
         if self.timeout_s <= 0 or self.retries < 0 or self.backoff_s < 0 or self.max_mib <= 0:
             raise ConfigError("fetch: timeout_s and max_mib must be positive, retries and backoff_s >= 0")
+        if self.total_s <= 0 or self.max_redirects < 0:
+            raise ConfigError("fetch: total_s must be positive and max_redirects >= 0")
+        for net in self.allowed_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ConfigError(f"fetch.allowed_networks: {net!r} is not an address or CIDR network",
+                                  hint='write e.g. "10.1.2.0/24"') from None
 
 
 @dataclass(frozen=True)

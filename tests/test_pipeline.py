@@ -20,7 +20,9 @@ from gwfollow.store import Store
 
 from .conftest import shared_path
 
-CFG = dataclasses.replace(Config(), fetch=FetchConfig(timeout_s=5, retries=2, backoff_s=0.05, max_mib=5))
+CFG = dataclasses.replace(Config(), fetch=FetchConfig(timeout_s=5, retries=2, backoff_s=0.05, max_mib=5,
+                                                     allowed_hosts=("127.0.0.1",),
+                                                     allowed_networks=("127.0.0.1/32",)))
 
 
 def _pipe(store: Store, cfg: Config = CFG, **kw) -> Pipeline:

@@ -8,6 +8,8 @@ EXAMPLE = """examples:
   gwfollow replay archive/ --db replay.sqlite --out products/
       processes every alert file under archive/ (JSON, VOEvent, FITS) in order of
       time created; writes products/<superevent>/moc-0.9.fits and summary.json
+  gwfollow replay voevents/ --skymap-dir voevents/ --out products/
+      archived VOEvents naming their sky maps by path, read from voevents/ only
   gwfollow replay --kafka 127.0.0.1:9092 --topic igwn.gwalert --from-beginning --out products/
   gwfollow replay archive/ --dask --workers 2 --out products/
       (events in parallel on a local Dask cluster; --dask tcp://HOST:8786 for an existing one)"""
@@ -31,6 +33,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offline", action="store_true",
                    help="do not retry sky-map downloads (VOEvents whose map cannot be fetched at once "
                    "become dead letters)")
+    p.add_argument("--skymap-dir", metavar="DIR", default=None,
+                   help="read sky maps that alerts name by path or file:// URL from inside DIR "
+                   "(fetch.local_dir; by default local paths are refused)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--config", help="configuration file overriding config/default.toml")
 
@@ -52,6 +57,8 @@ def main(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if args.offline:
         cfg = dataclasses.replace(cfg, fetch=dataclasses.replace(cfg.fetch, retries=0, timeout_s=5.0))
+    if args.skymap_dir:
+        cfg = dataclasses.replace(cfg, fetch=dataclasses.replace(cfg.fetch, local_dir=args.skymap_dir))
     if args.workers:
         cfg = dataclasses.replace(cfg, service=dataclasses.replace(cfg.service, workers=args.workers))
     if args.kafka:

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 from gwfollow.config import Config
 from gwfollow.errors import AlertError, FetchError, GwfollowError, SkyMapError, UnknownEventError
+from gwfollow.ingest.fetch import checked_session, fetch_bytes
 from gwfollow.products.core import NeedsFetch, ProcessedAlert, process_message
 from gwfollow.store import Accepted, Recorded, Store
 
@@ -147,7 +148,7 @@ class Pipeline:
         await asyncio.gather(*(loop.run_in_executor(self._executor, _ping)
                                for _ in range(self.config.service.workers)))
         self._queue = asyncio.Queue(self.config.service.queue_size)
-        self._session = aiohttp.ClientSession()
+        self._session = checked_session(self.config.fetch)
         self._workers = [asyncio.create_task(self._worker(i), name=f"gwfollow-worker-{i}")
                          for i in range(self.config.service.workers)]
         self.started = True
@@ -289,8 +290,6 @@ class Pipeline:
             result = await self._run(raw.body, raw.source, self.config, None, self.apply_filters)
             timings["process"] = time.perf_counter() - t
             if isinstance(result, NeedsFetch):
-                from gwfollow.ingest.fetch import fetch_bytes
-
                 t = time.perf_counter()
                 data = await fetch_bytes(_resolve(result.url, raw.source), self.config.fetch, self._session)
                 timings["fetch"] = time.perf_counter() - t
