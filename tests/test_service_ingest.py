@@ -55,7 +55,8 @@ async def test_post_alert_auth_and_processing(tmp_path, aiohttp_client) -> None:
     r = await client.post("/api/v1/alerts", data=body, headers={"Authorization": f"Bearer {WRITE}"})
     assert (await r.json()) == {"raw_id": first["raw_id"], "new": False, "status": (await r.json())["status"]}
     r = await client.post("/api/v1/alerts", data=b"garbage", headers={"Authorization": f"Bearer {WRITE}"})
-    assert r.status == 202  # accepted and kept; it becomes a dead letter
+    assert r.status == 422  # refused at once, but kept as a dead letter
+    assert "neither IGWN alert JSON" in (await r.json())["detail"]
     store = client.app[STORE]
     await _settle(store, 2)
     ev = await (await client.get("/api/v1/events/S241102br")).json()

@@ -29,6 +29,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 from gwfollow.errors import AlertParseError, AlertSchemaError, SkyMapError
+from gwfollow.ingest.ids import check_event_id
 from gwfollow.ingest.model import ALERT_TYPES, Alert
 
 _VOEVENT_TYPES = {
@@ -130,7 +131,7 @@ def parse_json_alert(raw: bytes, source: str = "<json>") -> Alert:
     if doc["alert_type"] != "RETRACTION" and event is None:
         raise AlertSchemaError(f"{doc['alert_type']} alert without an event", source=source)
     return Alert(
-        superevent_id=str(doc["superevent_id"]),
+        superevent_id=check_event_id(doc["superevent_id"], source),
         alert_type=doc["alert_type"],
         time_created=parse_time(doc["time_created"], source, "time_created"),
         kind="json",
@@ -178,6 +179,7 @@ def parse_voevent(raw: bytes, source: str = "<voevent>") -> Alert:
     sid = params.get("GraceID")
     if not sid:
         raise AlertSchemaError("VOEvent without a GraceID parameter", source=source)
+    sid = check_event_id(sid.strip(), source, "GraceID")
     atype_raw = params.get("AlertType", "")
     atype = _VOEVENT_TYPES.get(atype_raw.strip().lower())
     if atype is None:
@@ -222,7 +224,7 @@ def parse_voevent(raw: bytes, source: str = "<voevent>") -> Alert:
             "properties": groups.get("Properties", {}),
         }
     return Alert(
-        superevent_id=sid.strip(),
+        superevent_id=sid,
         alert_type=atype,
         time_created=parse_time(date, source, "Who/Date"),
         kind="voevent",
@@ -245,6 +247,7 @@ def parse_fits_alert(raw: bytes, source: str = "<fits>", alert_type: str = "PREL
     if not sid:
         raise AlertSchemaError("the sky map has no OBJECT card to name its event", source=source,
                                hint="set OBJECT to the superevent id")
+    sid = check_event_id(sid, source, "OBJECT")
     created = sm.meta.event_time or "1970-01-01T00:00:00"
     event = {
         "time": sm.meta.event_time,

@@ -194,8 +194,12 @@ def event_summary(store: Store, superevent_id: str, config: Config) -> dict[str,
     }
 
 
-def write_event_report(store: Store, sid: str, d: Path, config: Config) -> list[Path]:
-    """``report.html`` and ``sky.png`` of an event's latest sky map."""
+def write_event_report(store: Store, sid: str, d: Path, config: Config,
+                       image_src: str | None = None) -> list[Path]:
+    """``report.html`` and ``sky.png`` of an event's latest sky map.
+
+    ``image_src`` is where the page finds the plot (default: ``sky.png`` beside it).
+    """
     from gwfollow.products.report import event_report_html, sky_plot
     from gwfollow.skymaps.skymap import read_skymap
 
@@ -228,7 +232,7 @@ def write_event_report(store: Store, sid: str, d: Path, config: Config) -> list[
         img = sky_plot(sm, d / "sky.png", levels=tuple(config.skymap.levels), targets=targets, fields=ftab, fov=fov,
                        title=f"{sid} ({latest['alert_type']})" + (" RETRACTED" if summary["retracted"] else ""))
         written.append(img)
-        image = img.name
+        image = image_src or img.name
     f = d / "report.html"
     f.write_text(event_report_html(summary, galaxies, image))
     written.append(f)

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gwfollow.config import Config
 from gwfollow.pipeline.runner import Pipeline
+from gwfollow.service.safety import security_headers
 from gwfollow.store import Store
 
 log = logging.getLogger("gwfollow.service")
@@ -41,7 +42,7 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
     from gwfollow.service import routes
 
     app = web.Application(client_max_size=int(config.service.max_body_mib * 2**20),
-                          middlewares=[routes.cors_middleware, routes.error_middleware])
+                          middlewares=[security_headers, routes.cors_middleware, routes.error_middleware])
     app[CONFIG] = config
     app[LISTENERS] = []
     app[RESPONSE_CACHE] = {}

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gwfollow.pipeline.intake import RejectedAlert, submit_checked
 from gwfollow.service.auth import token_matches
 
 log = logging.getLogger("gwfollow.service")
@@ -128,7 +129,10 @@ async def post_alert(request: web.Request) -> web.Response:
     if not body:
         raise Problem(400, "empty-body", "POST the alert message (JSON, VOEvent XML or FITS) as the body")
     pipe = request.app[PIPELINE]
-    acc = await pipe.submit(body, f"http:{request.remote or '?'}")
+    try:
+        acc = await submit_checked(pipe, body, f"http:{request.remote or '?'}")
+    except RejectedAlert as exc:
+        raise Problem(422, "invalid-alert", exc.reason, raw_id=exc.raw_id) from None
     return web.json_response({"raw_id": acc.raw_id, "new": acc.new, "status": acc.status}, status=202)
 
 

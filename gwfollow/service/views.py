@@ -18,10 +18,12 @@ import tempfile
 from datetime import datetime, timezone
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
 from gwfollow.service.routes import Problem, require_read
+from gwfollow.service.safety import content_disposition
 
 MOC_FORMATS = {"fits": "application/fits", "json": "application/json", "ascii": "text/plain"}
 TABLE_FORMATS = {"json": "application/json", "csv": "text/csv",
@@ -298,8 +300,8 @@ async def get_moc(request: web.Request) -> web.Response:
 
     body = await asyncio.to_thread(_moc_bytes, data, fmt, duration, event_mjd)
     return conditional(request, body, MOC_FORMATS[fmt], last_modified=match["created_at"],
-                       headers={"Content-Disposition":
-                                f'attachment; filename="{ev["superevent_id"]}-moc-{level:g}.{"txt" if fmt == "ascii" else fmt}"'})
+                       headers={"Content-Disposition": content_disposition(
+                           f'{ev["superevent_id"]}-moc-{level:g}.{"txt" if fmt == "ascii" else fmt}')})
 
 
 @functools.lru_cache(maxsize=1024)
@@ -403,20 +405,14 @@ async def get_report(request: web.Request) -> web.Response:
     ev = await _event_or_404(request)
     png = request.path.endswith(".png")
     with tempfile.TemporaryDirectory() as d:
-        await asyncio.to_thread(_report_sync, request.app[STORE], ev["superevent_id"], Path(d), request.app[CONFIG],
-                                write_event_report)
+        await asyncio.to_thread(write_event_report, request.app[STORE], ev["superevent_id"], Path(d),
+                                request.app[CONFIG], f"/api/v1/events/{quote(ev['superevent_id'])}/report.png")
         name = "sky.png" if png else "report.html"
         p = Path(d) / name
         if not p.exists():
             raise Problem(404, "no-report", f"no sky map for {ev['superevent_id']} yet")
         body = p.read_bytes()
-    if not png:
-        body = body.replace(b"src='sky.png'", f"src='/api/v1/events/{ev['superevent_id']}/report.png'".encode())
     return conditional(request, body, "image/png" if png else "text/html", last_modified=ev["updated_at"])
-
-
-def _report_sync(store, sid, d, config, writer) -> None:  # type: ignore[no-untyped-def]
-    writer(store, sid, d, config)
 
 
 async def metrics(request: web.Request) -> web.Response:
