@@ -239,3 +239,19 @@ async def test_local_dir_reads_regular_files_inside_only(tmp_path) -> None:
     (root / "big.fits").write_bytes(b"x" * (2 * 2**20))
     with pytest.raises(FetchError, match="limit"):
         await fetch_bytes(str(root / "big.fits"), cfg)
+
+
+async def test_content_encoding_is_not_inflated_while_fetching(aiohttp_server) -> None:
+    """A gzip Content-Encoding bomb arrives compressed (and counts at that size)."""
+    import gzip
+
+    bomb = gzip.compress(b"\0" * (16 * 2**20))
+
+    async def h(request):
+        assert request.headers.get("Accept-Encoding") == "identity"
+        return web.Response(body=bomb, headers={"Content-Encoding": "gzip"})
+
+    app = web.Application()
+    app.router.add_get("/bomb", h)
+    srv = await aiohttp_server(app, host="127.0.0.1")
+    assert await fetch_bytes(f"http://127.0.0.1:{srv.port}/bomb", LOCAL) == bomb

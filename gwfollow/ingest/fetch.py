@@ -12,7 +12,9 @@ An alert may name any URL, so a fetch follows a policy
   answer cannot slip in between (no DNS-rebinding gap);
 * redirects are followed by hand (at most ``max_redirects``), each new
   location checked as the first;
-* the body is read as a stream and refused beyond ``max_mib``;
+* the body is read as a stream and refused beyond ``max_mib``; it is not
+  inflated here (``Content-Encoding`` is left alone), so a compressed body
+  counts at its compressed size and is inflated later under the sky-map cap;
 * each attempt has ``timeout_s``, all attempts together ``total_s``;
   only transient failures (connection errors, time-outs, HTTP 429 and 5xx)
   are retried, with exponential backoff;
@@ -189,7 +191,10 @@ async def fetch_bytes(url: str, config: FetchConfig, session: aiohttp.ClientSess
 def checked_session(config: FetchConfig) -> aiohttp.ClientSession:
     """A client session whose connector checks every resolved address."""
     connector = aiohttp.TCPConnector(resolver=CheckedResolver(_networks(config)))
-    sess = aiohttp.ClientSession(connector=connector, trust_env=False)
+    # auto_decompress off: a Content-Encoding bomb stays compressed here and is
+    # inflated by the sky-map reader under its cap (gwfollow.skymaps.inflate).
+    sess = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False,
+                                 headers={"Accept-Encoding": "identity"})
     _CHECKED_SESSIONS.add(sess)
     return sess
 

@@ -35,7 +35,8 @@ from typing import Any, TypeVar
 from gwfollow.config import Config
 from gwfollow.errors import AlertError, FetchError, GwfollowError, SkyMapError, UnknownEventError
 from gwfollow.ingest.fetch import checked_session, fetch_bytes
-from gwfollow.products.core import NeedsFetch, ProcessedAlert, process_message
+from gwfollow.products.core import NeedsFetch, ProcessedAlert
+from gwfollow.pipeline.worker import die_with_parent, process_and_release
 from gwfollow.store import Accepted, Recorded, Store
 
 log = logging.getLogger("gwfollow.pipeline.runner")
@@ -48,6 +49,7 @@ def _init_worker(config: Config | None = None) -> None:
     telescope grids and their footprints; :func:`processing.warm_worker`)."""
     from gwfollow.kernels import warm_up
 
+    die_with_parent()
     warm_up()
     if config is not None:
         from gwfollow.products.core import warm_worker
@@ -271,7 +273,7 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         assert self._executor is not None
         try:
-            return await loop.run_in_executor(self._executor, process_message, *args)
+            return await loop.run_in_executor(self._executor, process_and_release, *args)
         except BrokenProcessPool:
             # A worker died (out of memory, killed): replace the pool and report.
             if self._own_executor:

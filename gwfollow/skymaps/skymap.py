@@ -19,7 +19,6 @@ import io
 import math
 import os
 import warnings
-import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +39,7 @@ from gwfollow.errors import (
     UnsupportedSkyMapError,
 )
 from gwfollow.skymaps.fitsio import FastPathUnsupported, find_bintable
+from gwfollow.skymaps.inflate import gunzip_bounded
 from gwfollow.kernels import credible as kcred
 from gwfollow.kernels import flatmap as kflat
 from gwfollow.kernels import healpix as khp
@@ -215,44 +215,6 @@ def _read_source(source: SkyMapSource, name: str | None) -> tuple[bytes, str]:
             )
         return bytes(data), name or getattr(source, "name", None) or "<file>"
     raise TypeError(f"cannot read a sky map from {type(source).__name__}")
-
-
-def _gunzip(data: bytes, source: str, limit: int) -> bytes:
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    chunks = []
-    total = 0
-    buf = data
-    try:
-        while True:
-            chunk = d.decompress(buf, limit + 1 - total)
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > limit:
-                raise SkyMapError(
-                    f"decompresses to more than {limit // 2**20} MiB",
-                    source=source,
-                    hint="raise skymap.max_size_mib in the configuration if this map is genuine",
-                )
-            buf = d.unconsumed_tail
-            if not buf:
-                if d.eof and d.unused_data:
-                    # Concatenated gzip members: continue with the next one.
-                    rest = d.unused_data
-                    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                    buf = rest
-                    continue
-                break
-        if not d.eof:
-            raise CorruptSkyMapError(
-                "truncated gzip stream",
-                source=source,
-                hint="the file is incomplete; fetch the sky map again",
-            )
-    except zlib.error as exc:
-        raise CorruptSkyMapError(
-            f"corrupt gzip data ({exc})", source=source, hint="fetch the sky map again"
-        ) from None
-    return b"".join(chunks)
 
 
 # ------------------------------------------------------------------- table access
@@ -605,7 +567,7 @@ def read_skymap(
     cfg = config or default_config().skymap
     raw, src = _read_source(source, name)
     limit = int(cfg.max_size_mib * 2**20)
-    data = _gunzip(raw, src, limit) if raw[:2] == b"\x1f\x8b" else raw
+    data = gunzip_bounded(raw, limit, src) if raw[:2] == b"\x1f\x8b" else raw
     if len(data) > limit:
         raise SkyMapError(
             f"larger than {cfg.max_size_mib:g} MiB",
