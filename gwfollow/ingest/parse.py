@@ -66,7 +66,10 @@ def parse_time(text: str, source: str, what: str) -> datetime:
         raise AlertSchemaError(f"{what} {text!r} is not an ISO 8601 time", source=source) from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=timezone.utc)
-    return t.astimezone(timezone.utc)
+    try:
+        return t.astimezone(timezone.utc)
+    except OverflowError:
+        raise AlertSchemaError(f"{what} {text!r} is outside the years 1..9999 in UTC", source=source) from None
 
 
 def _b64(text: str | None, source: str, field: str) -> bytes | None:
@@ -84,6 +87,26 @@ def _b64(text: str | None, source: str, field: str) -> bytes | None:
         raise AlertParseError(f"{field} is not valid base64 ({exc})", source=source) from None
 
 
+#: IGWN alerts are 4 levels deep; deeper input only serves to exhaust recursion.
+MAX_JSON_DEPTH = 32
+
+
+def _depth(doc: Any) -> int:
+    """Nesting depth of a JSON value, without recursion."""
+    deepest = 0
+    stack = [(doc, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            deepest = max(deepest, d)
+            if d > MAX_JSON_DEPTH:
+                return d
+            stack.extend((x, d + 1) for x in v if isinstance(x, (dict, list)))
+    return deepest
+
+
 def parse_json_alert(raw: bytes, source: str = "<json>") -> Alert:
     """Parse and validate an IGWN alert JSON message.
 
@@ -99,8 +122,13 @@ def parse_json_alert(raw: bytes, source: str = "<json>") -> Alert:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise AlertParseError(f"not valid JSON ({exc})", source=source,
                               hint="truncated or corrupt message") from None
+    except RecursionError:
+        raise AlertParseError("JSON nested too deeply", source=source) from None
     if not isinstance(doc, dict):
         raise AlertSchemaError("the alert must be a JSON object", source=source)
+    if _depth(doc) > MAX_JSON_DEPTH:
+        raise AlertSchemaError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels", source=source,
+                               hint="an IGWN alert is a few levels deep")
     errors = list(_validator().iter_errors(doc))
     if errors:
         from jsonschema.exceptions import best_match

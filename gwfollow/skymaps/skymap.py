@@ -276,20 +276,35 @@ def _table_astropy(buf: bytes, source: str) -> _Table:
 # ------------------------------------------------------------------------ metadata
 
 
-def _event_mjd(header: dict[str, Any]) -> float | None:
+#: MJD-OBS accepted: 1858-11-17 .. 2132-08-31, the span over which UTC and
+#: the leap-second table (ERFA) give a time; outside it nothing can use the date.
+_MJD_RANGE = (0.0, 100000.0)
+
+
+def _event_mjd(header: dict[str, Any], source: str) -> float | None:
     mjd = header.get("MJD-OBS")
-    if isinstance(mjd, (int, float)):
-        return float(mjd)
-    date = header.get("DATE-OBS")
-    if isinstance(date, str) and date:
+    if isinstance(mjd, (int, float)) and not isinstance(mjd, bool):
+        value = float(mjd)
+        what = f"MJD-OBS = {mjd!r}"
+    else:
+        date = header.get("DATE-OBS")
+        if not (isinstance(date, str) and date):
+            return None
         try:
             dt = datetime.fromisoformat(date.rstrip("Z"))
         except ValueError:
             return None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=timezone.utc)
-        return (dt - _MJD_EPOCH).total_seconds() / 86400.0
-    return None
+        try:
+            value = (dt - _MJD_EPOCH).total_seconds() / 86400.0
+        except OverflowError:
+            value = math.nan
+        what = f"DATE-OBS = {date!r}"
+    if not (math.isfinite(value) and _MJD_RANGE[0] <= value <= _MJD_RANGE[1]):
+        raise CorruptSkyMapError(f"{what} is not a date between 1858 and 2132", source=source,
+                                 hint="the sky map's event time is corrupt")
+    return value
 
 
 def _str_or_none(v: Any) -> str | None:
@@ -483,6 +498,11 @@ def _build(t: _Table, raw: bytes, source: str, cfg: SkyMapConfig) -> SkyMap:
             source=source,
             hint="is this a HEALPix sky map?",
         )
+    present = [c for c in _DIST_COLUMNS if c in extra]
+    if present and len(present) != len(_DIST_COLUMNS):
+        missing = next(c for c in _DIST_COLUMNS if c not in extra)
+        raise MissingColumnError(f"{', '.join(present)} without {missing}", source=source, column=missing,
+                                 hint="a distance layer needs DISTMU, DISTSIGMA and DISTNORM together")
     order, ipix, ranges, by_start = cells
     prob = kcred.cell_probabilities(order, dens)
     total = float(prob.sum())
@@ -495,7 +515,7 @@ def _build(t: _Table, raw: bytes, source: str, cfg: SkyMapConfig) -> SkyMap:
         source=source,
         object_id=_str_or_none(h.get("OBJECT")),
         event_time=_str_or_none(h.get("DATE-OBS")),
-        event_mjd=_event_mjd(h),
+        event_mjd=_event_mjd(h, source),
         instruments=tuple(s.strip() for s in instr.split(",") if s.strip()) if instr else (),
         creator=_str_or_none(h.get("CREATOR")),
         origin=_str_or_none(h.get("ORIGIN")),
