@@ -91,6 +91,7 @@ class ServiceConfig:
     workers: int = 2
     queue_size: int = 64
     max_body_mib: float = 64.0
+    body_timeout_s: float = 30.0
     write_tokens_sha256: tuple[str, ...] = ()
     read_tokens_sha256: tuple[str, ...] = ()
     read_open: bool = True
@@ -113,6 +114,8 @@ class ServiceConfig:
             raise ConfigError("service.workers must be >= 1")
         if self.queue_size < 1:
             raise ConfigError("service.queue_size must be >= 1")
+        if self.body_timeout_s <= 0:
+            raise ConfigError("service.body_timeout_s must be positive")
         for t in self.write_tokens_sha256 + self.read_tokens_sha256:
             if len(t) != 64 or any(c not in "0123456789abcdef" for c in t):
                 raise ConfigError("service tokens must be given as lower-case sha256 hex digests",

@@ -68,6 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GwfollowError as exc:
         print(f"gwfollow {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path or port the user named (missing directory, port in use): no traceback
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"gwfollow {args.command}: error: {exc.strerror or exc}{where} "
+              "(check the path, or choose another port)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"gwfollow {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -6,6 +6,7 @@ stable ``code``; a stack trace never reaches the client.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -81,18 +82,30 @@ def _bearer(request: web.Request) -> str | None:
     return None
 
 
+def _unauthorized(detail: str, error: str | None = None) -> Problem:
+    """401 with the ``WWW-Authenticate`` challenge of RFC 6750."""
+    p = Problem(401, "unauthorized", detail)
+    p.headers["WWW-Authenticate"] = 'Bearer realm="gwfollow"' + (f', error="{error}"' if error else "")
+    return p
+
+
 def require_write(request: web.Request) -> None:
+    """401 without a token or with an unknown one; 403 for a known token without write scope."""
     from gwfollow.service.app import CONFIG
 
     cfg = request.app[CONFIG].service
     tok = _bearer(request)
     if tok is None:
-        raise Problem(401, "unauthorized", "a bearer token with write scope is required")
-    if not token_matches(tok, cfg.write_tokens_sha256):
+        raise _unauthorized("a bearer token with write scope is required")
+    if token_matches(tok, cfg.write_tokens_sha256):
+        return
+    if token_matches(tok, cfg.read_tokens_sha256):
         raise Problem(403, "forbidden", "this token may not write")
+    raise _unauthorized("unknown token", "invalid_token")
 
 
 def require_read(request: web.Request) -> None:
+    """Nothing when ``read_open``; else 401 without a token or with an unknown one."""
     from gwfollow.service.app import CONFIG
 
     cfg = request.app[CONFIG].service
@@ -100,9 +113,9 @@ def require_read(request: web.Request) -> None:
         return
     tok = _bearer(request)
     if tok is None:
-        raise Problem(401, "unauthorized", "a bearer token is required")
+        raise _unauthorized("a bearer token is required")
     if not (token_matches(tok, cfg.read_tokens_sha256) or token_matches(tok, cfg.write_tokens_sha256)):
-        raise Problem(403, "forbidden", "this token may not read")
+        raise _unauthorized("unknown token", "invalid_token")
 
 
 async def health(request: web.Request) -> web.Response:
@@ -119,13 +132,18 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def post_alert(request: web.Request) -> web.Response:
-    from gwfollow.service.app import PIPELINE
+    from gwfollow.service.app import CONFIG, PIPELINE
 
     require_write(request)
+    limit_s = request.app[CONFIG].service.body_timeout_s
     try:
-        body = await request.read()
+        async with asyncio.timeout(limit_s):
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise Problem(413, "payload-too-large", "the alert is larger than service.max_body_mib") from None
+    except TimeoutError:
+        raise Problem(408, "request-timeout", f"the body did not arrive within {limit_s:g} s "
+                      "(service.body_timeout_s)") from None
     if not body:
         raise Problem(400, "empty-body", "POST the alert message (JSON, VOEvent XML or FITS) as the body")
     pipe = request.app[PIPELINE]
@@ -139,6 +157,7 @@ async def post_alert(request: web.Request) -> web.Response:
 async def openapi(request: web.Request) -> web.Response:
     from gwfollow.service.openapi import spec
 
+    require_read(request)
     return web.json_response(spec())
 
 

@@ -25,6 +25,8 @@ from aiohttp import web
 from gwfollow.service.routes import Problem, require_read
 from gwfollow.service.safety import content_disposition
 
+#: Longest space-time MOC window served (a century; also rules out inf).
+MAX_DURATION_S = 100 * 365.25 * 86400.0
 MOC_FORMATS = {"fits": "application/fits", "json": "application/json", "ascii": "text/plain"}
 TABLE_FORMATS = {"json": "application/json", "csv": "text/csv",
                  "votable": "application/x-votable+xml"}
@@ -46,7 +48,8 @@ def conditional(request: web.Request, body: bytes, content_type: str, *, last_mo
     h.update(headers or {})
     inm = request.headers.get("If-None-Match")
     if inm is not None:
-        if tag in [t.strip() for t in inm.split(",")] or inm.strip() == "*":
+        # Weak comparison (RFC 9110, 13.1.2): a proxy that gzips turns the tag into W/"...".
+        if tag in [t.strip().removeprefix("W/") for t in inm.split(",")] or inm.strip() == "*":
             return web.Response(status=304, headers=h)
     elif lm is not None and "If-Modified-Since" in request.headers:
         try:
@@ -281,6 +284,9 @@ async def get_moc(request: web.Request) -> web.Response:
             duration = duration_seconds(request.query["duration"])
         except Exception as exc:
             raise Problem(400, "bad-parameter", str(exc), parameter="duration") from None
+        if not duration <= MAX_DURATION_S:
+            raise Problem(400, "bad-parameter", f"duration={request.query['duration']!r} is longer than "
+                          f"{MAX_DURATION_S / 86400 / 365.25:g} years", parameter="duration")
     prods = [p for p in await _latest_products(request, ev) if p["kind"] == "moc"]
     match = next((p for p in prods if abs(p["level"] - level) < 1e-9), None)
     if match is None:
@@ -419,6 +425,7 @@ async def metrics(request: web.Request) -> web.Response:
     """``GET /metrics``: Prometheus text format."""
     from gwfollow.service.app import PIPELINE, STORE
 
+    require_read(request)
     pipe = request.app[PIPELINE]
     counts = await pipe.db(request.app[STORE].counts)
     lines = ["# HELP gwfollow_messages_total Messages by outcome.", "# TYPE gwfollow_messages_total counter"]
