@@ -92,6 +92,7 @@ class ServiceConfig:
     queue_size: int = 64
     max_body_mib: float = 64.0
     body_timeout_s: float = 30.0
+    crash_retries: int = 2
     write_tokens_sha256: tuple[str, ...] = ()
     read_tokens_sha256: tuple[str, ...] = ()
     read_open: bool = True
@@ -114,6 +115,8 @@ class ServiceConfig:
             raise ConfigError("service.workers must be >= 1")
         if self.queue_size < 1:
             raise ConfigError("service.queue_size must be >= 1")
+        if self.crash_retries < 0:
+            raise ConfigError("service.crash_retries must be >= 0")
         if self.body_timeout_s <= 0:
             raise ConfigError("service.body_timeout_s must be positive")
         for t in self.write_tokens_sha256 + self.read_tokens_sha256:

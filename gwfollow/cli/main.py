@@ -21,6 +21,7 @@ COMMANDS = {
     "catalog": "Import a table as a HEALPix-partitioned (HATS) catalogue; describe one.",
     "replay": "Replay archived alerts (files or a Kafka topic) through the pipeline.",
     "serve": "Run the service: alert listeners, pipeline and REST API.",
+    "deadletters": "List dead letters, or requeue them for processing.",
     "token": "Make a bearer token and the sha256 digest to put in the configuration.",
     "demo": "Run the whole chain on a simulated sky map (no network, no files).",
 }

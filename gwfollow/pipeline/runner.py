@@ -271,14 +271,24 @@ class Pipeline:
 
     async def _run(self, *args: Any) -> ProcessedAlert | NeedsFetch:
         loop = asyncio.get_running_loop()
-        assert self._executor is not None
-        try:
-            return await loop.run_in_executor(self._executor, process_and_release, *args)
-        except BrokenProcessPool:
-            # A worker died (out of memory, killed): replace the pool and report.
-            if self._own_executor:
-                self._executor = self._make_executor()
-            raise
+        for attempt in range(self.config.service.crash_retries + 1):
+            assert self._executor is not None
+            executor = self._executor
+            try:
+                return await loop.run_in_executor(executor, process_and_release, *args)
+            except BrokenProcessPool:
+                # A worker died (out of memory, killed): every message in flight
+                # sees this. Replace the pool once, then try the message again.
+                self.stats["worker_crashes"] += 1
+                if not self._own_executor:
+                    raise
+                if self._executor is executor:
+                    self._executor = self._make_executor()
+                if attempt >= self.config.service.crash_retries:
+                    raise
+                log.warning("a worker process died; trying the message again (%d of %d)", attempt + 1,
+                            self.config.service.crash_retries)
+        raise AssertionError("unreachable")
 
     async def process(self, raw_id: int) -> Outcome:
         """Process one stored raw message (idempotent)."""
@@ -304,10 +314,13 @@ class Pipeline:
             timings["store"] = time.perf_counter() - t
         except (AlertError, SkyMapError, FetchError, UnknownEventError, BrokenProcessPool) as exc:
             err: BaseException = exc
+            transient = None
             if isinstance(exc, BrokenProcessPool):
-                err = GwfollowError("a worker process died while processing this message "
-                                    "(out of memory?)", hint="see the service log")
-            await self.db(self.store.dead_letter, raw_id, raw.source, err)
+                err = GwfollowError(f"a worker process died while processing this message, "
+                                    f"{self.config.service.crash_retries + 1} time(s) (out of memory?)",
+                                    hint="see the service log; requeue it with gwfollow deadletters requeue")
+                transient = True
+            await self.db(self.store.dead_letter, raw_id, raw.source, err, None, transient)
             self.stats["dead"] += 1
             log.warning("dead letter %d: %s", raw_id, err)
             return Outcome(raw_id, "dead", reason=str(err), seconds=time.perf_counter() - t_start)

@@ -162,9 +162,11 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    from gwfollow.service import views
+    from gwfollow.service import deadletters, views
 
     app.router.add_get("/api/v1/health", health)
+    app.router.add_get("/api/v1/deadletters", deadletters.list_dead_letters)
+    app.router.add_post("/api/v1/deadletters/requeue", deadletters.requeue_dead_letters)
     app.router.add_post("/api/v1/alerts", post_alert)
     app.router.add_get("/api/v1/events", views.list_events)
     app.router.add_get("/api/v1/events/{id}", views.get_event)
