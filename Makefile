@@ -23,6 +23,7 @@ demo: $(STAMP)
 	$(VENV)/bin/gwfollow demo --out demo-output
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from gwfollow.config import load_config
     from gwfollow.pipeline.distributed import replay_on_dask
-    from gwfollow.pipeline.replay import event_summary, order_messages, replay_messages
+    from gwfollow.pipeline.replay import order_messages, replay_messages
+    from gwfollow.products.summary import event_summary
     from gwfollow.store import Store
 
     t = time.perf_counter()

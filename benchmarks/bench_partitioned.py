@@ -40,9 +40,9 @@ REGIONS = (("S190814bv_bayestar.multiorder.fits", 30.0), ("S190425z_bayestar.fit
 
 
 def peak_mib() -> float:
-    from gwfollow.targets.partitioned import _peak_rss_mib
+    from gwfollow.targets.partitioned import peak_rss_mib
 
-    return _peak_rss_mib()
+    return peak_rss_mib()
 
 
 def current_mib() -> float:

@@ -32,12 +32,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gwfollow.errors import StoreError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from gwfollow.products.core import ProcessedAlert
+from gwfollow.records import ProcessedAlert
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the initial schema.
@@ -390,6 +388,10 @@ class Store:
             raise StoreError(f"no sky map {skymap_id}")
         return bytes(rows[0][0])
 
+    def latest_skymap(self, superevent_id: str, role: str = "gw") -> dict[str, Any] | None:
+        """The event's newest sky-map version of ``role`` (by alert creation time), or None."""
+        return next((m for m in reversed(self.skymaps_of(superevent_id)) if m["role"] == role), None)
+
     def products_of(self, superevent_id: str, include_withdrawn: bool = True) -> list[dict[str, Any]]:
         sql = ("SELECT id, superevent_id, skymap_id, kind, name, level, boundary, format, area_deg2, probability, "
                "n_cells, provenance, created_at, withdrawn FROM products WHERE superevent_id = ?")
@@ -464,7 +466,7 @@ class Store:
 
     # ---------------------------------------------------------- processing
 
-    def record_alert(self, raw_id: int, result: "ProcessedAlert", acted: bool, note: str | None = None) -> Recorded:
+    def record_alert(self, raw_id: int, result: ProcessedAlert, acted: bool, note: str | None = None) -> Recorded:
         """Store a processed alert and its products in one transaction.
 
         Idempotent: when the alert's idempotency key is already stored,
@@ -480,62 +482,62 @@ class Store:
         with self.transaction() as db:
             exists = db.execute(
                 "SELECT id FROM alerts WHERE superevent_id = ? AND alert_type = ? AND time_created = ? "
-                "AND content_hash = ?", (a["superevent_id"], a["alert_type"], a["time_created"], a["content_hash"]),
+                "AND content_hash = ?", (a.superevent_id, a.alert_type, a.time_created, a.content_hash),
             ).fetchone()
             status = "processed" if acted else "ignored"
             if exists is not None:
                 db.execute("UPDATE raw_messages SET status = ?, status_reason = ? WHERE id = ?",
                            (status, "duplicate of alert %d" % exists[0], raw_id))
                 return Recorded(None, "duplicate", f"same alert already stored (alert {exists[0]})")
-            ev = db.execute("SELECT state FROM events WHERE superevent_id = ?", (a["superevent_id"],)).fetchone()
-            if ev is None and a["alert_type"] == "RETRACTION" and acted:
+            ev = db.execute("SELECT state FROM events WHERE superevent_id = ?", (a.superevent_id,)).fetchone()
+            if ev is None and a.alert_type == "RETRACTION" and acted:
                 # A retraction that overtook its event (or whose event was never
                 # received) is kept: the event is born retracted, so the alerts
                 # that arrive later are stored but never produce live products.
                 db.execute(
                     "INSERT INTO events (superevent_id, state, is_mock, first_seen, updated_at, retracted_at) "
                     "VALUES (?, 'retracted', ?, ?, ?, ?)",
-                    (a["superevent_id"], int(a["superevent_id"].startswith("M")), now, now, now))
+                    (a.superevent_id, int(a.superevent_id.startswith("M")), now, now, now))
                 ev = ("retracted",)
-            if ev is not None and ev[0] == "retracted" and a["alert_type"] != "RETRACTION" and acted:
+            if ev is not None and ev[0] == "retracted" and a.alert_type != "RETRACTION" and acted:
                 acted = False
                 note = "event already retracted: stored, not acted on"
                 status = "ignored"
-            event = a.get("event") or {}
+            event = a.event or {}
             if ev is None and acted:
                 db.execute(
                     "INSERT INTO events (superevent_id, state, grp, significant, is_mock, first_seen, updated_at) "
                     "VALUES (?, 'active', ?, ?, ?, ?, ?)",
-                    (a["superevent_id"], event.get("group"), _bool(event.get("significant")),
-                     int(a["superevent_id"].startswith("M")), now, now))
+                    (a.superevent_id, event.get("group"), _bool(event.get("significant")),
+                     int(a.superevent_id.startswith("M")), now, now))
             elif acted:
                 db.execute(
                     "UPDATE events SET updated_at = ?, grp = COALESCE(?, grp), "
                     "significant = COALESCE(?, significant) WHERE superevent_id = ?",
-                    (now, event.get("group"), _bool(event.get("significant")), a["superevent_id"]))
+                    (now, event.get("group"), _bool(event.get("significant")), a.superevent_id))
             cur = db.execute(
                 "INSERT INTO alerts (raw_id, superevent_id, alert_type, time_created, content_hash, kind, acted, "
                 "note, summary, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (raw_id, a["superevent_id"], a["alert_type"], a["time_created"], a["content_hash"], a["kind"],
-                 int(acted), note, json.dumps(a), now))
+                (raw_id, a.superevent_id, a.alert_type, a.time_created, a.content_hash, a.kind,
+                 int(acted), note, json.dumps(a.as_dict()), now))
             alert_id = int(cur.lastrowid)
-            if acted and a["alert_type"] == "RETRACTION":
+            if acted and a.alert_type == "RETRACTION":
                 db.execute("UPDATE events SET state = 'retracted', retracted_at = ?, updated_at = ? "
-                           "WHERE superevent_id = ?", (now, now, a["superevent_id"]))
-                db.execute("UPDATE products SET withdrawn = 1 WHERE superevent_id = ?", (a["superevent_id"],))
+                           "WHERE superevent_id = ?", (now, now, a.superevent_id))
+                db.execute("UPDATE products SET withdrawn = 1 WHERE superevent_id = ?", (a.superevent_id,))
             if acted:
                 for sm in result.skymaps:
                     cur = db.execute(
                         "INSERT INTO skymaps (superevent_id, alert_id, role, sha256, data, meta, stored_at) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (a["superevent_id"], alert_id, sm.role, sm.sha256, sm.data, json.dumps(sm.meta), now))
+                        (a.superevent_id, alert_id, sm.role, sm.sha256, sm.data, json.dumps(sm.meta), now))
                     sid = int(cur.lastrowid)
                     for p in sm.products:
                         db.execute(
                             "INSERT INTO products (superevent_id, skymap_id, kind, name, level, boundary, format, "
                             "data, area_deg2, probability, n_cells, provenance, created_at) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (a["superevent_id"], sid, p.kind, p.name, p.level, p.boundary, p.format, p.data,
+                            (a.superevent_id, sid, str(p.kind), p.name, p.level, p.boundary, p.format, p.data,
                              p.area_deg2, p.probability, p.n_cells, json.dumps(p.provenance), now))
             db.execute("UPDATE raw_messages SET status = ?, status_reason = ? WHERE id = ?",
                        (status, note, raw_id))

@@ -25,9 +25,8 @@ from gwfollow.regions.coverage import (
     coverage_probability,
     load_coverage,
     remaining_probability,
-    times_to_us,
-    us_to_times,
 )
+from gwfollow.regions.timeaxis import times_to_us, us_to_times
 from gwfollow.errors import FetchError, GwfollowError
 from gwfollow.targets.fields import ZTF_FOV, FieldOfView, field_footprint_ranges, pointings_to_stmoc, read_field_grid
 from gwfollow.kernels import healpix as khp

@@ -16,7 +16,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from gwfollow.config import Config, KafkaConfig, ServiceConfig, StoreConfig
-from gwfollow.pipeline.replay import event_summary, order_messages, replay_messages
+from gwfollow.pipeline.replay import order_messages, replay_messages
+from gwfollow.products.summary import event_summary
 from gwfollow.service import make_app
 from gwfollow.service.app import STORE
 from gwfollow.store import Store

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 
 EXAMPLE = """examples:
   gwfollow rank bayestar.multiorder.fits --catalog openngc --limit 20
@@ -37,43 +39,41 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import sys
-
-    from gwfollow.targets.catalogues import load_catalog, parse_columns
+    # Commands import the science stack in main, so that `gwfollow --help` stays instant.
     from gwfollow.config import load_config
+    from gwfollow.errors import CatalogError
     from gwfollow.products.report import format_for, table_bytes, write_table
+    from gwfollow.regions.moc import credible_ranges
     from gwfollow.skymaps.skymap import read_skymap
+    from gwfollow.targets.catalogues import parse_columns
+    from gwfollow.targets.sources import PartitionedSource, open_catalog
 
     cfg = load_config(args.config)
     if args.output:
         format_for(args.output, args.format)
-    from gwfollow.regions.moc import credible_ranges
-    from gwfollow.products.core import parse_tap_spec
-    from gwfollow.targets.rank import rank_galaxies
-
     sm = read_skymap(args.skymap, config=cfg.skymap)
     level = None if args.level >= 1 else args.level
     region = credible_ranges(sm, [level], "include")[0] if level is not None else None
-    tap = parse_tap_spec(args.catalog)
-    from gwfollow.targets.partitioned import is_partitioned
-
-    if is_partitioned(args.catalog):
-        r, cat = _rank_partitioned(args, sm, region)
-    elif args.dask:
-        from gwfollow.errors import CatalogError
-
+    src = open_catalog(args.catalog, columns=parse_columns(args.columns))
+    if args.dask and not isinstance(src, PartitionedSource):
         raise CatalogError("--dask needs a partitioned catalogue",
                            hint=f"make one with: gwfollow catalog import {args.catalog} --out DIR")
-    elif tap is not None:
-        from gwfollow.targets.tap import TapCatalogSource
 
-        src = TapCatalogSource(tap[0], tap[1], parse_columns(args.columns) or None)
-        cat = src.query_region(region) if region is not None else src.query_all()
-    else:
-        cat = load_catalog(args.catalog, columns=parse_columns(args.columns))
-    if not is_partitioned(args.catalog):
-        r = rank_galaxies(sm, cat, region=region, level=None, weighting=args.weighting,
-                          limit=args.limit or None)
+    def progress(stage: str, done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\r\x1b[2Kpartitions ranked: {done}/{total}" + ("\n" if done == total else ""))
+            sys.stderr.flush()
+
+    with contextlib.ExitStack() as stack:
+        client = None
+        if args.dask:
+            # Dask is heavy and optional: imported only for --dask.
+            from gwfollow.pipeline.distributed import dask_client
+
+            client = stack.enter_context(dask_client(None if args.dask == "local" else args.dask, args.workers))
+        r = src.rank(sm, region, weighting=args.weighting, limit=args.limit or None, client=client,
+                     progress=progress)
+    cat = r.catalog
     t = r.table()
     if args.output:
         out = write_table(t, args.output, args.format)
@@ -93,28 +93,3 @@ def main(args: argparse.Namespace) -> int:
         print(f"read {sc['rows_read']:,} of {sc['rows_total']:,} rows: {sc['partitions_touched']} of "
               f"{sc['partitions_total']} partitions, {sc['row_groups_read']} row groups", file=sys.stderr)
     return 0
-
-
-def _rank_partitioned(args: argparse.Namespace, sm, region):
-    import contextlib
-    import sys
-
-    from gwfollow.targets.catalogues import parse_columns
-    from gwfollow.targets.partitioned import PartitionedCatalog, rank_partitioned
-
-    cat = PartitionedCatalog(args.catalog, columns=parse_columns(args.columns) or None)
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if sys.stderr.isatty():
-            sys.stderr.write(f"\r\x1b[2Kpartitions ranked: {done}/{total}" + ("\n" if done == total else ""))
-            sys.stderr.flush()
-
-    with contextlib.ExitStack() as stack:
-        client = None
-        if args.dask:
-            from gwfollow.pipeline.distributed import dask_client
-
-            client = stack.enter_context(dask_client(None if args.dask == "local" else args.dask, args.workers))
-        r = rank_partitioned(sm, cat, region=region, level=None, weighting=args.weighting,
-                             limit=args.limit or None, client=client, progress=progress)
-    return r, r.catalog

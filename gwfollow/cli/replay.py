@@ -51,7 +51,8 @@ def main(args: argparse.Namespace) -> int:
     from gwfollow.config import load_config
     from gwfollow.errors import GwfollowError
     from gwfollow.pipeline.replay import (Progress, collect_files, order_messages, read_input, read_kafka,
-                                          replay_messages, rejection_summary, write_outputs)
+                                          rejection_summary, replay_messages)
+    from gwfollow.products.summary import write_outputs
     from gwfollow.store import Store
 
     import logging

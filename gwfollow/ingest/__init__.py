@@ -7,6 +7,11 @@ VOEvents point to.
 """
 
 from gwfollow.ingest.model import ALERT_TYPES, Alert
-from gwfollow.ingest.parse import parse_alert, parse_fits_alert, parse_json_alert, parse_voevent
+from gwfollow.ingest.parse import (
+    parse_alert,
+    parse_fits_alert,
+    parse_json_alert,
+    parse_voevent,
+)
 
 __all__ = ["ALERT_TYPES", "Alert", "parse_alert", "parse_fits_alert", "parse_json_alert", "parse_voevent"]

@@ -54,6 +54,9 @@ class Alert:
     combined_skymap: bytes | None = field(default=None, repr=False)
     external_coinc: dict[str, Any] | None = None
     urls: dict[str, str] = field(default_factory=dict)
+    decoded_skymap: Any = field(default=None, repr=False, compare=False)
+    """The :class:`~gwfollow.skymaps.skymap.SkyMap` already read from ``skymap`` while parsing
+    (bare FITS alerts), so that it is not decoded twice."""
 
     @property
     def content_hash(self) -> str:

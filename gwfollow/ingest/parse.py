@@ -28,9 +28,14 @@ from importlib import resources
 from typing import Any
 from xml.etree import ElementTree
 
+import jsonschema
+from jsonschema.exceptions import best_match
+
+from gwfollow.config import SkyMapConfig
 from gwfollow.errors import AlertParseError, AlertSchemaError, SkyMapError
 from gwfollow.ingest.ids import check_event_id
 from gwfollow.ingest.model import ALERT_TYPES, Alert
+from gwfollow.skymaps.skymap import read_skymap
 
 _VOEVENT_TYPES = {
     "earlywarning": "EARLYWARNING",
@@ -51,7 +56,6 @@ def alert_schema() -> dict[str, Any]:
 
 @functools.cache
 def _validator():
-    import jsonschema
 
     schema = alert_schema()
     cls = jsonschema.validators.validator_for(schema)
@@ -131,7 +135,6 @@ def parse_json_alert(raw: bytes, source: str = "<json>") -> Alert:
                                hint="an IGWN alert is a few levels deep")
     errors = list(_validator().iter_errors(doc))
     if errors:
-        from jsonschema.exceptions import best_match
 
         e = best_match(errors)
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
@@ -263,12 +266,12 @@ def parse_voevent(raw: bytes, source: str = "<voevent>") -> Alert:
     )
 
 
-def parse_fits_alert(raw: bytes, source: str = "<fits>", alert_type: str = "PRELIMINARY") -> Alert:
-    """A bare FITS sky map as an alert (event id from ``OBJECT``)."""
-    from gwfollow.skymaps.skymap import read_skymap
-
+def parse_fits_alert(raw: bytes, source: str = "<fits>", alert_type: str = "PRELIMINARY",
+                     skymap_config: SkyMapConfig | None = None) -> Alert:
+    """A bare FITS sky map as an alert (event id from ``OBJECT``); the map read
+    (with ``skymap_config``) travels with the alert as ``decoded_skymap``."""
     try:
-        sm = read_skymap(raw, name=source)
+        sm = read_skymap(raw, name=source, config=skymap_config)
     except SkyMapError as exc:
         raise AlertParseError(f"unreadable sky map ({exc.message})", source=source) from None
     sid = sm.meta.object_id
@@ -296,6 +299,7 @@ def parse_fits_alert(raw: bytes, source: str = "<fits>", alert_type: str = "PREL
         raw=bytes(raw),
         event=event,
         skymap=bytes(raw),
+        decoded_skymap=sm,
     )
 
 
@@ -311,15 +315,16 @@ def sniff(raw: bytes) -> str:
     return "unknown"
 
 
-def parse_alert(raw: bytes, source: str = "<message>") -> Alert:
-    """Parse a message of any supported format (see :func:`sniff`)."""
+def parse_alert(raw: bytes, source: str = "<message>", skymap_config: SkyMapConfig | None = None) -> Alert:
+    """Parse a message of any supported format (see :func:`sniff`); a bare FITS
+    sky map is read with ``skymap_config``."""
     kind = sniff(raw)
     if kind == "json":
         return parse_json_alert(raw, source)
     if kind == "voevent":
         return parse_voevent(raw, source)
     if kind == "fits":
-        return parse_fits_alert(raw, source)
+        return parse_fits_alert(raw, source, skymap_config=skymap_config)
     if not raw:
         raise AlertParseError("empty message", source=source)
     raise AlertParseError(

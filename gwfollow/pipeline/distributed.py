@@ -17,6 +17,7 @@ scheduler (``tcp://host:8786``), see the README.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -25,10 +26,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from gwfollow.config import Config
-from gwfollow.errors import AlertError, FetchError, GwfollowError, SkyMapError, UnknownEventError
-from gwfollow.pipeline.runner import Outcome, outcome_of
-from gwfollow.products.core import NeedsFetch, ProcessedAlert, process_message
+from gwfollow.errors import (
+    AlertError,
+    ConfigError,
+    FetchError,
+    GwfollowError,
+    SkyMapError,
+)
+from gwfollow.ingest.fetch import fetch_bytes
+from gwfollow.ingest.parse import parse_alert, sniff
+from gwfollow.kernels import warm_up
 from gwfollow.pipeline.replay import Message
+from gwfollow.pipeline.runner import record_result, resolve_skymap_url
+from gwfollow.products.core import NeedsFetch, process_alert, process_message
+from gwfollow.products.resources import Resources
+from gwfollow.records import Outcome, ProcessedAlert
 from gwfollow.store import Store
 
 
@@ -40,17 +52,13 @@ class Failure:
     reason: str
 
 
-def _one(body: bytes, source: str, config: Config, apply_filters: bool) -> ProcessedAlert | Failure:
-    import asyncio
-
+def _one(body: bytes, source: str, config: Config, apply_filters: bool,
+         resources: Resources) -> ProcessedAlert | Failure:
     try:
-        res = process_message(body, source, config, None, apply_filters)
+        res = process_message(body, source, config, None, apply_filters, resources)
         if isinstance(res, NeedsFetch):
-            from gwfollow.ingest.fetch import fetch_bytes
-            from gwfollow.pipeline.runner import _resolve
-
-            data = asyncio.run(fetch_bytes(_resolve(res.url, source), config.fetch))
-            res = process_message(body, source, config, data, apply_filters)
+            data = asyncio.run(fetch_bytes(resolve_skymap_url(res.url, source), config.fetch))
+            res = process_alert(res.alert, source, config, data, apply_filters, resources)
         assert isinstance(res, ProcessedAlert)
         return res
     except (AlertError, SkyMapError, FetchError) as exc:
@@ -58,16 +66,13 @@ def _one(body: bytes, source: str, config: Config, apply_filters: bool) -> Proce
 
 
 def process_event(items: list[tuple[bytes, str]], config: Config, apply_filters: bool) -> list[Any]:
-    """All messages of one event, in order (runs on a Dask worker)."""
-    from gwfollow.kernels import warm_up
-
+    """All messages of one event, in order (runs on a Dask worker), with one set of resources."""
     warm_up()
-    return [_one(body, source, config, apply_filters) for body, source in items]
+    resources = Resources(config)
+    return [_one(body, source, config, apply_filters, resources) for body, source in items]
 
 
 def _event_key(m: Message) -> str:
-    from gwfollow.ingest.parse import parse_alert
-
     try:
         return parse_alert(m.body, m.source).superevent_id
     except GwfollowError:
@@ -79,6 +84,7 @@ def dask_client(address: str | None = None, n_workers: int = 2) -> Iterator[Any]
     """A ``distributed.Client``: to the scheduler at ``address``, or to a new
     ``LocalCluster`` of ``n_workers`` single-threaded worker processes on
     127.0.0.1 (closed on exit)."""
+    # Dask is heavy and optional: only --dask uses it.
     from distributed import Client, LocalCluster
 
     cluster = None
@@ -94,8 +100,6 @@ def dask_client(address: str | None = None, n_workers: int = 2) -> Iterator[Any]
         try:
             client = Client(address, timeout="20s")
         except (OSError, TimeoutError) as exc:
-            from gwfollow.errors import ConfigError
-
             raise ConfigError(f"cannot reach the Dask scheduler at {address} ({exc})",
                               hint="start one with `dask scheduler`, or omit the address for a local cluster") from None
     try:
@@ -129,6 +133,7 @@ def replay_on_dask(messages: Sequence[Message], config: Config, store: Store, *,
     list of Outcome
         One per message, in message order.
     """
+    # Dask is heavy and optional: only --dask uses it.
     from distributed import as_completed
 
     groups: dict[str, list[int]] = {}
@@ -164,23 +169,15 @@ def _record(messages: Sequence[Message], results: dict[int, Any], store: Store,
             on_outcome: Callable[[Message, Outcome], None] | None) -> list[Outcome]:
     outcomes = []
     for i, m in enumerate(messages):
-        from gwfollow.ingest.parse import sniff
-
         acc = store.accept_raw(m.body, m.source, sniff(m.body), hashlib.sha256(m.body).hexdigest())
         r = results[i]
         if not acc.new:
             o = Outcome(acc.raw_id, "duplicate", reason="same bytes already stored")
         elif isinstance(r, Failure):
-            store.dead_letter(acc.raw_id, m.source, GwfollowError(r.reason), error_type=r.error_type)
-            o = Outcome(acc.raw_id, "dead", reason=r.reason)
+            o = record_result(store, acc.raw_id, m.source, GwfollowError(r.reason), error_type=r.error_type)
         else:
-            try:
-                recorded = store.record_alert(acc.raw_id, r, r.acted, r.note)
-            except UnknownEventError as exc:
-                store.dead_letter(acc.raw_id, m.source, exc)
-                o = Outcome(acc.raw_id, "dead", reason=str(exc))
-            else:
-                o = outcome_of(acc.raw_id, r, recorded)
+            o = record_result(store, acc.raw_id, m.source, r)
+            if o.status != "dead":
                 store.record_timings(acc.raw_id, {f"worker.{k}": v for k, v in r.timings.items()})
         outcomes.append(o)
         if on_outcome:

@@ -18,6 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+from aiokafka import AIOKafkaConsumer
+from aiokafka.abc import AbstractTokenProvider
+from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
+
 from gwfollow.config import KafkaConfig, SpoolConfig
 from gwfollow.errors import FetchError
 from gwfollow.pipeline.runner import Pipeline
@@ -49,7 +55,6 @@ class OAuthTokenProvider:
             return self._token
 
     async def _refresh(self) -> None:
-        import aiohttp
 
         data = {"grant_type": "client_credentials", "client_id": self.client_id,
                 "client_secret": self.client_secret}
@@ -84,11 +89,9 @@ def kafka_consumer_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
         "security_protocol": cfg.security_protocol,
     }
     if cfg.security_protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
 
         kw["ssl_context"] = create_ssl_context()
     if cfg.security_protocol.startswith("SASL"):
-        from aiokafka.abc import AbstractTokenProvider
 
         provider = OAuthTokenProvider(cfg.token_url, cfg.client_id, cfg.client_secret)
 
@@ -112,8 +115,6 @@ class KafkaListener:
 
     async def run(self) -> None:
         """Consume until cancelled; reconnect with backoff on broker failures."""
-        from aiokafka import AIOKafkaConsumer
-        from aiokafka.errors import KafkaError
 
         backoff = 1.0
         while True:

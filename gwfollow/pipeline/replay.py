@@ -11,18 +11,21 @@ timestamps).
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from gwfollow.config import Config
 from gwfollow.errors import GwfollowError
-from gwfollow.pipeline.runner import Outcome, Pipeline
+from gwfollow.ingest.parse import parse_alert
+from gwfollow.pipeline.runner import Pipeline
+from gwfollow.records import Outcome
 from gwfollow.store import Store
 
 SUFFIXES = (".json", ".xml", ".fits", ".fits.gz", ".fit", ".fits.fz", ".gz")
@@ -89,7 +92,6 @@ def rejection_summary(rejected: Sequence[tuple[str, str]], db: str | None = None
 
 
 def _time_created(body: bytes, source: str) -> datetime:
-    from gwfollow.ingest.parse import parse_alert
 
     try:
         return parse_alert(body, source).time_created
@@ -109,7 +111,6 @@ def read_kafka(bootstrap: str, topic: str, from_beginning: bool = True, timeout_
 
 
 async def _read_kafka(bootstrap: str, topic: str, from_beginning: bool, timeout_s: float) -> list[tuple[bytes, str]]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest" if from_beginning else "latest")
@@ -191,119 +192,3 @@ async def replay_messages(messages: Sequence[Message], config: Config, store: St
     finally:
         await pipe.stop()
     return outcomes
-
-
-def event_summary(store: Store, superevent_id: str, config: Config) -> dict[str, Any]:
-    """A deterministic description of an event (no wall-clock timestamps)."""
-    from gwfollow.version import __version__
-
-    ev = store.event(superevent_id) or {"state": "unknown"}
-    alerts = store.alerts_of(superevent_id)
-    maps = store.skymaps_of(superevent_id)
-    products = store.products_of(superevent_id)
-    latest = next((m for m in reversed(maps) if m["role"] == "gw"), None)
-    latest_products = [p for p in products if latest and p["skymap_id"] == latest["id"] and p["kind"] == "moc"]
-    targets = [{"kind": p["kind"], "name": p["name"], "count": p["n_cells"]}
-               for p in products if latest and p["skymap_id"] == latest["id"] and p["kind"] != "moc"]
-    return {
-        "superevent_id": superevent_id,
-        "state": ev["state"],
-        "retracted": ev["state"] == "retracted",
-        "alerts": [
-            {"alert_type": a["alert_type"], "time_created": a["time_created"], "kind": a["kind"],
-             "content_hash": a["content_hash"], "acted": bool(a["acted"]), "note": a["note"]}
-            for a in alerts
-        ],
-        "skymap_versions": [
-            {"sha256": m["sha256"], "role": m["role"], "alert_type": m["alert_type"],
-             "time_created": m["time_created"], "object_id": m["meta"]["object_id"],
-             "creator": m["meta"]["creator"], "cells": m["meta"]["cells"],
-             "areas_deg2": m["meta"]["areas_deg2"]}
-            for m in maps
-        ],
-        "latest_skymap": latest["sha256"] if latest else None,
-        "areas_deg2": {f"{p['level']:g}": p["area_deg2"] for p in latest_products},
-        "probabilities": {f"{p['level']:g}": p["probability"] for p in latest_products},
-        "targets": targets,
-        "products_withdrawn": bool(products) and all(p["withdrawn"] for p in products),
-        "provenance": {"gwfollow": __version__, "levels": list(config.skymap.levels),
-                       "boundary": config.skymap.boundary},
-    }
-
-
-def write_event_report(store: Store, sid: str, d: Path, config: Config,
-                       image_src: str | None = None) -> list[Path]:
-    """``report.html`` and ``sky.png`` of an event's latest sky map.
-
-    ``image_src`` is where the page finds the plot (default: ``sky.png`` beside it).
-    """
-    from gwfollow.products.report import event_report_html, sky_plot
-    from gwfollow.skymaps.skymap import read_skymap
-
-    summary = event_summary(store, sid, config)
-    maps = store.skymaps_of(sid)
-    latest = next((m for m in reversed(maps) if m["role"] == "gw"), None)
-    galaxies: dict[str, list[dict[str, Any]]] = {}
-    fields: list[dict[str, Any]] = []
-    written = []
-    image = None
-    if latest is not None:
-        for p in store.products_of(sid):
-            if p["skymap_id"] != latest["id"]:
-                continue
-            if p["kind"] == "galaxies":
-                galaxies[p["name"]] = json.loads(store.product_data(p["id"])).get("rows", [])
-            elif p["kind"] == "fields" and not fields:
-                fields = [r for r in json.loads(store.product_data(p["id"]))["rows"] if r.get("selected")]
-        sm = read_skymap(store.skymap_bytes(latest["id"]), name=f"{sid} sky map", config=config.skymap)
-        first = next(iter(galaxies.values()), [])[:20]
-        from astropy.table import Table
-
-        targets = Table(rows=[(r["ra"], r["dec"]) for r in first], names=("ra", "dec")) if first else None
-        ftab = Table(rows=[(r["ra"], r["dec"]) for r in fields], names=("ra", "dec")) if fields else None
-        fov = None
-        if fields and config.telescopes:
-            from gwfollow.targets.fields import telescope_from_config
-
-            fov = telescope_from_config(config.telescopes[0]).fov
-        img = sky_plot(sm, d / "sky.png", levels=tuple(config.skymap.levels), targets=targets, fields=ftab, fov=fov,
-                       title=f"{sid} ({latest['alert_type']})" + (" RETRACTED" if summary["retracted"] else ""))
-        written.append(img)
-        image = image_src or img.name
-    f = d / "report.html"
-    f.write_text(event_report_html(summary, galaxies, image))
-    written.append(f)
-    return written
-
-
-def write_outputs(store: Store, out: Path, config: Config, reports: bool = False) -> list[Path]:
-    """One directory per event: ``moc-<level>.fits`` (latest sky map), ``galaxies-<catalogue>.json``,
-    ``summary.json``, and with ``reports`` also ``report.html`` and ``sky.png``."""
-    written = []
-    for ev in store.events():
-        sid = ev["superevent_id"]
-        d = out / sid
-        d.mkdir(parents=True, exist_ok=True)
-        summary = event_summary(store, sid, config)
-        maps = store.skymaps_of(sid)
-        latest = next((m for m in reversed(maps) if m["role"] == "gw"), None)
-        for old in [*d.glob("moc-*.fits"), *d.glob("galaxies-*.json"), *d.glob("fields-*.json")]:
-            old.unlink()
-        if latest is not None and not summary["retracted"]:
-            for p in store.products_of(sid, include_withdrawn=False):
-                if p["skymap_id"] != latest["id"]:
-                    continue
-                if p["kind"] == "moc":
-                    f = d / f"moc-{p['level']:g}.fits"
-                elif p["kind"] in ("galaxies", "fields"):
-                    f = d / f"{p['kind']}-{p['name']}.json"
-                else:
-                    continue
-                f.write_bytes(store.product_data(p["id"]))
-                written.append(f)
-        f = d / "summary.json"
-        f.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-        written.append(f)
-        if reports:
-            written.extend(write_event_report(store, sid, d, config))
-    return written

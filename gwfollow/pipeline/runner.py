@@ -21,6 +21,7 @@ process pool: the event loop only schedules.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import multiprocessing
@@ -29,73 +30,100 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import aiohttp
 
 from gwfollow.config import Config
-from gwfollow.errors import AlertError, FetchError, GwfollowError, SkyMapError, UnknownEventError
+from gwfollow.errors import (
+    AlertError,
+    FetchError,
+    GwfollowError,
+    SkyMapError,
+    UnknownEventError,
+)
 from gwfollow.ingest.fetch import checked_session, fetch_bytes
-from gwfollow.products.core import NeedsFetch, ProcessedAlert
-from gwfollow.pipeline.worker import die_with_parent, process_and_release
+from gwfollow.ingest.parse import sniff
+from gwfollow.kernels import warm_up
+from gwfollow.products.core import NeedsFetch, process_alert, process_message
+from gwfollow.products.resources import Resources
+from gwfollow.pipeline.worker import die_with_parent, run_and_release
+from gwfollow.records import Outcome, ProcessedAlert
 from gwfollow.store import Accepted, Recorded, Store
 
 log = logging.getLogger("gwfollow.pipeline.runner")
 T = TypeVar("T")
 
 
+_WORKER_RESOURCES: Resources | None = None
+"""The one :class:`Resources` of a worker process, made by :func:`_init_worker` (a process
+pool gives its initializer no other way to hand state to the tasks)."""
+
+
 def _init_worker(config: Config | None = None) -> None:
     """Worker-process start: load the numba kernels from their cache and, with
-    a configuration, what the first alert would otherwise wait for (imports,
-    telescope grids and their footprints; :func:`processing.warm_worker`)."""
-    from gwfollow.kernels import warm_up
+    a configuration, prepare what the first alert would otherwise wait for
+    (catalogue indexes are built on first use, telescopes and their footprints now)."""
+    global _WORKER_RESOURCES
 
     die_with_parent()
     warm_up()
     if config is not None:
-        from gwfollow.products.core import warm_worker
-
-        warm_worker(config)
+        _WORKER_RESOURCES = Resources(config)
+        _WORKER_RESOURCES.warm()
 
 
 def _ping() -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one message."""
+def _process_in_worker(body: bytes, source: str, config: Config, apply_filters: bool,
+                       resources: Resources | None = None) -> ProcessedAlert | NeedsFetch:
+    return process_message(body, source, config, None, apply_filters, resources or _WORKER_RESOURCES)
 
-    raw_id: int
-    status: str  # processed, ignored, dead, duplicate
-    superevent_id: str | None = None
-    alert_type: str | None = None
-    alert_id: int | None = None
-    reason: str | None = None
-    seconds: float = 0.0
+
+def _process_fetched_in_worker(needs: NeedsFetch, source: str, config: Config, data: bytes, apply_filters: bool,
+                               resources: Resources | None = None) -> ProcessedAlert | NeedsFetch:
+    return process_alert(needs.alert, source, config, data, apply_filters, resources or _WORKER_RESOURCES)
 
 
 def outcome_of(raw_id: int, result: ProcessedAlert, recorded: Recorded, seconds: float = 0.0) -> Outcome:
     """The outcome of a message whose alert the store has recorded."""
     a = result.alert
     reason = recorded.note if recorded.note is not None else result.note
-    return Outcome(raw_id, recorded.status, a["superevent_id"], a["alert_type"], recorded.alert_id,
+    return Outcome(raw_id, recorded.status, a.superevent_id, a.alert_type, recorded.alert_id,
                    reason=reason, seconds=seconds)
 
 
-ProductHook = Callable[[Outcome], Awaitable[None]]
+def record_result(store: Store, raw_id: int, source: str, result: ProcessedAlert | BaseException,
+                  seconds: float = 0.0, error_type: str | None = None, transient: bool | None = None) -> Outcome:
+    """Store what processing a message gave: its alert and products, or a dead letter
+    with the reason (the one recording step of the service, replay and Dask replay);
+    ``transient`` marks a dead letter worth requeueing (see :meth:`Store.dead_letter`)."""
+    if isinstance(result, BaseException):
+        store.dead_letter(raw_id, source, result, error_type=error_type, transient=transient)
+        return Outcome(raw_id, "dead", reason=str(result), seconds=seconds)
+    try:
+        recorded = store.record_alert(raw_id, result, result.acted, result.note)
+    except UnknownEventError as exc:
+        store.dead_letter(raw_id, source, exc)
+        return Outcome(raw_id, "dead", reason=str(exc), seconds=seconds)
+    return outcome_of(raw_id, result, recorded, seconds)
 
 
-def _resolve(url: str, source: str) -> str:
+def resolve_skymap_url(url: str, source: str) -> str:
     """A relative sky-map path in an archived VOEvent is relative to the VOEvent file."""
-    from pathlib import Path
-    from urllib.parse import urlparse
-
     if urlparse(url).scheme or Path(url).is_absolute():
         return url
     src = Path(source)
     if src.is_file():
         return str(src.parent / url)
     return url
+
+
+ProductHook = Callable[[Outcome], Awaitable[None]]
 
 
 class Pipeline:
@@ -122,6 +150,9 @@ class Pipeline:
         self.store = store
         self._own_executor = executor is None
         self._executor = executor
+        # A pool given by the caller (threads, in tests) has no initializer: its
+        # tasks share this process's resources instead.
+        self._resources = None if executor is None else Resources(config)
         self._db = ThreadPoolExecutor(1, thread_name_prefix="gwfollow-db")
         self._queue: asyncio.Queue[int] | None = None
         self._workers: list[asyncio.Task[None]] = []
@@ -140,8 +171,6 @@ class Pipeline:
 
     async def start(self, resume: bool = True) -> None:
         """Start the workers; resume messages accepted before a crash."""
-        import aiohttp
-
         if self._executor is None:
             self._executor = self._make_executor()
         loop = asyncio.get_running_loop()
@@ -211,8 +240,6 @@ class Pipeline:
 
     async def accept(self, body: bytes, source: str) -> Accepted:
         """Store a raw message durably; returns when committed."""
-        from gwfollow.ingest.parse import sniff
-
         digest = hashlib.sha256(body).hexdigest()
         acc = await self.db(self.store.accept_raw, body, source, sniff(body), digest)
         self.stats["accepted" if acc.new else "redelivered"] += 1
@@ -269,13 +296,13 @@ class Pipeline:
             finally:
                 self._queue.task_done()
 
-    async def _run(self, *args: Any) -> ProcessedAlert | NeedsFetch:
+    async def _run(self, fn: Callable[..., ProcessedAlert | NeedsFetch], *args: Any) -> ProcessedAlert | NeedsFetch:
         loop = asyncio.get_running_loop()
         for attempt in range(self.config.service.crash_retries + 1):
             assert self._executor is not None
             executor = self._executor
             try:
-                return await loop.run_in_executor(executor, process_and_release, *args)
+                return await loop.run_in_executor(executor, run_and_release, fn, *args)
             except BrokenProcessPool:
                 # A worker died (out of memory, killed): every message in flight
                 # sees this. Replace the pool once, then try the message again.
@@ -299,20 +326,19 @@ class Pipeline:
         timings: dict[str, float] = {}
         try:
             t = time.perf_counter()
-            result = await self._run(raw.body, raw.source, self.config, None, self.apply_filters)
+            result = await self._run(_process_in_worker, raw.body, raw.source, self.config, self.apply_filters,
+                                    self._resources)
             timings["process"] = time.perf_counter() - t
             if isinstance(result, NeedsFetch):
                 t = time.perf_counter()
-                data = await fetch_bytes(_resolve(result.url, raw.source), self.config.fetch, self._session)
+                data = await fetch_bytes(resolve_skymap_url(result.url, raw.source), self.config.fetch, self._session)
                 timings["fetch"] = time.perf_counter() - t
                 t = time.perf_counter()
-                result = await self._run(raw.body, raw.source, self.config, data, self.apply_filters)
+                result = await self._run(_process_fetched_in_worker, result, raw.source, self.config, data,
+                                         self.apply_filters, self._resources)
                 timings["process_fetched"] = time.perf_counter() - t
             assert isinstance(result, ProcessedAlert)
-            t = time.perf_counter()
-            recorded = await self.db(self.store.record_alert, raw_id, result, result.acted, result.note)
-            timings["store"] = time.perf_counter() - t
-        except (AlertError, SkyMapError, FetchError, UnknownEventError, BrokenProcessPool) as exc:
+        except (AlertError, SkyMapError, FetchError, BrokenProcessPool) as exc:
             err: BaseException = exc
             transient = None
             if isinstance(exc, BrokenProcessPool):
@@ -320,17 +346,24 @@ class Pipeline:
                                     f"{self.config.service.crash_retries + 1} time(s) (out of memory?)",
                                     hint="see the service log; requeue it with gwfollow deadletters requeue")
                 transient = True
-            await self.db(self.store.dead_letter, raw_id, raw.source, err, None, transient)
+            await self.db(record_result, self.store, raw_id, raw.source, err, 0.0, None, transient)
             self.stats["dead"] += 1
             log.warning("dead letter %d: %s", raw_id, err)
             return Outcome(raw_id, "dead", reason=str(err), seconds=time.perf_counter() - t_start)
+        t = time.perf_counter()
+        o = await self.db(record_result, self.store, raw_id, raw.source, result)
+        timings["store"] = time.perf_counter() - t
+        if o.status == "dead":
+            self.stats["dead"] += 1
+            log.warning("dead letter %d: %s", raw_id, o.reason)
+            return dataclasses.replace(o, seconds=time.perf_counter() - t_start)
         timings.update({f"worker.{k}": v for k, v in result.timings.items()})
         total = time.perf_counter() - t_start
         timings["total"] = total
         await self.db(self.store.record_timings, raw_id, timings)
         for k, v in timings.items():
             self.stage_seconds[k] += v
-        o = outcome_of(raw_id, result, recorded, seconds=total)
+        o = dataclasses.replace(o, seconds=total)
         self.stats[o.status] += 1
         self.stats[f"type.{o.alert_type}"] += 1
         return o

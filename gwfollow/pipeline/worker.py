@@ -4,7 +4,7 @@
   worker is killed by the kernel when the process that started it dies, even
   by ``kill -9``; otherwise orphaned workers (hundreds of MiB each) outlive
   the service.
-* :func:`process_and_release`: after a message, heap memory freed by Python
+* :func:`run_and_release`: after a message, heap memory freed by Python
   is handed back to the operating system (glibc ``malloc_trim``), so a worker
   that once inflated a large sky map does not keep its peak for ever.
 """
@@ -16,10 +16,10 @@ import ctypes.util
 import functools
 import signal
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from gwfollow.config import Config
-from gwfollow.products.core import NeedsFetch, ProcessedAlert, process_message
+T = TypeVar("T")
 
 _PR_SET_PDEATHSIG = 1
 
@@ -51,15 +51,14 @@ def release_memory() -> bool:
     return bool(trim(0))
 
 
-def process_and_release(body: bytes, source: str, config: Config, fetched_skymap: bytes | None = None,
-                        apply_filters: bool = True) -> ProcessedAlert | NeedsFetch:
-    """:func:`~gwfollow.products.core.process_message`, then :func:`release_memory`.
+def run_and_release(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` (a message's processing), then :func:`release_memory`.
 
     The trim costs about a millisecond against the hundreds a message takes,
     so it runs after every message (a large inflated sky map can come from a
     small message, so the message size is no guide).
     """
     try:
-        return process_message(body, source, config, fetched_skymap, apply_filters)
+        return fn(*args)
     finally:
         release_memory()

@@ -1,83 +1,85 @@
-"""The CPU-heavy step of the pipeline, as one pure function.
+"""The per-alert core: one alert in, every product out.
 
-:func:`process_message` turns a raw message (and, for VOEvents, the sky map
-fetched for it) into everything the store keeps: the parsed alert, each
-sky-map version and its credible-region MOCs serialised as MOC 2.0 FITS.
-It runs in a worker process (:class:`concurrent.futures.ProcessPoolExecutor`)
-so that the event loop never waits for it; its inputs and outputs are plain,
-picklable data.
+parse -> (the sky map fetched by the caller when a VOEvent only points to it)
+-> each sky map read once -> its credible regions ranked once
+(:class:`~gwfollow.regions.moc.CredibleRegions`: one sort serves every level)
+-> every product from those regions: MOCs per configured level, galaxies per
+catalogue, fields per telescope, observability per site, probability per
+coverage -> a :class:`~gwfollow.records.ProcessedAlert`.
+
+The service's pipeline, ``gwfollow replay`` and the Dask replay all call
+:func:`process_message` / :func:`process_alert`; it runs in a worker
+process (CPU-heavy), and its inputs and outputs are plain, picklable data.
+What it needs besides the alert (catalogues, telescopes, coverages) comes in
+one :class:`~gwfollow.products.resources.Resources` object.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+
+from astropy import units as u
+from astropy.time import Time
 
 from gwfollow.config import Config
 from gwfollow.errors import AlertSchemaError, GwfollowError
+from gwfollow.ingest.model import Alert
+from gwfollow.ingest.parse import parse_alert
+from gwfollow.kernels import ranges as kr
+from gwfollow.products.report import table_bytes
+from gwfollow.products.resources import Resources, resources_for
+from gwfollow.records import (
+    AlertSummary,
+    ProcessedAlert,
+    ProcessedSkyMap,
+    Product,
+    ProductKind,
+)
+from gwfollow.regions.coverage import coverage_probability
+from gwfollow.regions.moc import (
+    CredibleRegions,
+    probability_in_ranges,
+    ranges_area_deg2,
+)
+from gwfollow.regions.mocio import space_moc_fits_bytes
+from gwfollow.skymaps.skymap import SkyMap, read_skymap
+from gwfollow.targets.fields import rank_fields
+from gwfollow.targets.windows import add_windows, site_summary
+from gwfollow.version import __version__
 
 log = logging.getLogger("gwfollow.products.core")
 
-
-@dataclass(frozen=True)
-class Product:
-    """One stored product: a credible-region MOC (``kind="moc"``), a ranked
-    galaxy list (``"galaxies"``, ``name`` = catalogue), ...
-
-    Areas in square degrees; ``probability`` is the enclosed probability.
-    """
-
-    kind: str
-    level: float | None
-    boundary: str | None
-    format: str
-    data: bytes
-    area_deg2: float | None
-    probability: float | None
-    n_cells: int | None
-    provenance: dict[str, Any]
-    name: str = ""
-
-
-@dataclass(frozen=True)
-class ProcessedSkyMap:
-    """A sky-map version and its products."""
-
-    role: str  # "gw" or "combined"
-    sha256: str
-    data: bytes
-    meta: dict[str, Any]
-    products: list[Product]
-
-
-@dataclass(frozen=True)
-class ProcessedAlert:
-    """What :func:`process_message` returns."""
-
-    alert: dict[str, Any]
-    skymaps: list[ProcessedSkyMap] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    acted: bool = True
-    note: str | None = None
+FIELDS_LEVEL = 0.999
+"""Fields are searched around the credible region at this level (see :func:`rank_fields`)."""
+SITES_LEVEL = 0.9
+"""Observability and coverages are computed over the 90 % region (``include`` boundary)."""
 
 
 @dataclass(frozen=True)
 class NeedsFetch:
-    """The message points to a sky map that must be downloaded first."""
+    """The alert (a VOEvent) points to a sky map that the caller must download first,
+    then hand back to :func:`process_alert` with the parsed alert."""
 
     url: str
-    alert: dict[str, Any]
+    alert: Alert
 
 
-def filter_reason(alert_summary: dict[str, Any], config: Config) -> str | None:
+def summary_of(alert: Alert) -> AlertSummary:
+    """The alert without its sky-map bytes."""
+    return AlertSummary(**alert.summary())
+
+
+def filter_reason(alert: AlertSummary, config: Config) -> str | None:
     """Why the configured filters reject an alert (None: accepted)."""
     f = config.filters
-    sid = alert_summary["superevent_id"]
-    if alert_summary["alert_type"] == "RETRACTION":
+    sid = alert.superevent_id
+    if alert.is_retraction:
         return None
-    event = alert_summary.get("event") or {}
+    event = alert.event or {}
     if not f.mock_events and sid.startswith("M"):
         return "filtered: mock event (filters.mock_events = false)"
     if f.significant_only and event.get("significant") is False:
@@ -91,44 +93,78 @@ def filter_reason(alert_summary: dict[str, Any], config: Config) -> str | None:
     return None
 
 
-def _skymap_products(data: bytes, role: str, name: str, config: Config) -> tuple[ProcessedSkyMap, dict[str, float]]:
-    from gwfollow.version import __version__
-    from gwfollow.kernels import ranges as kr
-    from gwfollow.regions.mocio import space_moc_fits_bytes
-    from gwfollow.regions.moc import credible_ranges, probability_in_ranges, ranges_area_deg2
-    from gwfollow.skymaps.skymap import read_skymap
-
+def process_message(body: bytes, source: str, config: Config, fetched_skymap: bytes | None = None,
+                    apply_filters: bool = True, resources: Resources | None = None) -> ProcessedAlert | NeedsFetch:
+    """Parse a raw message and compute its products (see :func:`process_alert`)."""
     t0 = time.perf_counter()
-    sm = read_skymap(data, name=name, config=config.skymap)
+    alert = parse_alert(body, source, config.skymap)
+    return process_alert(alert, source, config, fetched_skymap, apply_filters, resources,
+                         parse_seconds=time.perf_counter() - t0)
+
+
+def process_alert(alert: Alert, source: str, config: Config, fetched_skymap: bytes | None = None,
+                  apply_filters: bool = True, resources: Resources | None = None,
+                  parse_seconds: float = 0.0) -> ProcessedAlert | NeedsFetch:
+    """Compute every product of a parsed alert.
+
+    Parameters
+    ----------
+    alert : Alert
+    source : str
+        Where the message came from, for messages.
+    config : Config
+    fetched_skymap : bytes, optional
+        The sky map downloaded for a VOEvent (see :class:`NeedsFetch`).
+    apply_filters : bool
+        Apply ``config.filters``; a rejected alert is returned with
+        ``acted=False`` and the reason in ``note``.
+    resources : Resources, optional
+        Catalogues, telescopes, coverages of ``config``, prepared once per worker;
+        made for this call when omitted.
+
+    Raises
+    ------
+    AlertError, SkyMapError
+        The message or its sky map is unusable (it goes to dead letters).
+    """
+    summary = summary_of(alert)
+    timings = {"parse": parse_seconds}
+    if apply_filters:
+        reason = filter_reason(summary, config)
+        if reason:
+            return ProcessedAlert(alert=summary, timings=timings, acted=False, note=reason)
+    if alert.is_retraction:
+        return ProcessedAlert(alert=summary, timings=timings)
+    data = alert.skymap if alert.skymap is not None else fetched_skymap
+    if data is None:
+        if alert.skymap_url:
+            return NeedsFetch(url=alert.skymap_url, alert=alert)
+        raise AlertSchemaError(f"{alert.alert_type} alert without a sky map", source=source)
+    res = resources_for(config, resources)
+    maps = [_skymap_products(data, alert.decoded_skymap, "gw", f"{source} (sky map)", config, res, timings)]
+    if alert.combined_skymap is not None:
+        maps.append(_skymap_products(alert.combined_skymap, None, "combined", f"{source} (combined sky map)",
+                                     config, res, timings))
+    return ProcessedAlert(alert=summary, skymaps=maps, timings=timings)
+
+
+def _skymap_products(data: bytes, decoded: SkyMap | None, role: str, name: str, config: Config,
+                     res: Resources, timings: dict[str, float]) -> ProcessedSkyMap:
+    """One sky-map version: read once, ranked once, every product from its regions."""
+    t0 = time.perf_counter()
+    sm = decoded if decoded is not None else read_skymap(data, name=name, config=config.skymap)
     t1 = time.perf_counter()
     levels = list(config.skymap.levels)
-    boundary = config.skymap.boundary
-    products = []
-    for level, r in zip(levels, credible_ranges(sm, levels, boundary)):
-        prov = {
-            "skymap_sha256": sm.sha256,
-            "level": level,
-            "boundary": boundary,
-            "gwfollow": __version__,
-            "moc_order": sm.meta.moc_order,
-        }
-        fits_bytes = space_moc_fits_bytes(
-            r, sm.meta.moc_order,
-            extra={"OBJECT": sm.meta.object_id or "", "CREDLEV": level, "SKYMAPSH": sm.sha256[:64]},
-        )
-        products.append(Product(
-            kind="moc", level=level, boundary=boundary, format="fits", data=fits_bytes,
-            area_deg2=ranges_area_deg2(r), probability=probability_in_ranges(sm, r),
-            n_cells=int(kr.to_uniq(r).shape[0]), provenance=prov,
-        ))
+    regions = CredibleRegions(sm, max(levels + [FIELDS_LEVEL, SITES_LEVEL, config.targets.galaxy_level]))
+    products = [_moc_product(sm, regions, level, config.skymap.boundary) for level in levels]
     t2 = time.perf_counter()
     if role == "gw":
-        start = _start_time(sm)
-        region90 = credible_ranges(sm, [0.9], "include")[0]
-        products.extend(_galaxy_products(sm, config, start))
-        products.extend(_field_products(sm, config, start))
+        start = sm.event_t0 or Time.now()  # the observing window starts at the event time
+        region90 = regions.ranges(SITES_LEVEL, "include")
+        products.extend(_galaxy_products(sm, regions, config, res, start))
+        products.extend(_field_products(sm, regions, config, res, start))
         products.extend(_site_products(sm, config, start, region90))
-        products.extend(_coverage_products(sm, config, start, region90))
+        products.extend(_coverage_products(sm, config, res, start, region90))
     t3 = time.perf_counter()
     m = sm.meta
     meta = {
@@ -136,287 +172,101 @@ def _skymap_products(data: bytes, role: str, name: str, config: Config) -> tuple
         "creator": m.creator, "ordering": m.ordering, "cells": len(sm), "moc_order": m.moc_order,
         "distmean": m.distmean, "diststd": m.diststd, "has_distance": sm.has_distance,
         "prob_sum": m.prob_sum, "warnings": list(m.warnings),
-        "areas_deg2": {f"{p.level:g}": p.area_deg2 for p in products if p.kind == "moc"},
+        "areas_deg2": {f"{p.level:g}": p.area_deg2 for p in products if p.kind is ProductKind.MOC},
     }
-    return (ProcessedSkyMap(role=role, sha256=sm.sha256, data=data, meta=meta, products=products),
-            {f"{role}_skymap_read": t1 - t0, f"{role}_mocs": t2 - t1, f"{role}_targets": t3 - t2})
+    timings.update({f"{role}_skymap_read": t1 - t0, f"{role}_mocs": t2 - t1, f"{role}_targets": t3 - t2})
+    return ProcessedSkyMap(role=role, sha256=sm.sha256, data=data, meta=meta, products=products)
 
 
-def _version() -> str:
-    from gwfollow.version import __version__
-
-    return __version__
-
-
-_CATALOGS: dict[str, Any] = {}
-
-
-def _catalog(name: str):
-    """Catalogues are loaded and indexed once per worker process."""
-    from gwfollow.targets.catalogues import load_catalog
-
-    if name not in _CATALOGS:
-        cat = load_catalog(name)
-        cat.index()
-        _CATALOGS[name] = cat
-    return _CATALOGS[name]
+def _moc_product(sm: SkyMap, regions: CredibleRegions, level: float, boundary: str) -> Product:
+    r = regions.ranges(level, boundary)
+    prov = {"skymap_sha256": sm.sha256, "level": level, "boundary": boundary, "gwfollow": __version__,
+            "moc_order": sm.meta.moc_order}
+    fits_bytes = space_moc_fits_bytes(
+        r, sm.meta.moc_order, extra={"OBJECT": sm.meta.object_id or "", "CREDLEV": level, "SKYMAPSH": sm.sha256[:64]},
+    )
+    return Product(kind=ProductKind.MOC, level=level, boundary=boundary, format="fits", data=fits_bytes,
+                   area_deg2=ranges_area_deg2(r), probability=probability_in_ranges(sm, r),
+                   n_cells=int(kr.to_uniq(r).shape[0]), provenance=prov)
 
 
-def _partitioned(path: str):
-    """Partitioned catalogues are opened once per worker process (metadata only)."""
-    from gwfollow.targets.partitioned import PartitionedCatalog
-
-    key = f"partitioned:{path}"  # the same path may hold a table in another configuration
-    if key not in _CATALOGS:
-        _CATALOGS[key] = PartitionedCatalog(path)
-    return _CATALOGS[key]
-
-
-def _start_time(sm):
-    """The observing window starts at the event time (DATE-OBS), else now."""
-    from astropy.time import Time
-
-    return sm.event_t0 or Time.now()
-
-
-_COVERAGES: dict[Any, Any] = {}
-
-
-def load_configured_coverage(cc, config: Config):
-    """A :class:`~gwfollow.regions.coverage.Coverage` from a ``[coverages.NAME]`` table (cached per process)."""
-    import os
-
-    from gwfollow.regions.coverage import load_coverage
-    from gwfollow.targets.fields import pointings_to_stmoc
-    from gwfollow.regions.mocserver import coverage_from_mocserver
-
-    if cc in _COVERAGES:
-        return _COVERAGES[cc]
-    if cc.path:
-        cov = load_coverage(os.path.expanduser(cc.path), name=cc.name)
-    elif cc.mocserver_id:
-        cov = coverage_from_mocserver(cc.mocserver_id, os.path.expanduser(config.coverage_cache))
-    else:
-        from gwfollow.targets.fields import telescope_from_config
-        from gwfollow.errors import ConfigError
-
-        tcs = {t.name: t for t in config.telescopes}
-        if cc.telescope not in tcs:
-            raise ConfigError(f"coverages.{cc.name}: telescope {cc.telescope!r} is not configured")
-        tel = telescope_from_config(tcs[cc.telescope])
-        grid = {int(i): (float(r), float(d)) for i, r, d in zip(tel.ids, tel.ra, tel.dec)}
-        cov = pointings_to_stmoc(os.path.expanduser(cc.pointings), grid, tel.fov, name=cc.name)
-    _COVERAGES[cc] = cov
-    return cov
-
-
-def _coverage_products(sm, config: Config, start, region) -> list[Product]:
-    """One product per configured coverage; a coverage that cannot be had is
-    recorded with its error, and the others go on."""
-    import dataclasses
-    import json
-
-    from gwfollow.regions.coverage import coverage_probability
-    from gwfollow.errors import GwfollowError
-
-    out = []
-    if not config.coverages:
-        return out
-    for cc in config.coverages:
-        try:
-            cov = load_configured_coverage(cc, config)
-            from astropy import units as u
-
-            end = start + cc.window_s * u.s
-            res = coverage_probability(sm, cov, start, end, region=region)
-            body = dataclasses.asdict(res)
-            if res.probability is not None:
-                body["remaining_probability"] = max(0.0, sm.meta.prob_sum - res.probability)
-            body["source"] = cov.source
-            prob = res.probability
-        except GwfollowError as exc:
-            body = {"name": cc.name, "error": str(exc)}
-            prob = None
-        out.append(Product(kind="coverage", name=cc.name, level=None, boundary=None, format="json",
-                           data=json.dumps(body).encode(), area_deg2=body.get("coverage_area_deg2"),
-                           probability=prob, n_cells=None,
-                           provenance={"skymap_sha256": sm.sha256, "coverage": cc.name,
-                                       "source": body.get("source"), "gwfollow": _version()}))
-    return out
-
-
-def _site_products(sm, config: Config, start, region) -> list[Product]:
-    import json
-
-    from gwfollow.targets.windows import site_summary
-
-    out = []
-    if not config.sites:
-        return out
-    for sc in config.sites:
-        summary = site_summary(sm, sc, start, region)
-        out.append(Product(kind="observability", name=sc.name, level=None, boundary=None, format="json",
-                           data=json.dumps(summary).encode(), area_deg2=None,
-                           probability=summary["total_observable_probability"], n_cells=len(summary["slices"]),
-                           provenance={"skymap_sha256": sm.sha256, "site": sc.name, "start": summary["start"],
-                                       "gwfollow": _version()}))
-    return out
-
-
-def parse_tap_spec(spec: str) -> tuple[str, str] | None:
-    """``tap:URL#TABLE`` -> (URL, TABLE); None for other catalogue names."""
-    if not spec.startswith("tap:"):
-        return None
-    body = spec[4:]
-    if "#" not in body:
-        from gwfollow.errors import ConfigError
-
-        raise ConfigError(f"TAP catalogue {spec!r} must be tap:URL#TABLE", hint="e.g. tap:http://host/tap#gal.glade")
-    url, table = body.rsplit("#", 1)
-    return url, table
-
-
-def _galaxy_products(sm, config: Config, start=None) -> list[Product]:
-    """One ranked list per configured catalogue.  A TAP catalogue is queried
-    per alert (coarse ADQL constraint, exact MOC filter locally); a catalogue
-    that fails is recorded with its error and the others go on."""
-    import json
-
-    from gwfollow.errors import GwfollowError
-    from gwfollow.regions.moc import credible_ranges
-    from gwfollow.targets.partitioned import is_partitioned, rank_partitioned
-    from gwfollow.targets.rank import rank_galaxies
-    from gwfollow.products.report import table_bytes
-    from gwfollow.targets.windows import add_windows
-
+def _galaxy_products(sm: SkyMap, regions: CredibleRegions, config: Config, res: Resources,
+                     start: Time) -> list[Product]:
+    """One ranked list per configured catalogue; a catalogue that fails is
+    recorded with its error and the others go on."""
     t = config.targets
     out = []
-    region = credible_ranges(sm, [t.galaxy_level], "include")[0]
-    for name in t.catalogs:
+    region = regions.ranges(t.galaxy_level, "include")
+    for spec in t.catalogs:
         try:
-            tap = parse_tap_spec(name)
-            if tap is not None:
-                from gwfollow.targets.tap import TapCatalogSource
-
-                cat = TapCatalogSource(tap[0], tap[1]).query_region(region)
-                r = rank_galaxies(sm, cat, region=region, weighting=t.weighting or None,
-                                  limit=t.galaxy_limit or None)
-            elif is_partitioned(name):
-                # Partitions pruned by the region, ranked one by one and merged.
-                cat = _partitioned(name)
-                r = rank_partitioned(sm, cat, region=region, weighting=t.weighting or None,
-                                     limit=t.galaxy_limit or None)
-            else:
-                cat = _catalog(name)
-                r = rank_galaxies(sm, cat, region=region, weighting=t.weighting or None,
-                                  limit=t.galaxy_limit or None)
+            src = res.catalog(spec)
+            r = src.rank(sm, region, weighting=t.weighting or None, limit=t.galaxy_limit or None)
         except GwfollowError as exc:
-            out.append(Product(kind="galaxies", name=name, level=t.galaxy_level, boundary=None, format="json",
+            out.append(Product(kind=ProductKind.GALAXIES, name=spec, level=t.galaxy_level, boundary=None,
+                               format="json",
                                data=json.dumps({"columns": [], "rows": [], "error": str(exc),
-                                                "provenance": {"catalog": name}}).encode(),
+                                                "provenance": {"catalog": spec}}).encode(),
                                area_deg2=None, probability=None, n_cells=0,
-                               provenance={"skymap_sha256": sm.sha256, "catalog": name, "error": str(exc),
-                                           "gwfollow": _version()}))
+                               provenance={"skymap_sha256": sm.sha256, "catalog": spec, "error": str(exc),
+                                           "gwfollow": __version__}))
             continue
         table = r.table()
-        if config.sites and start is not None:
+        if config.sites:
             add_windows(table, config.sites, start)
-        out.append(Product(kind="galaxies", name=cat.name, level=t.galaxy_level, boundary=None, format="json",
-                           data=table_bytes(table, "json"), area_deg2=None, probability=None,
+        out.append(Product(kind=ProductKind.GALAXIES, name=src.name, level=t.galaxy_level, boundary=None,
+                           format="json", data=table_bytes(table, "json"), area_deg2=None, probability=None,
                            n_cells=len(r), provenance=r.provenance))
     return out
 
 
-_TELESCOPES: dict[Any, Any] = {}
-
-
-def warm_worker(config: Config) -> None:
-    """Prepare a worker process before its first alert: import the heavy
-    modules and build each configured telescope with the footprints of all
-    its fields (computed together, about 0.5 s for ZTF's 1,778 fields)."""
-    import astropy.coordinates  # noqa: F401
-    import mocpy  # noqa: F401
-
-    from gwfollow.targets.fields import field_footprints, telescope_from_config
-
-    for tc in config.telescopes:
-        try:
-            if tc not in _TELESCOPES:
-                _TELESCOPES[tc] = telescope_from_config(tc)
-            tel = _TELESCOPES[tc]
-            field_footprints(tel.ra, tel.dec, tel.fov, tc.order)
-        except Exception as exc:  # noqa: BLE001 -- a failing initializer would break the whole pool;
-            # the error is reported again, per alert, where the telescope is used.
-            log.warning("telescope %s not prepared: %s: %s", tc.name, type(exc).__name__, exc)
-
-
-def _field_products(sm, config: Config, start=None) -> list[Product]:
-    from gwfollow.targets.fields import telescope_from_config
-    from gwfollow.targets.fields import rank_fields
-    from gwfollow.products.report import table_bytes
-    from gwfollow.targets.windows import add_windows
-
+def _field_products(sm: SkyMap, regions: CredibleRegions, config: Config, res: Resources,
+                    start: Time) -> list[Product]:
     out = []
     for tc in config.telescopes:
-        if tc not in _TELESCOPES:
-            _TELESCOPES[tc] = telescope_from_config(tc)
-        r = rank_fields(sm, _TELESCOPES[tc], target=tc.target, order=tc.order)
+        r = rank_fields(sm, res.telescope(tc), target=tc.target, order=tc.order, level=FIELDS_LEVEL,
+                        region=regions.ranges(FIELDS_LEVEL, "include"))
         sel = r.cumprob[r.selected]
         table = r.table()
-        if config.sites and start is not None:
+        if config.sites:
             add_windows(table, config.sites, start)
-        out.append(Product(kind="fields", name=tc.name, level=tc.target, boundary=None, format="json",
+        out.append(Product(kind=ProductKind.FIELDS, name=tc.name, level=tc.target, boundary=None, format="json",
                            data=table_bytes(table, "json"), area_deg2=None,
                            probability=float(sel[-1]) if sel.size else 0.0, n_cells=int(r.selected.sum()),
                            provenance=r.provenance))
     return out
 
 
-def process_message(body: bytes, source: str, config: Config, fetched_skymap: bytes | None = None,
-                    apply_filters: bool = True) -> ProcessedAlert | NeedsFetch:
-    """Parse a message and compute its products.
+def _site_products(sm: SkyMap, config: Config, start: Time, region: object) -> list[Product]:
+    out = []
+    for sc in config.sites:
+        summary = site_summary(sm, sc, start, region)
+        out.append(Product(kind=ProductKind.OBSERVABILITY, name=sc.name, level=None, boundary=None, format="json",
+                           data=json.dumps(summary).encode(), area_deg2=None,
+                           probability=summary["total_observable_probability"], n_cells=len(summary["slices"]),
+                           provenance={"skymap_sha256": sm.sha256, "site": sc.name, "start": summary["start"],
+                                       "gwfollow": __version__}))
+    return out
 
-    Parameters
-    ----------
-    body : bytes
-        The raw message.
-    source : str
-        Where it came from, for messages.
-    config : Config
-    fetched_skymap : bytes, optional
-        The sky map downloaded for a VOEvent (see :class:`NeedsFetch`).
-    apply_filters : bool
-        Apply ``config.filters``; a rejected alert is returned with
-        ``acted=False`` and the reason in ``note``.
 
-    Raises
-    ------
-    AlertError, SkyMapError
-        The message or its sky map is unusable (it goes to dead letters).
-    """
-    from gwfollow.ingest.parse import parse_alert
-
-    t0 = time.perf_counter()
-    alert = parse_alert(body, source)
-    summary = alert.summary()
-    timings = {"parse": time.perf_counter() - t0}
-    if apply_filters:
-        reason = filter_reason(summary, config)
-        if reason:
-            return ProcessedAlert(alert=summary, timings=timings, acted=False, note=reason)
-    if alert.is_retraction:
-        return ProcessedAlert(alert=summary, timings=timings)
-    skymap = alert.skymap if alert.skymap is not None else fetched_skymap
-    if skymap is None:
-        if alert.skymap_url:
-            return NeedsFetch(url=alert.skymap_url, alert=summary)
-        raise AlertSchemaError(f"{alert.alert_type} alert without a sky map", source=source)
-    maps = []
-    sm, t = _skymap_products(skymap, "gw", f"{source} (sky map)", config)
-    maps.append(sm)
-    timings.update(t)
-    if alert.combined_skymap is not None:
-        sm, t = _skymap_products(alert.combined_skymap, "combined", f"{source} (combined sky map)", config)
-        maps.append(sm)
-        timings.update(t)
-    return ProcessedAlert(alert=summary, skymaps=maps, timings=timings)
+def _coverage_products(sm: SkyMap, config: Config, res: Resources, start: Time, region: object) -> list[Product]:
+    """One product per configured coverage; a coverage that cannot be had is
+    recorded with its error, and the others go on."""
+    out = []
+    for cc in config.coverages:
+        try:
+            cov = res.coverage(cc)
+            result = coverage_probability(sm, cov, start, start + cc.window_s * u.s, region=region)
+            body = dataclasses.asdict(result)
+            if result.probability is not None:
+                body["remaining_probability"] = max(0.0, sm.meta.prob_sum - result.probability)
+            body["source"] = cov.source
+            prob = result.probability
+        except GwfollowError as exc:
+            body = {"name": cc.name, "error": str(exc)}
+            prob = None
+        out.append(Product(kind=ProductKind.COVERAGE, name=cc.name, level=None, boundary=None, format="json",
+                           data=json.dumps(body).encode(), area_deg2=body.get("coverage_area_deg2"),
+                           probability=prob, n_cells=None,
+                           provenance={"skymap_sha256": sm.sha256, "coverage": cc.name,
+                                       "source": body.get("source"), "gwfollow": __version__}))
+    return out

@@ -12,11 +12,17 @@ import io
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import numpy as np
+from astropy.coordinates import SkyCoord
+from astropy.io.votable import from_table
+from astropy.io.votable.tree import Info
+from astropy.table import Table
+from astropy_healpix import HEALPix
 
 from gwfollow.errors import ReportError
 
@@ -66,11 +72,9 @@ def table_bytes(table: Any, fmt: str) -> bytes:
         table.write(s, format="ascii.csv", overwrite=True)
         return s.getvalue().encode()
     if fmt == "votable":
-        from astropy.io.votable import from_table
 
         vt = from_table(table)
         res = vt.resources[0]
-        from astropy.io.votable.tree import Info
 
         for k, v in table.meta.items():
             res.infos.append(Info(name=str(k), value=str(v)))
@@ -99,16 +103,21 @@ def sky_plot(skymap: Any, path: str | os.PathLike[str], *, levels: tuple[float, 
     90 % region when it is small.  With ``fov`` (a
     :class:`~gwfollow.targets.fields.FieldOfView`) fields are drawn as outlines.
     """
+    # plotting is heavy and only reports need it.
     import matplotlib
 
     matplotlib.use("Agg")
-    import warnings
 
     warnings.filterwarnings("ignore", message=".*reproject.healpix.utils.*")
     import ligo.skymap.plot  # noqa: F401  (registers the projections)
-    from astropy.table import Table
+
+    # ligo.skymap is heavy (seconds to import) and needed only here.
     from ligo.skymap.bayestar import rasterize
+
+    # ligo.skymap is heavy (seconds to import) and needed only here.
     from ligo.skymap.postprocess import find_greedy_credible_levels
+
+    # plotting is heavy and only reports need it.
     from matplotlib import pyplot as plt
 
     order = min(max(int(skymap.max_order), 6), 9)
@@ -121,8 +130,6 @@ def sky_plot(skymap: Any, path: str | os.PathLike[str], *, levels: tuple[float, 
     fig = plt.figure(figsize=(15 if do_zoom else 10, 6), dpi=100)
     axes = [fig.add_axes([0.02, 0.1, 0.6 if do_zoom else 0.96, 0.8], projection="astro hours mollweide")]
     if do_zoom:
-        from astropy.coordinates import SkyCoord
-        from astropy_healpix import HEALPix
 
         hp = HEALPix(nside=int(np.sqrt(prob.size / 12)), order="nested")
         lon, lat = hp.healpix_to_lonlat(np.argmax(prob))
@@ -228,3 +235,26 @@ def event_report_html(summary: dict[str, Any], galaxies: dict[str, list[dict[str
         prov=summary.get("provenance", {}),
         latest_skymap=summary.get("latest_skymap") or "",
     )
+
+
+def convert_table(json_bytes: bytes, fmt: str, limit: int | None = None, site: str | None = None) -> bytes:
+    """A stored target table (JSON) in ``fmt`` (json, csv, votable): the first ``limit``
+    rows, and with ``site`` only that site's observing windows."""
+
+    doc = json.loads(json_bytes)
+    rows = doc["rows"][:limit] if limit else doc["rows"]
+    if site is not None:
+        drop = [c for c in doc["columns"] if c.startswith("windows_") and c != f"windows_{site}"]
+        doc["columns"] = [c for c in doc["columns"] if c not in drop]
+        rows = [{k: v for k, v in r.items() if k not in drop} for r in rows]
+    elif fmt == "json" and limit is None:
+        return json_bytes
+    if fmt == "json":
+        return json.dumps({**doc, "rows": rows}, indent=1).encode()
+    cols = doc["columns"]
+    t = Table(rows=[[r[c] for c in cols] for r in rows], names=cols) if rows else Table(names=cols)
+    for c, unit in doc.get("units", {}).items():
+        if c in t.colnames:
+            t[c].unit = unit
+    t.meta.update(doc.get("provenance", {}))
+    return table_bytes(t, fmt)

@@ -38,6 +38,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+from astropy import units as u
+from astropy.time import Time, TimeDelta
+from mocpy import MOC, STMOC
 
 from gwfollow.errors import MocError
 from gwfollow.kernels import credible as kcred
@@ -46,6 +49,7 @@ from gwfollow.kernels import ranges as kr
 from gwfollow.skymaps.skymap import SkyMap
 
 if TYPE_CHECKING:  # pragma: no cover
+    from astropy.time import Time
     from mocpy import MOC, STMOC
 
 BOUNDARIES = ("split", "exclude", "include")
@@ -108,6 +112,37 @@ def _level_ranges(skymap: SkyMap, r: _Ranking, level: float, boundary: str) -> n
     return whole
 
 
+class CredibleRegions:
+    """Every credible region of one sky map from one ranking of its cells.
+
+    The cells are ranked (a partial sort up to ``max_level``) once; each
+    ``(level, boundary)`` asked for is then a cut of that ranking, memoised,
+    so one alert sorts its map once however many levels and products need it.
+
+    Parameters
+    ----------
+    skymap : SkyMap
+    max_level : float
+        The highest level that will be asked for (0.999 covers every product).
+    """
+
+    def __init__(self, skymap: SkyMap, max_level: float = 0.999) -> None:
+        self.skymap = skymap
+        self.max_level = _check_level(max_level)
+        self._ranking = _ranking(skymap, self.max_level)
+        self._memo: dict[tuple[float, str], npt.NDArray[np.int64]] = {}
+
+    def ranges(self, level: float, boundary: str = "split") -> npt.NDArray[np.int64]:
+        """Canonical depth-29 ranges of the region at ``level`` (<= ``max_level``)."""
+        key = (_check_level(level), _check_boundary(boundary))
+        if key[0] > self.max_level:
+            raise MocError(f"level {level} is above the ranked {self.max_level}",
+                           hint="build CredibleRegions with a higher max_level")
+        if key not in self._memo:
+            self._memo[key] = _level_ranges(self.skymap, self._ranking, key[0], key[1])
+        return self._memo[key]
+
+
 def credible_ranges(
     skymap: SkyMap, levels: Sequence[float], boundary: str = "split"
 ) -> list[npt.NDArray[np.int64]]:
@@ -126,7 +161,6 @@ def credible_ranges(
 
 def moc_from_ranges(ranges: npt.NDArray[np.int64], max_order: int = 29) -> MOC:
     """A ``mocpy.MOC`` of canonical depth-29 ranges at ``max_order``."""
-    from mocpy import MOC
 
     return MOC.from_depth29_ranges(int(max_order), np.asarray(ranges, dtype=np.uint64).reshape(-1, 2))
 
@@ -236,9 +270,6 @@ def event_stmoc(
     mocpy.STMOC
         The region paired with ``[start, start + duration)``.
     """
-    from astropy import units as u
-    from astropy.time import Time, TimeDelta
-    from mocpy import STMOC
 
     if start is None:
         t0 = skymap.event_t0
@@ -260,11 +291,25 @@ def event_stmoc(
         dt = TimeDelta(float(duration) * u.s)
     if dt.sec <= 0:
         raise MocError(f"duration must be positive, got {dt.sec} s")
-    moc = credible_moc(skymap, level, boundary)
+    r = credible_ranges(skymap, [level], boundary)[0]
+    return stmoc_from_ranges(r, skymap.meta.moc_order, t0, dt.sec, time_order)
+
+
+def stmoc_from_ranges(ranges: npt.NDArray[np.int64], max_order: int, start: Time, duration_s: float,
+                      time_order: int = 61) -> STMOC:
+    """The one space-time MOC builder: a region (depth-29 ranges) paired with
+    ``[start, start + duration_s)`` at time order ``time_order`` (61: one microsecond).
+
+    Every product that pairs a region with a time window (``event_stmoc``, the
+    REST ``moc?duration=``) is made here, so they agree to the microsecond.
+    """
+
+    if not math.isfinite(duration_s) or duration_s <= 0:
+        raise MocError(f"duration must be a positive number of seconds, got {duration_s!r}")
+    moc = moc_from_ranges(ranges, max_order)
     # mocpy converts the times to its own scale (TCB) and back.
-    return STMOC.from_spatial_coverages(
-        t0.reshape(1), (t0 + dt).reshape(1), [moc], time_depth=int(time_order)
-    )
+    return STMOC.from_spatial_coverages(start.reshape(1), (start + duration_s * u.s).reshape(1), [moc],
+                                        time_depth=int(time_order))
 
 
 _FORMATS = {".fits": "fits", ".fit": "fits", ".json": "json", ".txt": "ascii", ".ascii": "ascii", ".moc": "ascii"}

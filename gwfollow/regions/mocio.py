@@ -13,8 +13,10 @@ chooses among them and builds the :class:`~gwfollow.regions.coverage.Coverage`.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,16 +25,26 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from astropy.io import fits
+from astropy.time import Time
+from mocpy import MOC, STMOC, TimeMOC
 
-from gwfollow.regions.coverage import _SIGN, TIME_DEPTH, TIME_END_US, IntRanges, SpaceTimeRanges
 from gwfollow.errors import CorruptSkyMapError, CoverageError
-from gwfollow.skymaps.fitsio import locate_bintable
 from gwfollow.kernels import healpix as khp
 from gwfollow.kernels import ranges as kr
-from gwfollow.regions.moc import ranges_of
-
+from gwfollow.regions.moc import moc_from_ranges, ranges_of, stmoc_from_ranges
+from gwfollow.regions.timeaxis import (
+    SIGN_BIT,
+    TIME_DEPTH,
+    TIME_END_US,
+    IntRanges,
+    SpaceTimeRanges,
+)
+from gwfollow.skymaps.fitsio import locate_bintable
 
 # --------------------------------------------------------------------------- writing
+
+log = logging.getLogger("gwfollow.regions.mocio")
 
 
 def space_moc_fits_bytes(ranges: npt.NDArray[np.int64], max_order: int, extra: dict[str, object] | None = None) -> bytes:
@@ -47,7 +59,6 @@ def space_moc_fits_bytes(ranges: npt.NDArray[np.int64], max_order: int, extra: d
     extra : dict, optional
         More header cards (e.g. provenance: ``OBJECT``, ``SKYMAP``).
     """
-    from astropy.io import fits
 
     uniq = kr.to_uniq(ranges) if ranges.shape[0] else np.empty(0, dtype=np.int64)
     col = fits.Column(name="UNIQ", format="K", array=uniq)
@@ -69,11 +80,47 @@ def space_moc_fits_bytes(ranges: npt.NDArray[np.int64], max_order: int, extra: d
     return buf.getvalue()
 
 
+def moc_bytes(moc: Any, fmt: str) -> bytes:
+    """A mocpy MOC, TimeMOC or STMOC serialised as MOC 2.0 ``fits``, ``json`` or ``ascii`` bytes, in memory."""
+    if fmt == "fits":
+        buf = io.BytesIO()
+        moc.serialize(format="fits").writeto(buf)
+        return buf.getvalue()
+    if fmt in ("json", "ascii"):
+        s = moc.to_string(format=fmt)
+        return s.encode() if isinstance(s, str) else json.dumps(s).encode()
+    raise CoverageError(f"unknown MOC format {fmt!r}; use fits, json or ascii")
+
+
+def read_space_moc_fits(data: bytes, source: str = "<MOC>") -> tuple[IntRanges, int]:
+    """The depth-29 ranges and ``MOCORD_S`` of a space MOC in MOC 2.0 FITS (as written by
+    :func:`space_moc_fits_bytes`)."""
+    d = _decode_fits(data, source, "space")
+    assert d.ranges is not None
+    return d.ranges, int(d.max_order if d.max_order is not None else 29)
+
+
+def convert_space_moc(fits_bytes: bytes, fmt: str, start_mjd: float | None = None,
+                      duration_s: float | None = None, time_order: int = 61) -> bytes:
+    """A stored space MOC (MOC 2.0 FITS) in another format, or paired with the time
+    window ``[start, start + duration_s)`` as a space-time MOC (``start_mjd`` UTC)."""
+    if fmt == "fits" and duration_s is None:
+        return fits_bytes
+    ranges, order = read_space_moc_fits(fits_bytes)
+    if duration_s is None:
+        return moc_bytes(moc_from_ranges(ranges, order), fmt)
+
+    t0 = Time(start_mjd, format="mjd", scale="utc")
+    return moc_bytes(stmoc_from_ranges(ranges, order, t0, duration_s, time_order), fmt)
+
+
 # --------------------------------------------------------------------------- reading
 
 
 @dataclass(frozen=True)
-class _Decoded:
+class DecodedMoc:
+    """A MOC file decoded into arrays (one of ``ranges``, ``time_ranges``, ``spacetime`` is set)."""
+
     kind: str
     max_order: int | None
     time_order: int | None
@@ -82,7 +129,8 @@ class _Decoded:
     spacetime: SpaceTimeRanges | None = None
 
 
-def _sniff(raw: bytes) -> str:
+def sniff_moc_format(raw: bytes) -> str:
+    """``"fits.gz"``, ``"fits"``, ``"json"`` or ``"ascii"`` from a MOC file's first bytes."""
     if raw[:2] == b"\x1f\x8b":
         return "fits.gz"
     if raw[:9] == b"SIMPLE  =":
@@ -261,7 +309,7 @@ def _int_column(mv: memoryview, h: Mapping[str, Any], start: int, source: str) -
     return cells.astype(np.int64)
 
 
-def _decode_fits(raw: bytes, source: str, kind: str | None, header_only: bool = False) -> _Decoded:
+def _decode_fits(raw: bytes, source: str, kind: str | None, header_only: bool = False) -> DecodedMoc:
     h, values = _fits_header_and_column(raw, source)
     detected = _kind_from_header(h, source)
     if kind is not None and kind != detected:
@@ -274,7 +322,7 @@ def _decode_fits(raw: bytes, source: str, kind: str | None, header_only: bool = 
         raise CoverageError(f"NUNIQ ordering for a {detected} MOC is not supported (MOC 2.0 writes "
                             "T-MOCs and ST-MOCs as RANGE)", source=source)
     if header_only:
-        return _Decoded(detected, t_order if detected == "time" else s_order, t_order)
+        return DecodedMoc(detected, t_order if detected == "time" else s_order, t_order)
     if ordering == "NUNIQ":
         order, ipix = khp.uniq_to_order_ipix(values)
         bad = (order < 0) | (ipix < 0) | (ipix >= (np.int64(12) << (2 * np.maximum(order, 0))))
@@ -283,15 +331,15 @@ def _decode_fits(raw: bytes, source: str, kind: str | None, header_only: bool = 
             raise CoverageError(f"value {int(values[k])} in row {k} is not a NUNIQ cell", source=source)
         # Overlapping cells (MOC 1.0 forbids them, some writers made them) are merged.
         r = kr.normalize(khp.uniq_to_ranges(values)) if values.size else np.empty((0, 2), np.int64)
-        return _Decoded("space", s_order, None, ranges=r)
+        return DecodedMoc("space", s_order, None, ranges=r)
     if values.size % 2:
         raise CoverageError(f"RANGE ordering needs an even number of values, got {values.size}", source=source)
     pairs = values.reshape(-1, 2)
     if detected == "space":
-        return _Decoded("space", s_order, None, ranges=_check_space_pairs(pairs, source))
+        return DecodedMoc("space", s_order, None, ranges=_check_space_pairs(pairs, source))
     if detected == "time":
-        return _Decoded("time", t_order, t_order, time_ranges=_check_time_pairs(pairs, source))
-    return _Decoded("spacetime", s_order, t_order, spacetime=_decode_st_pairs(pairs, source))
+        return DecodedMoc("time", t_order, t_order, time_ranges=_check_time_pairs(pairs, source))
+    return DecodedMoc("spacetime", s_order, t_order, spacetime=_decode_st_pairs(pairs, source))
 
 
 def _decode_st_pairs(pairs: IntRanges, source: str) -> SpaceTimeRanges:
@@ -308,7 +356,7 @@ def _decode_st_pairs(pairs: IntRanges, source: str) -> SpaceTimeRanges:
     is_t = neg[:, 0]
     tv = pairs[is_t]
     flagged = tv < -(np.int64(1) << 62)
-    tv = np.where(flagged, tv & ~_SIGN, -tv)
+    tv = np.where(flagged, tv & ~SIGN_BIT, -tv)
     if tv.size:
         _check_time_pairs(tv, source)
     if np.any(~is_t):
@@ -334,7 +382,7 @@ def _decode_st_pairs(pairs: IntRanges, source: str) -> SpaceTimeRanges:
 _ASCII_TOKEN = re.compile(r"([tsTS]?)(\d+)/|(\d+)(?:-(\d+))?|([^\s,])")
 
 
-def _decode_ascii(text: str, source: str, kind: str | None) -> _Decoded:
+def _decode_ascii(text: str, source: str, kind: str | None) -> DecodedMoc:
     # Sections: (dim, order, lo, hi) per cell; dim is "t", "s" or "" (1-D MOC).
     blocks: list[dict[str, list[tuple[int, int, int]]]] = [{"t": [], "s": [], "": []}]
     declared: dict[str, int] = {}
@@ -367,15 +415,15 @@ def _decode_ascii(text: str, source: str, kind: str | None) -> _Decoded:
         out = []
         for b in blocks:
             out.append((_cells(b["t"], "time", source), _cells(b["s"], "space", source)))
-        return _Decoded("spacetime", declared["s"], declared["t"], spacetime=SpaceTimeRanges.from_blocks(out))
+        return DecodedMoc("spacetime", declared["s"], declared["t"], spacetime=SpaceTimeRanges.from_blocks(out))
     cells = [c for b in blocks for d in ("t", "s", "") for c in b[d]]
     top = max(declared.values()) if declared else 0
     detected = kind or ("time" if "t" in declared or top > 29 else "space")
     if detected == "spacetime":
         raise CoverageError("no t/ and s/ sections: not a space-time MOC", source=source)
     if detected == "time":
-        return _Decoded("time", top, top, time_ranges=_cells(cells, "time", source))
-    return _Decoded("space", top, None, ranges=_cells(cells, "space", source))
+        return DecodedMoc("time", top, top, time_ranges=_cells(cells, "time", source))
+    return DecodedMoc("space", top, None, ranges=_cells(cells, "space", source))
 
 
 def _cells(cells: list[tuple[int, int, int]], axis: str, source: str) -> IntRanges:
@@ -404,7 +452,7 @@ def _json_cells(obj: Any, source: str) -> tuple[list[tuple[int, int, int]], int]
     return cells, top
 
 
-def _decode_json(text: str, source: str, kind: str | None) -> _Decoded:
+def _decode_json(text: str, source: str, kind: str | None) -> DecodedMoc:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -421,14 +469,14 @@ def _decode_json(text: str, source: str, kind: str | None) -> _Decoded:
             sc, st = _json_cells(item["s"], source)
             t_top, s_top = max(t_top, tt), max(s_top, st)
             blocks.append((_cells(tc, "time", source), _cells(sc, "space", source)))
-        return _Decoded("spacetime", s_top, t_top, spacetime=SpaceTimeRanges.from_blocks(blocks))
+        return DecodedMoc("spacetime", s_top, t_top, spacetime=SpaceTimeRanges.from_blocks(blocks))
     cells, top = _json_cells(obj, source)
     detected = kind or ("time" if top > 29 else "space")
     if detected == "spacetime":
         raise CoverageError("a JSON object is a space or time MOC, not a space-time one", source=source)
     if detected == "time":
-        return _Decoded("time", top, top, time_ranges=_cells(cells, "time", source))
-    return _Decoded("space", top, None, ranges=_cells(cells, "space", source))
+        return DecodedMoc("time", top, top, time_ranges=_cells(cells, "time", source))
+    return DecodedMoc("space", top, None, ranges=_cells(cells, "space", source))
 
 
 # ---- mocpy
@@ -440,28 +488,75 @@ def _is_mocpy_failure(exc: BaseException) -> bool:
     return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
 
 
-def _decode_with_mocpy(path: Path, fmt: str, kind: str) -> _Decoded:
-    from mocpy import MOC, STMOC, TimeMOC
+def _decode_with_mocpy(path: Path, fmt: str, kind: str) -> DecodedMoc:
 
     if kind == "space":
-        return _Decoded("space", None, None, ranges=ranges_of(MOC.load(str(path), format=fmt)))
+        return DecodedMoc("space", None, None, ranges=ranges_of(MOC.load(str(path), format=fmt)))
     if kind == "time":
         tm = TimeMOC.load(str(path), format=fmt)
         r = np.asarray(tm.to_depth61_ranges, dtype=np.int64).reshape(-1, 2)
-        return _Decoded("time", None, None, time_ranges=r if kr.is_canonical(r) else kr.normalize(r))
+        return DecodedMoc("time", None, None, time_ranges=r if kr.is_canonical(r) else kr.normalize(r))
     st = STMOC.load(str(path), format=fmt)
     # mocpy has no public accessor for an ST-MOC's blocks: take its own MOC 2.0
     # FITS serialisation and decode that.
     buf = io.BytesIO()
     st.serialize(format="fits").writeto(buf)
     dec = _decode_fits(buf.getvalue(), f"{path} (via mocpy)", "spacetime")
-    return _Decoded("spacetime", None, None, spacetime=dec.spacetime)
+    return DecodedMoc("spacetime", None, None, spacetime=dec.spacetime)
 
 
-def _default_name(path: Path) -> str:
+def moc_name_of(path: Path) -> str:
+    """A coverage name from a MOC file name (its MOC and compression suffixes removed)."""
     name = path.name
     for suffix in (".gz", ".fits", ".fit", ".json", ".txt", ".csv", ".ascii", ".moc", ".stmoc", ".tmoc",
                    ".range"):
         if name.lower().endswith(suffix) and len(name) > len(suffix):
             name = name[: -len(suffix)]
     return name
+
+
+def decode_moc(raw: bytes, path: Path, kind: str | None, reader: str, source: str) -> tuple[DecodedMoc, str]:
+    """Decode a MOC file's bytes: mocpy first when ``reader="auto"`` (and the
+    file is not gzipped), gwfollow's own reader otherwise or when mocpy fails.
+
+    Returns the decoded arrays and which reader produced them (``"mocpy"`` or ``"direct"``).
+    """
+    src = source
+    if not raw.strip():
+        raise CoverageError("empty file", source=src)
+    fmt = sniff_moc_format(raw)
+    compressed = fmt == "fits.gz"
+    if compressed:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise CoverageError(f"bad gzip data ({exc})", source=src) from None
+        fmt = sniff_moc_format(raw)
+        if fmt == "fits.gz":
+            raise CoverageError("gzip inside gzip", source=src)
+    try_mocpy = reader == "auto" and not compressed  # mocpy reads files, not gzip streams
+    if fmt == "fits":
+        # The header gives the kind and the declared orders; the data are
+        # decoded here only when mocpy is not asked or fails.
+        probe = _decode_fits(raw, src, kind, header_only=try_mocpy)
+    else:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CoverageError("neither FITS nor UTF-8 text (JSON or ASCII MOC)", source=src) from None
+        # Text MOCs carry no header: parsing them is how the kind is found.
+        probe = (_decode_json if fmt == "json" else _decode_ascii)(text, src, kind)
+    if try_mocpy:
+        try:
+            via = _decode_with_mocpy(path, fmt, probe.kind)
+        except BaseException as exc:  # noqa: BLE001 - see _is_mocpy_failure
+            if not _is_mocpy_failure(exc):
+                raise
+            log.info("%s: mocpy cannot read it (%s); using gwfollow's reader", src, exc)
+        else:
+            merged = DecodedMoc(probe.kind, probe.max_order, probe.time_order, via.ranges,
+                              via.time_ranges, via.spacetime)
+            return merged, "mocpy"
+    if fmt == "fits" and try_mocpy:
+        probe = _decode_fits(raw, src, kind)
+    return probe, "direct"

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
-from gwfollow.regions.coverage import KINDS, Coverage, _coverage_from_bytes
+from gwfollow.config import FetchConfig
 from gwfollow.errors import CoverageError, FetchError
-from gwfollow.regions.mocio import _sniff
+from gwfollow.ingest.fetch import fetch_bytes
+from gwfollow.regions.coverage import KINDS, Coverage, coverage_from_bytes
+from gwfollow.regions.mocio import sniff_moc_format
 
 log = logging.getLogger("gwfollow.regions.coverage")  # logger names are subsystems, not modules
 
@@ -104,8 +106,6 @@ async def coverage_from_mocserver_async(
         :class:`~gwfollow.errors.FetchError`, with URL and status, is the
         ``__cause__``), or an answer that is not a non-empty MOC.
     """
-    from gwfollow.ingest.fetch import fetch_bytes
-    from gwfollow.config import FetchConfig
 
     params = mocserver_query(identifier, kind, order)
     url = f"{base_url}?{urlencode(params)}"
@@ -141,11 +141,11 @@ async def coverage_from_mocserver_async(
 
 def _load_cached(cache: Path, name: str, kind: str, url: str) -> Coverage:
     raw = cache.read_bytes()
-    return _coverage_from_bytes(raw, cache, name, kind, "auto", source=url)
+    return coverage_from_bytes(raw, cache, name, kind, "auto", source=url)
 
 
 def _store_and_load(raw: bytes, cache: Path, name: str, kind: str, url: str) -> Coverage:
-    if _sniff(raw) not in ("fits", "fits.gz"):
+    if sniff_moc_format(raw) not in ("fits", "fits.gz"):
         snippet = raw[:80].decode("utf-8", "replace").strip()
         raise CoverageError(f"the MOCServer answer is not a FITS MOC (starts {snippet!r})", source=url,
                             hint="check the identifier")
@@ -153,7 +153,7 @@ def _store_and_load(raw: bytes, cache: Path, name: str, kind: str, url: str) -> 
     tmp = cache.with_name(f".{cache.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     tmp.write_bytes(raw)
     try:
-        cov = _coverage_from_bytes(raw, tmp, name, kind, "auto", source=url)
+        cov = coverage_from_bytes(raw, tmp, name, kind, "auto", source=url)
         data = cov.space_ranges if cov.kind != "time" else cov.time_ranges
         if data is None or data.shape[0] == 0:
             raise CoverageError("the MOCServer answered with an empty MOC", source=url,

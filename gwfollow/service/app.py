@@ -16,17 +16,17 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gwfollow.config import Config
+from gwfollow.pipeline.listeners import KafkaListener, SpoolListener
 from gwfollow.pipeline.runner import Pipeline
+from gwfollow.service.caching import install_cache
+from gwfollow.service.keys import CONFIG, LISTENERS, PIPELINE, RESPONSE_CACHE, STORE
+from gwfollow.service.middleware import cors_middleware, error_middleware
+from gwfollow.service.routes import add_routes
 from gwfollow.service.safety import security_headers
+from gwfollow.service.webhooks import WebhookDispatcher
 from gwfollow.store import Store
 
 log = logging.getLogger("gwfollow.service")
-
-CONFIG = web.AppKey("config", Config)
-STORE = web.AppKey("store", Store)
-PIPELINE = web.AppKey("pipeline", Pipeline)
-LISTENERS = web.AppKey("listeners", list)
-RESPONSE_CACHE = web.AppKey("response_cache", dict)
 
 
 def make_app(config: Config, *, store: Store | None = None) -> web.Application:
@@ -39,10 +39,8 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
         An open store to use (tests); by default ``config.store.path`` is
         opened at start-up and closed at shutdown.
     """
-    from gwfollow.service import routes
-
     app = web.Application(client_max_size=int(config.service.max_body_mib * 2**20),
-                          middlewares=[security_headers, routes.cors_middleware, routes.error_middleware])
+                          middlewares=[security_headers, cors_middleware, error_middleware])
     app[CONFIG] = config
     app[LISTENERS] = []
     app[RESPONSE_CACHE] = {}
@@ -55,8 +53,6 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
             app[STORE].close()
 
     async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
-        from gwfollow.service.views import install_cache
-
         pipe = Pipeline(config, app[STORE])
         await pipe.start()
         app[PIPELINE] = pipe
@@ -65,8 +61,6 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
         await pipe.stop()
 
     async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
-        from gwfollow.service.webhooks import WebhookDispatcher
-
         if not config.service.webhook_urls:
             yield
             return
@@ -76,8 +70,6 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
         await d.stop()
 
     async def listeners_ctx(app: web.Application) -> AsyncIterator[None]:
-        from gwfollow.pipeline.listeners import KafkaListener, SpoolListener
-
         tasks = []
         if config.kafka.enabled:
             k = KafkaListener(config.kafka, app[PIPELINE])
@@ -95,5 +87,5 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
                 await t
 
     app.cleanup_ctx.extend([store_ctx, pipeline_ctx, webhooks_ctx, listeners_ctx])
-    routes.add_routes(app)
+    add_routes(app)
     return app

@@ -7,13 +7,12 @@ import json
 from aiohttp import web
 
 from gwfollow.pipeline.deadletters import requeue_dead
-from gwfollow.service.routes import Problem, require_write
+from gwfollow.service.keys import PIPELINE, STORE
+from gwfollow.service.middleware import Problem, require_write
 
 
 async def list_dead_letters(request: web.Request) -> web.Response:
     """``GET /api/v1/deadletters?all=true``: open dead letters (or all with ``all=true``)."""
-    from gwfollow.service.app import PIPELINE, STORE
-
     require_write(request)
     only_open = request.query.get("all", "false") != "true"
     rows = await request.app[PIPELINE].db(request.app[STORE].dead_letters, only_open)
@@ -24,8 +23,6 @@ async def list_dead_letters(request: web.Request) -> web.Response:
 
 async def requeue_dead_letters(request: web.Request) -> web.Response:
     """``POST /api/v1/deadletters/requeue`` with ``{"ids": [..]}``, ``{"transient": true}`` or ``{}`` (all)."""
-    from gwfollow.service.app import PIPELINE
-
     require_write(request)
     raw = await request.read()
     try:

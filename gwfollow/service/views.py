@@ -9,101 +9,34 @@ cached in memory, keyed by the stored product.
 
 from __future__ import annotations
 
+import asyncio
 import functools
-import hashlib
-import io
 import json
-import os
 import tempfile
 from datetime import datetime, timezone
-from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
+from astropy.time import Time
 
-from gwfollow.service.routes import Problem, require_read
+from gwfollow.products.report import convert_table
+from gwfollow.products.summary import event_summary, write_event_report
+from gwfollow.regions.mocio import convert_space_moc
+from gwfollow.service.caching import cached, conditional
+from gwfollow.service.keys import CONFIG, LISTENERS, PIPELINE, STORE
+from gwfollow.service.middleware import Problem, require_read, require_write
+from gwfollow.service.openapi import spec
+from gwfollow.pipeline.intake import RejectedAlert, submit_checked
 from gwfollow.service.safety import content_disposition
+from gwfollow.units import parse_duration_s
 
 #: Longest space-time MOC window served (a century; also rules out inf).
 MAX_DURATION_S = 100 * 365.25 * 86400.0
 MOC_FORMATS = {"fits": "application/fits", "json": "application/json", "ascii": "text/plain"}
 TABLE_FORMATS = {"json": "application/json", "csv": "text/csv",
                  "votable": "application/x-votable+xml"}
-
-
-def _etag(body: bytes) -> str:
-    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-
-
-def conditional(request: web.Request, body: bytes, content_type: str, *, last_modified: str | None = None,
-                status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    """A response with ETag / Last-Modified that honours conditional requests."""
-    tag = _etag(body)
-    h = {"ETag": tag, "Cache-Control": "no-cache"}
-    lm = None
-    if last_modified:
-        lm = datetime.fromisoformat(last_modified).astimezone(timezone.utc).replace(microsecond=0)
-        h["Last-Modified"] = format_datetime(lm, usegmt=True)
-    h.update(headers or {})
-    inm = request.headers.get("If-None-Match")
-    if inm is not None:
-        # Weak comparison (RFC 9110, 13.1.2): a proxy that gzips turns the tag into W/"...".
-        if tag in [t.strip().removeprefix("W/") for t in inm.split(",")] or inm.strip() == "*":
-            return web.Response(status=304, headers=h)
-    elif lm is not None and "If-Modified-Since" in request.headers:
-        try:
-            since = parsedate_to_datetime(request.headers["If-Modified-Since"])
-            if lm <= since:
-                return web.Response(status=304, headers=h)
-        except (TypeError, ValueError):
-            pass
-    resp = web.Response(body=body, status=status, content_type=content_type.split(";")[0], headers=h)
-    resp._gwfollow_lm = last_modified  # type: ignore[attr-defined]  (for the response cache)
-    return resp
-
-
-_CACHE_MAX = 4096
-
-
-def cached(handler):  # type: ignore[no-untyped-def]
-    """Serve repeated GETs from memory until the pipeline stores something new.
-
-    The key is the path and query; the cache is emptied by a pipeline hook
-    (see :func:`install_cache`), so a poller never sees a stale product.
-    Authorisation is checked before the cache is consulted.
-    """
-
-    @functools.wraps(handler)
-    async def wrapper(request: web.Request) -> web.StreamResponse:
-        from gwfollow.service.app import RESPONSE_CACHE
-
-        require_read(request)
-        cache = request.app[RESPONSE_CACHE]
-        hit = cache.get(request.path_qs)
-        if hit is not None:
-            body, ctype, lm, headers = hit
-            return conditional(request, body, ctype, last_modified=lm, headers=headers)
-        resp = await handler(request)
-        if resp.status == 200 and isinstance(resp, web.Response) and resp.body is not None:
-            if len(cache) >= _CACHE_MAX:
-                cache.clear()
-            lm_hdr = getattr(resp, "_gwfollow_lm", None)
-            extra = {k: v for k, v in resp.headers.items() if k == "Content-Disposition"}
-            cache[request.path_qs] = (bytes(resp.body), resp.content_type, lm_hdr, extra)
-        return resp
-
-    return wrapper
-
-
-def install_cache(app: web.Application) -> None:
-    """Empty the response cache whenever the pipeline finishes a message."""
-    from gwfollow.service.app import PIPELINE, RESPONSE_CACHE
-
-    async def clear(_outcome: Any) -> None:
-        app[RESPONSE_CACHE].clear()
-
-    app[PIPELINE].add_hook(clear)
 
 
 def _json(obj: Any) -> bytes:
@@ -131,13 +64,11 @@ def _choice(request: web.Request, name: str, choices: Any, default: str | None) 
 
 
 async def _db(request: web.Request, fn, *args):  # type: ignore[no-untyped-def]
-    from gwfollow.service.app import PIPELINE
 
     return await request.app[PIPELINE].db(fn, *args)
 
 
 async def _event_or_404(request: web.Request) -> dict[str, Any]:
-    from gwfollow.service.app import STORE
 
     sid = request.match_info["id"]
     ev = await _db(request, request.app[STORE].event, sid)
@@ -155,7 +86,6 @@ def _gone_if_retracted(ev: dict[str, Any]) -> None:
 @cached
 async def list_events(request: web.Request) -> web.Response:
     """``GET /api/v1/events?state=&significant=&group=&since=&limit=&offset=``."""
-    from gwfollow.service.app import STORE
 
     state = _choice(request, "state", ("active", "retracted"), None)
     group = request.query.get("group")
@@ -199,8 +129,6 @@ async def list_events(request: web.Request) -> web.Response:
 @cached
 async def get_event(request: web.Request) -> web.Response:
     """``GET /api/v1/events/{id}``: alert history, sky-map versions, areas, product links."""
-    from gwfollow.pipeline.replay import event_summary
-    from gwfollow.service.app import CONFIG, STORE
 
     ev = await _event_or_404(request)
     store = request.app[STORE]
@@ -218,11 +146,9 @@ async def get_event(request: web.Request) -> web.Response:
 
 
 async def _latest_products(request: web.Request, ev: dict[str, Any]) -> list[dict[str, Any]]:
-    from gwfollow.service.app import STORE
 
     store = request.app[STORE]
-    maps = await _db(request, store.skymaps_of, ev["superevent_id"])
-    latest = next((m for m in reversed(maps) if m["role"] == "gw"), None)
+    latest = await _db(request, store.latest_skymap, ev["superevent_id"])
     if latest is None:
         raise Problem(404, "no-products", f"{ev['superevent_id']} has no sky map yet")
     prods = await _db(request, store.products_of, ev["superevent_id"], False)
@@ -230,45 +156,14 @@ async def _latest_products(request: web.Request, ev: dict[str, Any]) -> list[dic
 
 
 @functools.lru_cache(maxsize=512)
-def _moc_bytes(fits_bytes: bytes, fmt: str, duration: float | None, event_mjd: float | None) -> bytes:
-    from astropy.io import fits
-
-    from gwfollow.regions.moc import moc_from_ranges
-    from gwfollow.kernels.healpix import uniq_to_ranges
-    from gwfollow.kernels import ranges as kr
-    import numpy as np
-
-    if fmt == "fits" and duration is None:
-        return fits_bytes
-    with fits.open(io.BytesIO(fits_bytes)) as hdul:
-        uniq = np.asarray(hdul[1].data["UNIQ"], dtype=np.int64)
-        order = int(hdul[1].header.get("MOCORD_S", 29))
-    moc: Any = moc_from_ranges(kr.normalize(uniq_to_ranges(uniq)), order)
-    if duration is not None:
-        from astropy import units as u
-        from astropy.time import Time
-        from mocpy import STMOC
-
-        t0 = Time(event_mjd, format="mjd", scale="utc")
-        moc = STMOC.from_spatial_coverages(t0.reshape(1), (t0 + duration * u.s).reshape(1), [moc])
-    if fmt in ("json", "ascii"):
-        s = moc.to_string(format=fmt)
-        return s.encode() if isinstance(s, str) else json.dumps(s).encode()
-    fd, path = tempfile.mkstemp(suffix=".fits")
-    os.close(fd)
-    try:
-        moc.save(path, format="fits", overwrite=True)
-        with open(path, "rb") as f:
-            return f.read()
-    finally:
-        os.unlink(path)
+def _moc_bytes(fits_bytes: bytes, fmt: str, duration: float | None, event_mjd: float | None,
+               time_order: int) -> bytes:
+    return convert_space_moc(fits_bytes, fmt, event_mjd, duration, time_order)
 
 
 @cached
 async def get_moc(request: web.Request) -> web.Response:
     """``GET /api/v1/events/{id}/moc?level=0.9&format=fits|json|ascii[&duration=1d]``."""
-    from gwfollow.cli._common import duration_seconds
-    from gwfollow.service.app import STORE
 
     ev = await _event_or_404(request)
     _gone_if_retracted(ev)
@@ -281,8 +176,8 @@ async def get_moc(request: web.Request) -> web.Response:
     duration = None
     if "duration" in request.query:
         try:
-            duration = duration_seconds(request.query["duration"])
-        except Exception as exc:
+            duration = parse_duration_s(request.query["duration"])
+        except ValueError as exc:
             raise Problem(400, "bad-parameter", str(exc), parameter="duration") from None
         if not duration <= MAX_DURATION_S:
             raise Problem(400, "bad-parameter", f"duration={request.query['duration']!r} is longer than "
@@ -295,16 +190,13 @@ async def get_moc(request: web.Request) -> web.Response:
     data = await _db(request, request.app[STORE].product_data, match["id"])
     event_mjd = None
     if duration is not None:
-        maps = await _db(request, request.app[STORE].skymaps_of, ev["superevent_id"])
-        et = maps[-1]["meta"].get("event_time")
+        latest = await _db(request, request.app[STORE].latest_skymap, ev["superevent_id"])
+        et = latest["meta"].get("event_time") if latest else None
         if not et:
             raise Problem(409, "no-event-time", "the sky map has no event time for a space-time MOC")
-        from astropy.time import Time
-
         event_mjd = Time(et, scale="utc").mjd
-    import asyncio
-
-    body = await asyncio.to_thread(_moc_bytes, data, fmt, duration, event_mjd)
+    body = await asyncio.to_thread(_moc_bytes, data, fmt, duration, event_mjd,
+                                   request.app[CONFIG].moc.stmoc_time_order)
     return conditional(request, body, MOC_FORMATS[fmt], last_modified=match["created_at"],
                        headers={"Content-Disposition": content_disposition(
                            f'{ev["superevent_id"]}-moc-{level:g}.{"txt" if fmt == "ascii" else fmt}')})
@@ -312,27 +204,7 @@ async def get_moc(request: web.Request) -> web.Response:
 
 @functools.lru_cache(maxsize=1024)
 def _table_bytes(json_bytes: bytes, fmt: str, limit: int | None, site: str | None = None) -> bytes:
-    from astropy.table import Table
-
-    from gwfollow.products.report import table_bytes
-
-    doc = json.loads(json_bytes)
-    rows = doc["rows"][:limit] if limit else doc["rows"]
-    if site is not None:
-        drop = [c for c in doc["columns"] if c.startswith("windows_") and c != f"windows_{site}"]
-        doc["columns"] = [c for c in doc["columns"] if c not in drop]
-        rows = [{k: v for k, v in r.items() if k not in drop} for r in rows]
-    elif fmt == "json" and limit is None:
-        return json_bytes
-    if fmt == "json":
-        return json.dumps({**doc, "rows": rows}, indent=1).encode()
-    cols = doc["columns"]
-    t = Table(rows=[[r[c] for c in cols] for r in rows], names=cols) if rows else Table(names=cols)
-    for c, unit in doc.get("units", {}).items():
-        if c in t.colnames:
-            t[c].unit = unit
-    t.meta.update(doc.get("provenance", {}))
-    return table_bytes(t, fmt)
+    return convert_table(json_bytes, fmt, limit, site)
 
 
 @cached
@@ -341,7 +213,6 @@ async def get_targets(request: web.Request) -> web.Response:
 
     ``site`` keeps only that site's observing windows.
     """
-    from gwfollow.service.app import STORE
 
     ev = await _event_or_404(request)
     _gone_if_retracted(ev)
@@ -360,8 +231,6 @@ async def get_targets(request: web.Request) -> web.Response:
     site = request.query.get("site")
     if site is not None and f'"windows_{site}"'.encode() not in data[:4096]:
         raise Problem(404, "unknown-site", f"no observing windows for site {site!r}", parameter="site")
-    import asyncio
-
     body = await asyncio.to_thread(_table_bytes, data, fmt, limit, site)
     return conditional(request, body, TABLE_FORMATS[fmt], last_modified=match["created_at"])
 
@@ -369,7 +238,6 @@ async def get_targets(request: web.Request) -> web.Response:
 @cached
 async def get_coverage(request: web.Request) -> web.Response:
     """``GET /api/v1/events/{id}/coverage``: GW probability covered by each configured coverage."""
-    from gwfollow.service.app import STORE
 
     ev = await _event_or_404(request)
     _gone_if_retracted(ev)
@@ -385,7 +253,6 @@ async def get_coverage(request: web.Request) -> web.Response:
 @cached
 async def get_observability(request: web.Request) -> web.Response:
     """``GET /api/v1/events/{id}/observability?site=``: probability per time slice."""
-    from gwfollow.service.app import STORE
 
     ev = await _event_or_404(request)
     _gone_if_retracted(ev)
@@ -401,11 +268,6 @@ async def get_observability(request: web.Request) -> web.Response:
 
 async def get_report(request: web.Request) -> web.Response:
     """``GET /api/v1/events/{id}/report`` (HTML) and ``/report.png``."""
-    import asyncio
-    from pathlib import Path
-
-    from gwfollow.pipeline.replay import write_event_report
-    from gwfollow.service.app import CONFIG, STORE
 
     require_read(request)
     ev = await _event_or_404(request)
@@ -423,7 +285,6 @@ async def get_report(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     """``GET /metrics``: Prometheus text format."""
-    from gwfollow.service.app import PIPELINE, STORE
 
     require_read(request)
     pipe = request.app[PIPELINE]
@@ -446,3 +307,42 @@ async def metrics(request: web.Request) -> web.Response:
     for k, v in sorted(counts.items()):
         lines.append(f'gwfollow_store_rows{{table="{k}"}} {v}')
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+async def health(request: web.Request) -> web.Response:
+
+    pipe = request.app[PIPELINE]
+    counts = await pipe.db(request.app[STORE].counts)
+    listeners = []
+    for lst in request.app[LISTENERS]:
+        listeners.append({"kind": type(lst).__name__,
+                          "connected": getattr(lst, "connected", True)})
+    return web.json_response({"status": "ok", "queue_depth": pipe.queue_depth, "stats": dict(pipe.stats),
+                              "store": counts, "listeners": listeners})
+
+
+async def post_alert(request: web.Request) -> web.Response:
+
+    require_write(request)
+    limit_s = request.app[CONFIG].service.body_timeout_s
+    try:
+        async with asyncio.timeout(limit_s):
+            body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise Problem(413, "payload-too-large", "the alert is larger than service.max_body_mib") from None
+    except TimeoutError:
+        raise Problem(408, "request-timeout", f"the body did not arrive within {limit_s:g} s "
+                      "(service.body_timeout_s)") from None
+    if not body:
+        raise Problem(400, "empty-body", "POST the alert message (JSON, VOEvent XML or FITS) as the body")
+    pipe = request.app[PIPELINE]
+    try:
+        acc = await submit_checked(pipe, body, f"http:{request.remote or '?'}")
+    except RejectedAlert as exc:
+        raise Problem(422, "invalid-alert", exc.reason, raw_id=exc.raw_id) from None
+    return web.json_response({"raw_id": acc.raw_id, "new": acc.new, "status": acc.status}, status=202)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    require_read(request)
+    return web.json_response(spec())

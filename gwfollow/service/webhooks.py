@@ -24,7 +24,8 @@ from typing import Any
 import aiohttp
 
 from gwfollow.config import ServiceConfig
-from gwfollow.pipeline.runner import Outcome, Pipeline
+from gwfollow.pipeline.runner import Pipeline
+from gwfollow.records import Outcome
 
 log = logging.getLogger("gwfollow.webhooks")
 

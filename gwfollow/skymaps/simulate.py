@@ -15,12 +15,16 @@ cards as an LVK map.
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import os
 import tempfile
 from pathlib import Path
 
+import healpy as hp
 import numpy as np
+from astropy.table import Table
 
 DEFAULT_OBJECT_ID = "MS000000sim"
 
@@ -72,8 +76,7 @@ def simulated_skymap_table(
         Columns UNIQ, PROBDENSITY (sr^-1), DISTMU, DISTSIGMA (Mpc),
         DISTNORM (Mpc^-2) and the metadata ligo.skymap writes.
     """
-    import healpy as hp
-    from astropy.table import Table
+    # ligo.skymap is heavy (seconds to import) and needed only here.
     from ligo.skymap.distance import moments_to_parameters
 
     rng = np.random.default_rng(seed)
@@ -143,6 +146,7 @@ def simulated_skymap_table(
 
 def write_simulated_skymap(path: str | os.PathLike[str], seed: int = 0, **kwargs) -> Path:
     """Write :func:`simulated_skymap_table` as an LVK multi-order FITS file."""
+    # ligo.skymap is heavy (seconds to import) and needed only here.
     from ligo.skymap.io.fits import write_sky_map
 
     p = Path(path)
@@ -162,8 +166,6 @@ def simulated_alert_json(skymap: bytes, *, superevent_id: str = DEFAULT_OBJECT_I
                          time_created: str = "2024-05-19T16:21:00Z", event_time: str = "2024-05-19T16:19:59Z",
                          significant: bool = True) -> bytes:
     """An IGWN alert (igwn.gwalert JSON, schema-valid) carrying ``skymap``."""
-    import base64
-    import json
 
     doc = {
         "alert_type": alert_type,

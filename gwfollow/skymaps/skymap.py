@@ -26,6 +26,9 @@ from typing import IO, Any, Union
 
 import numpy as np
 import numpy.typing as npt
+from astropy.io import fits
+from astropy.table import Table
+from astropy.time import Time
 
 from gwfollow.config import SkyMapConfig, default_config
 from gwfollow.errors import (
@@ -38,11 +41,11 @@ from gwfollow.errors import (
     SkyMapWarning,
     UnsupportedSkyMapError,
 )
-from gwfollow.skymaps.fitsio import FastPathUnsupported, find_bintable
-from gwfollow.skymaps.inflate import gunzip_bounded
 from gwfollow.kernels import credible as kcred
 from gwfollow.kernels import flatmap as kflat
 from gwfollow.kernels import healpix as khp
+from gwfollow.skymaps.fitsio import FastPathUnsupported, find_bintable
+from gwfollow.skymaps.inflate import gunzip_bounded
 
 SkyMapSource = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes]]
 
@@ -161,7 +164,6 @@ class SkyMap:
         """The event time (from MJD-OBS / DATE-OBS) as an astropy ``Time`` (UTC), or None."""
         if self.meta.event_mjd is None:
             return None
-        from astropy.time import Time
 
         return Time(self.meta.event_mjd, format="mjd", scale="utc")
 
@@ -245,7 +247,6 @@ def _table_fast(buf: bytes, source: str) -> _Table:
 
 
 def _table_astropy(buf: bytes, source: str) -> _Table:
-    from astropy.io import fits
 
     try:
         with warnings.catch_warnings():
@@ -610,7 +611,7 @@ def read_skymap(
 
 def write_skymap(skymap: SkyMap, path: str | os.PathLike[str]) -> None:
     """Write a sky map as an LVK multi-order FITS file (ligo.skymap's writer)."""
-    from astropy.table import Table
+    # ligo.skymap is heavy (seconds to import) and needed only here.
     from ligo.skymap.io.fits import write_sky_map
 
     cols: dict[str, Any] = {"UNIQ": skymap.uniq, "PROBDENSITY": skymap.probdensity}
@@ -622,7 +623,6 @@ def write_skymap(skymap: SkyMap, path: str | os.PathLike[str]) -> None:
     if m.object_id:
         t.meta["objid"] = m.object_id
     if m.event_mjd is not None:
-        from astropy.time import Time
 
         t.meta["gps_time"] = Time(m.event_mjd, format="mjd", scale="utc").gps
     if m.instruments:

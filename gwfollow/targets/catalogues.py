@@ -18,16 +18,25 @@ without a usable position are counted and reported, never silently dropped.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow.parquet as pq
+from astropy import units as u
+from astropy.coordinates import Angle
+from astropy.cosmology import Planck18
+from astropy.table import Table
+from pyongc import ongc
 
 from gwfollow.errors import CatalogError
-
+from gwfollow.kernels.healpix import lonlat_deg_to_nest
+from gwfollow.kernels.sort import sort_nonneg_i64_inplace
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "ra": ("ra", "raj2000", "ra_icrs", "ra_deg", "radeg", "_raj2000", "alpha", "ra_d"),
@@ -90,8 +99,6 @@ class Catalog:
         while it is built (the pixels are sorted in place).
         """
         if "pix" not in self._index:
-            from gwfollow.kernels.healpix import lonlat_deg_to_nest
-            from gwfollow.kernels.sort import sort_nonneg_i64_inplace
 
             pix, order = sort_nonneg_i64_inplace(lonlat_deg_to_nest(29, self.ra, self.dec))
             self._index["pix"] = pix
@@ -139,7 +146,8 @@ def find_column(colnames: list[str], key: str, mapping: dict[str, str], check: b
     return None
 
 
-def _clean_strings(values: np.ndarray) -> np.ndarray:
+def clean_strings(values: np.ndarray) -> np.ndarray:
+    """Identifiers as stripped Python strings (masked / missing entries as "")."""
     out = np.array([str(v) for v in values], dtype=object)
     for i, s in enumerate(out):
         if s.startswith(("b'", 'b"')) and s.endswith(("'", '"')):
@@ -148,13 +156,13 @@ def _clean_strings(values: np.ndarray) -> np.ndarray:
     return out.astype(str)
 
 
-def _numeric(col: Any) -> np.ndarray:
+def numeric_column(col: Any) -> np.ndarray:
     """A column as float64, masked / non-numeric entries as NaN."""
     a = np.ma.asarray(col)
     if a.dtype.kind in "fiu":
         return np.ma.filled(a.astype(np.float64), np.nan)
     out = np.full(a.shape[0], np.nan)
-    for i, v in enumerate(_clean_strings(np.ma.filled(a.astype(str), ""))):
+    for i, v in enumerate(clean_strings(np.ma.filled(a.astype(str), ""))):
         try:
             out[i] = float(v)
         except ValueError:
@@ -162,16 +170,14 @@ def _numeric(col: Any) -> np.ndarray:
     return out
 
 
-def _angles(ra_col: Any, dec_col: Any) -> tuple[np.ndarray, np.ndarray]:
-    ra = _numeric(ra_col)
-    dec = _numeric(dec_col)
+def parse_angles(ra_col: Any, dec_col: Any) -> tuple[np.ndarray, np.ndarray]:
+    ra = numeric_column(ra_col)
+    dec = numeric_column(dec_col)
     if np.isnan(ra).all() and len(ra):
         # Sexagesimal strings (hh:mm:ss, dd:mm:ss), as in OpenNGC.
-        from astropy import units as u
-        from astropy.coordinates import Angle
 
-        ra_s = _clean_strings(np.ma.filled(np.ma.asarray(ra_col).astype(str), ""))
-        dec_s = _clean_strings(np.ma.filled(np.ma.asarray(dec_col).astype(str), ""))
+        ra_s = clean_strings(np.ma.filled(np.ma.asarray(ra_col).astype(str), ""))
+        dec_s = clean_strings(np.ma.filled(np.ma.asarray(dec_col).astype(str), ""))
         ra = np.full(len(ra_s), np.nan)
         dec = np.full(len(dec_s), np.nan)
         for i, (a, d) in enumerate(zip(ra_s, dec_s)):
@@ -193,7 +199,7 @@ def _ids(table: Any, names: list[str], mapping: dict[str, str]) -> np.ndarray | 
         cols = [lower[a] for a in ALIASES["id"] if a in lower]
     if not cols:
         return None
-    return first_ids([(c, _clean_strings(np.ma.filled(np.ma.asarray(table[c]).astype(str), ""))) for c in cols],
+    return first_ids([(c, clean_strings(np.ma.filled(np.ma.asarray(table[c]).astype(str), ""))) for c in cols],
                      len(table))
 
 
@@ -228,7 +234,6 @@ def fill_distances(dist: npt.NDArray[np.float64], z: npt.NDArray[np.float64]) ->
 
 def distance_from_redshift(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Luminosity distance (Mpc) from redshift with astropy's Planck18 cosmology."""
-    from astropy.cosmology import Planck18
 
     out = np.full(z.shape, np.nan)
     ok = np.isfinite(z) & (z > 0)
@@ -251,22 +256,22 @@ def catalog_from_table(table: Any, *, name: str, version: str = "", columns: dic
             f"{name}: cannot find the RA/Dec columns (columns: {', '.join(names)})",
             hint="map them explicitly, e.g. --columns ra=RA_deg,dec=DEC_deg")
     notes = [f"ra={c_ra}", f"dec={c_dec}"]
-    ra, dec = _angles(table[c_ra], table[c_dec])
+    ra, dec = parse_angles(table[c_ra], table[c_dec])
     c_dist = find_column(names, "dist", mapping)
-    dist = _numeric(table[c_dist]) if c_dist else np.full(len(ra), np.nan)
+    dist = numeric_column(table[c_dist]) if c_dist else np.full(len(ra), np.nan)
     if c_dist:
         notes.append(f"dist={c_dist} (Mpc)")
     c_z = find_column(names, "z", mapping)
     if c_z:
-        dist, filled = fill_distances(dist, _numeric(table[c_z]))
+        dist, filled = fill_distances(dist, numeric_column(table[c_z]))
         if filled:
             notes.append(f"{filled} distance(s) from {c_z} with Planck18")
     c_b = find_column(names, "bmag", mapping)
     c_k = find_column(names, "kmag", mapping)
     ids = _ids(table, names, mapping)
     cat = Catalog.from_arrays(ra, dec, dist, ids=ids,
-                              bmag=_numeric(table[c_b]) if c_b else None,
-                              kmag=_numeric(table[c_k]) if c_k else None, name=name, version=version)
+                              bmag=numeric_column(table[c_b]) if c_b else None,
+                              kmag=numeric_column(table[c_k]) if c_k else None, name=name, version=version)
     return Catalog(cat.name, cat.version, cat.ids, cat.ra, cat.dec, cat.dist, cat.bmag, cat.kmag,
                    cat.dropped, tuple(notes) + cat.notes)
 
@@ -281,7 +286,6 @@ def read_catalog(path: str | os.PathLike[str], *, columns: dict[str, str] | None
 
 def read_table(path: str | os.PathLike[str]):
     """A local table file (CSV, VOTable, FITS, Parquet) as an astropy Table."""
-    from astropy.table import Table
 
     p = Path(path)
     if not p.exists():
@@ -293,7 +297,6 @@ def read_table(path: str | os.PathLike[str]):
         elif suffix.endswith((".fits", ".fit", ".fits.gz")):
             t = Table.read(p, format="fits")
         elif suffix.endswith(".parquet"):
-            import pyarrow.parquet as pq
 
             pt = pq.read_table(p)
             t = Table({name: pt.column(name).to_numpy(zero_copy_only=False) for name in pt.column_names})
@@ -314,7 +317,6 @@ def read_table(path: str | os.PathLike[str]):
 
 
 def _sha_short(p: Path) -> str:
-    import hashlib
 
     h = hashlib.sha256()
     with p.open("rb") as f:
@@ -331,9 +333,7 @@ def openngc() -> Catalog:
     distance is derived with Planck18.  OpenNGC is CC-BY-SA-4.0 (Mattia
     Verga et al.).
     """
-    import sqlite3
 
-    from pyongc import ongc
 
     db = sqlite3.connect(f"file:{ongc.DBPATH}?mode=ro", uri=True)
     try:

@@ -17,7 +17,6 @@ reached (the classic greedy algorithm for maximum coverage, Nemhauser et al.
 from __future__ import annotations
 
 import csv
-import functools
 import heapq
 import math
 import os
@@ -28,14 +27,25 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from astropy import units as u
+from astropy.coordinates import Angle, Latitude, Longitude
+from astropy.table import Table
+from mocpy import MOC
 
-from gwfollow.regions.coverage import TIME_DEPTH, Coverage, IntRanges, SpaceTimeRanges, times_to_us
 from gwfollow.errors import CoverageError, FieldsError
 from gwfollow.kernels import ranges as kr
+from gwfollow.kernels.geometry import max_pixrad, nest_to_lonlat
+from gwfollow.regions.coverage import Coverage
 from gwfollow.regions.moc import credible_ranges, probability_in_ranges, ranges_of
-from gwfollow.regions.mocio import _default_name
+from gwfollow.regions.mocio import moc_name_of
+from gwfollow.regions.timeaxis import (
+    TIME_DEPTH,
+    IntRanges,
+    SpaceTimeRanges,
+    times_to_us,
+)
 from gwfollow.skymaps.skymap import SkyMap
-
+from gwfollow.version import __version__
 
 FOV_SHAPES = ("square", "circle", "rectangle")
 
@@ -108,9 +118,6 @@ _FOOTPRINTS_MAX = 20_000  # a few whole grids (ZTF: 1,778 fields, ~1 kB each)
 
 def _compute_footprints(ra_deg: np.ndarray, dec_deg: np.ndarray, fov: FieldOfView, order: int) -> list[IntRanges]:
     """Footprints of many fields in one mocpy call (computed in Rust, in parallel)."""
-    import astropy.units as u
-    from astropy.coordinates import Angle, Latitude, Longitude
-    from mocpy import MOC
 
     n = ra_deg.shape[0]
     lon = Longitude(ra_deg * u.deg)
@@ -283,7 +290,7 @@ def pointings_to_stmoc(
                 rows = list(csv.DictReader(fh))
         except OSError as exc:
             raise CoverageError(f"cannot read ({exc.strerror})", source=src) from None
-        label = name or _default_name(Path(src))
+        label = name or moc_name_of(Path(src))
     else:
         src = "<rows>"
         rows = list(pointings)
@@ -432,8 +439,6 @@ class RankedFields:
 
     def table(self):
         """Astropy Table ``rank, field_id, ra, dec, prob, marginal_prob, cumprob, selected``."""
-        from astropy import units as u
-        from astropy.table import Table
 
         t = Table()
         t["rank"] = np.arange(1, len(self) + 1)
@@ -456,9 +461,9 @@ def _unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
 
 def candidate_fields(telescope: Telescope, region: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Rows of fields whose footprint may touch ``region`` (coarse filter)."""
+    # scipy is heavy and needed only here.
     from scipy.spatial import cKDTree
 
-    from gwfollow.kernels.geometry import max_pixrad, nest_to_lonlat
 
     if region.shape[0] == 0:
         return np.empty(0, dtype=np.int64)
@@ -480,7 +485,8 @@ def candidate_fields(telescope: Telescope, region: npt.NDArray[np.int64]) -> npt
 
 
 def rank_fields(skymap: SkyMap, telescope: Telescope, *, target: float = 0.9, level: float = 0.999,
-                order: int = 10, max_fields: int | None = None) -> RankedFields:
+                order: int = 10, max_fields: int | None = None,
+                region: npt.NDArray[np.int64] | None = None) -> RankedFields:
     """Rank a telescope's fields for a sky map.
 
     Parameters
@@ -495,17 +501,19 @@ def rank_fields(skymap: SkyMap, telescope: Telescope, *, target: float = 0.9, le
         HEALPix order of the footprints' border cells.
     max_fields : int, optional
         List at most this many fields.
+    region : (n, 2) int64, optional
+        The credible region at ``level`` (``include`` boundary) when the caller has it already.
 
     Returns
     -------
     RankedFields
         Probabilities are fractions of the map's total (0..1).
     """
-    from gwfollow.version import __version__
 
     if not 0 < target <= 1:
         raise FieldsError(f"target {target} is not in (0, 1]")
-    region = credible_ranges(skymap, [level], "include")[0]
+    if region is None:
+        region = credible_ranges(skymap, [level], "include")[0]
     cand = candidate_fields(telescope, region)
     foot = field_footprints(telescope.ra[cand], telescope.dec[cand], telescope.fov, order) if len(cand) else []
     prob = np.array([probability_in_ranges(skymap, f) for f in foot])

@@ -62,8 +62,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
+import erfa
 import numpy as np
 import numpy.typing as npt
+from astropy import units as u
+from astropy.coordinates import (
+    GCRS,
+    ICRS,
+    CartesianRepresentation,
+    EarthLocation,
+    UnitSphericalRepresentation,
+    get_body,
+    get_sun,
+)
+from astropy.time import Time, TimeDelta
+from astropy.utils import iers
+from mocpy import STMOC
 
 from gwfollow.errors import ConfigError, ObservabilityError
 from gwfollow.kernels import geometry as kgeo
@@ -219,15 +233,12 @@ KNOWN_SITES: dict[str, Site] = {
 def _bundled_iers_a() -> Any:
     # The IERS-A table shipped in astropy-iers-data, read as a plain table:
     # IERS_Auto (astropy's default) would download, or refuse stale data.
-    from astropy.utils import iers
 
     return iers.IERS_A.open(iers.IERS_A_FILE)
 
 
 def _utc_with_ut1(times: Time) -> Time:
     """A UTC copy of ``times`` whose UT1 - UTC is set, so no IERS lookup happens."""
-    from astropy import units as u
-    from astropy.time import Time
 
     utc = times.utc
     t = Time(utc.jd1, utc.jd2, format="jd", scale="utc")
@@ -252,7 +263,6 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 def _apparent_to_icrs(vec: np.ndarray, t: Time) -> np.ndarray:
     # Geocentric apparent directions (GCRS axes) -> astrometric ICRS directions.
-    from astropy.coordinates import GCRS, ICRS, CartesianRepresentation, UnitSphericalRepresentation
 
     rep = CartesianRepresentation(vec.T, copy=False).represent_as(UnitSphericalRepresentation)
     icrs = GCRS(rep, obstime=t).transform_to(ICRS())
@@ -261,9 +271,6 @@ def _apparent_to_icrs(vec: np.ndarray, t: Time) -> np.ndarray:
 
 def _sky(site: Site, times: Time, moon: bool) -> _Sky:
     """Zenith, Sun altitude and (optionally) Moon of ``site`` at ``times`` (1-D), vectorised."""
-    import erfa
-    from astropy import units as u
-    from astropy.coordinates import EarthLocation, get_body, get_sun
 
     t = _utc_with_ut1(times)
     gast = np.asarray(t.sidereal_time("apparent", "greenwich").to_value(u.rad), dtype=np.float64)
@@ -315,7 +322,6 @@ def _check_order(order: int) -> int:
 
 
 def _as_time(value: object, what: str) -> Time:
-    from astropy.time import Time
 
     try:
         t = value if isinstance(value, Time) else Time(value, scale="utc")
@@ -346,7 +352,6 @@ class _Slices:
 
 
 def _slices(start: object, hours: object, step_minutes: object) -> _Slices:
-    from astropy.time import TimeDelta
 
     t0 = _as_time(start, "start")
     total_s = _positive(hours, "hours", "hours") * 3600.0
@@ -487,7 +492,6 @@ class ObservabilityResult:
         time_order : int
             Time resolution (61: one microsecond).
         """
-        from mocpy import STMOC
 
         keep = [k for k, r in enumerate(self.ranges) if r.shape[0]]
         if not keep:

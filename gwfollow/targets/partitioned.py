@@ -40,11 +40,38 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+from astropy.io import fits
 
-from gwfollow.targets.catalogues import (
-    ALIASES, Catalog, _angles, _clean_strings, fill_distances, find_column, first_ids,
-)
 from gwfollow.errors import CatalogError
+from gwfollow.kernels import rank as krank
+from gwfollow.kernels.healpix import lonlat_to_nest
+from gwfollow.kernels.rank import select_sorted
+from gwfollow.kernels.sort import argsort_nonneg_i64
+from gwfollow.regions.moc import credible_ranges
+from gwfollow.targets import rank as grank
+from gwfollow.targets.catalogues import (
+    ALIASES,
+    Catalog,
+    clean_strings,
+    fill_distances,
+    find_column,
+    first_ids,
+    numeric_column,
+    parse_angles,
+    read_table,
+)
+from gwfollow.targets.rank import (
+    RankedGalaxies,
+    check_options,
+    limbs_to_float,
+    order_ranking,
+    ranking_provenance,
+)
+from gwfollow.version import __version__
 
 HEALPIX_COLUMN = "_healpix_29"
 ROW_COLUMN = "_source_row"
@@ -268,7 +295,6 @@ class PartitionedCatalog:
 
     def _count_rows(self) -> int:
         """Rows from ``dataset/_metadata`` (or the files' footers) when the properties omit them."""
-        import pyarrow.parquet as pq
 
         meta = self.path / "dataset" / "_metadata"
         try:
@@ -279,7 +305,6 @@ class PartitionedCatalog:
             raise CatalogError(f"{self.path}: cannot count the rows ({exc})") from None
 
     def _read_schema(self):
-        import pyarrow.parquet as pq
 
         for name in ("_common_metadata", "_metadata"):
             f = self.path / "dataset" / name
@@ -338,18 +363,18 @@ class PartitionedCatalog:
             stats.add(st)
             pieces.append(t)
         if pieces:
-            import pyarrow as pa
 
             table = pa.concat_tables(pieces)
         else:
             table = self.schema.empty_table().select(self.read_columns())
-        cat = self._catalog(table)
+        cat = self.catalog_of(table)
         return cat, stats
 
-    def _catalog(self, table: Any) -> Catalog:
-        """Arrow rows (in sky order) -> Catalog with conversions and ids as for a single file."""
+    def catalog_of(self, table: Any) -> Catalog:
+        """Arrow rows (in sky order) of this catalogue's partitions -> Catalog, with
+        conversions and ids as for a single file."""
         r = self.roles
-        ra, dec = _angles(_np(table, r["ra"]), _np(table, r["dec"]))
+        ra, dec = parse_angles(_np(table, r["ra"]), _np(table, r["dec"]))
         dist = _distance(table, r)
         n = ra.shape[0]
         ids = _ids_of(table, self.id_columns, self.has_source_row)
@@ -373,9 +398,8 @@ def _np(table: Any, name: str | None) -> np.ndarray:
 
 
 def _num(a: np.ndarray) -> np.ndarray:
-    from gwfollow.targets.catalogues import _numeric
 
-    return _numeric(a) if a.dtype.kind not in "f" else a.astype(np.float64, copy=False)
+    return numeric_column(a) if a.dtype.kind not in "f" else a.astype(np.float64, copy=False)
 
 
 def _distance(table: Any, roles: dict[str, str | None]) -> np.ndarray:
@@ -393,7 +417,7 @@ def _ids_of(table: Any, id_columns: list[str], has_row: bool) -> np.ndarray:
     for c in id_columns:
         # Converted as the single-file reader converts them (an integer column
         # with nulls becomes float, as there), so the ids are the same strings.
-        cols.append((c, _clean_strings(table.column(c).to_numpy(zero_copy_only=False))))
+        cols.append((c, clean_strings(table.column(c).to_numpy(zero_copy_only=False))))
     return first_ids(cols, table.num_rows, table.column(ROW_COLUMN).to_numpy() if has_row else None)
 
 
@@ -405,10 +429,7 @@ def read_partition(path: Path, region: npt.NDArray[np.int64] | None, columns: li
     bytes never leave the disk); within those read, the sorted pixels
     select the rows.
     """
-    import pyarrow.parquet as pq
 
-    from gwfollow.kernels.rank import select_sorted
-    from gwfollow.kernels.sort import argsort_nonneg_i64
 
     try:
         pf = pq.ParquetFile(path)
@@ -439,10 +460,10 @@ def read_partition(path: Path, region: npt.NDArray[np.int64] | None, columns: li
     if region is not None:
         table = table.take(select_sorted(pix, region))
     return table, {"row_groups_read": len(groups), "rows_read": rows_read, "candidates": table.num_rows,
-                   "worker": f"{os.uname().nodename}:{os.getpid()}", "peak_rss_mib": _peak_rss_mib()}
+                   "worker": f"{os.uname().nodename}:{os.getpid()}", "peak_rss_mib": peak_rss_mib()}
 
 
-def _peak_rss_mib() -> float:
+def peak_rss_mib() -> float:
     """This process's peak resident memory (MiB) since start or :func:`reset_peak_rss`."""
     try:
         with open("/proc/self/status") as f:
@@ -499,8 +520,6 @@ def rank_partition(cat: PartitionedCatalog, index: int, region: npt.NDArray[np.i
     the partition as fixed-point limbs (for the merged normalisation) and
     what was read.
     """
-    from gwfollow.targets import rank as grank
-    from gwfollow.kernels import rank as krank
 
     table, st = read_partition(cat.file(cat.partitions[index]), region, cat.read_columns(), cat.healpix_column)
     pix = table.column(cat.healpix_column).to_numpy()
@@ -516,8 +535,8 @@ def rank_partition(cat: PartitionedCatalog, index: int, region: npt.NDArray[np.i
     raw = grank.raw_scores(p2, p3, m.has_distance, mag, dist)
     partials = krank.exact_sum_limbs(raw)
     keep = grank.keep_for_merge(raw, p2, limit)
-    kept = cat._catalog(table.take(keep))
-    st["peak_rss_mib"] = _peak_rss_mib()  # after the ranking, not just the read
+    kept = cat.catalog_of(table.take(keep))
+    st["peak_rss_mib"] = peak_rss_mib()  # after the ranking, not just the read
     return {"catalog": kept, "p2": p2[keep], "p3": p3[keep], "raw": raw[keep], "partials": partials,
             "stats": st}
 
@@ -559,8 +578,6 @@ def rank_partitioned(
         With ``scan``: partitions touched / total, row groups and rows
         read, candidates, seconds, peak RSS per worker (MiB).
     """
-    from gwfollow.regions.moc import credible_ranges
-    from gwfollow.targets.rank import RankedGalaxies, check_options, limbs_to_float, order_ranking, ranking_provenance
 
     check_options(weighting, limit)
     cat = catalog if isinstance(catalog, PartitionedCatalog) else PartitionedCatalog(catalog)
@@ -578,6 +595,7 @@ def rank_partitioned(
             if progress:
                 progress("partitions", k + 1, int(touched.size))
     elif touched.size:
+        # Dask is heavy and optional: only --dask uses it.
         from distributed import as_completed
 
         # hash=False: unique keys, so that releasing an earlier call's data cannot
@@ -637,11 +655,9 @@ class ImportSummary:
 
 def _source_batches(src: Path, columns: list[str] | None, batch_rows: int) -> Iterator[Any]:
     """The source table as Arrow record batches (Parquet and CSV stream; others are read whole)."""
-    import pyarrow as pa
 
     suffix = "".join(src.suffixes[-2:]).lower()
     if suffix.endswith(".parquet"):
-        import pyarrow.parquet as pq
 
         yield from pq.ParquetFile(src).iter_batches(batch_size=batch_rows, columns=columns, use_threads=True)
         return
@@ -658,7 +674,6 @@ def _source_batches(src: Path, columns: list[str] | None, batch_rows: int) -> It
                 skip += 1
         delim = ";" if ";" in first else "," if "," in first else None
         if delim is not None:
-            import pyarrow.csv as pcsv
 
             reader = pcsv.open_csv(src, read_options=pcsv.ReadOptions(block_size=1 << 24, skip_rows=skip),
                                    parse_options=pcsv.ParseOptions(delimiter=delim),
@@ -668,7 +683,6 @@ def _source_batches(src: Path, columns: list[str] | None, batch_rows: int) -> It
                     yield b.slice(off, batch_rows)
             return
     # VOTable, FITS, whitespace-separated text: astropy reads them whole.
-    from gwfollow.targets.catalogues import read_table
 
     t = read_table(src)
     arrays = {}
@@ -677,7 +691,7 @@ def _source_batches(src: Path, columns: list[str] | None, batch_rows: int) -> It
         data = np.asarray(col)
         mask = np.ma.getmaskarray(col) if hasattr(col, "mask") else None
         if data.dtype.kind in "SU":
-            data = _clean_strings(data)
+            data = clean_strings(data)
         arrays[name] = pa.array(data, mask=mask if mask is not None and mask.any() else None)
     table = pa.table(arrays)
     yield from table.to_batches(max_chunksize=batch_rows)
@@ -685,7 +699,7 @@ def _source_batches(src: Path, columns: list[str] | None, batch_rows: int) -> It
 
 def _positions(batch: Any, ra_col: str, dec_col: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ra, dec, usable) of a batch: the same conversion as a single-file catalogue."""
-    ra, dec = _angles(_np(batch, ra_col), _np(batch, dec_col))
+    ra, dec = parse_angles(_np(batch, ra_col), _np(batch, dec_col))
     ok = np.isfinite(ra) & np.isfinite(dec) & (dec >= -90) & (dec <= 90)
     return np.mod(ra, 360.0), dec, ok
 
@@ -720,12 +734,7 @@ def import_catalog(
     single-file catalogue leaves them out).  RA/Dec columns that are not in
     degrees as numbers (sexagesimal strings) are replaced by degrees.
     """
-    import pyarrow as pa
-    import pyarrow.ipc as ipc
-    import pyarrow.parquet as pq
 
-    from gwfollow.kernels.healpix import lonlat_to_nest
-    from gwfollow.kernels.sort import argsort_nonneg_i64
 
     t0 = time.perf_counter()
     src_p, out_p = Path(src), Path(out)
@@ -843,7 +852,6 @@ def import_catalog(
             "Norder,Npix\n" + "".join(f"{q.order},{q.pixel}\n" for q in parts))
         _write_point_map(tmp / "point_map.fits", counts, histogram_order)
         stamp = time.strftime("%Y-%m-%dT%H:%MUTC", time.gmtime())
-        from gwfollow.version import __version__
 
         nrows = total - dropped
         _write_properties(tmp / "hats.properties", "HATS catalog", {
@@ -889,7 +897,6 @@ def import_catalog(
 
 def _write_point_map(path: Path, counts: np.ndarray, order: int) -> None:
     """Rows per pixel as an explicit (sparse) HEALPix FITS table, as HATS readers expect."""
-    from astropy.io import fits
 
     nz = np.flatnonzero(counts)
     hdu = fits.BinTableHDU.from_columns([

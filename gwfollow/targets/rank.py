@@ -19,15 +19,21 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from astropy import units as u
+from astropy.table import Table
 
-from gwfollow.targets.catalogues import Catalog
 from gwfollow.errors import RankError
 from gwfollow.kernels import rank as krank
+from gwfollow.kernels.healpix import lonlat_to_nest
+from gwfollow.regions.moc import credible_ranges
 from gwfollow.skymaps.skymap import SkyMap
+from gwfollow.targets.catalogues import Catalog
+from gwfollow.version import __version__
 
 
 @dataclass(frozen=True)
@@ -70,8 +76,6 @@ class RankedGalaxies:
     def table(self):
         """An astropy Table with the columns ``rank, id, ra, dec, dist_mpc,
         probdensity_2d, probdensity_3d, score, cumscore`` (units attached)."""
-        from astropy import units as u
-        from astropy.table import Table
 
         c = self.catalog
         r = self.rows
@@ -103,6 +107,7 @@ def crossmatch_distance_grid(skymap: SkyMap, dist: np.ndarray) -> np.ndarray:
     that gwfollow can be compared with crossmatch to rounding.  Distances
     below ``d_r`` are out of crossmatch's grid (NaN here).
     """
+    # ligo.skymap is heavy (seconds to import) and needed only here.
     from ligo.skymap.distance import parameters_to_marginal_moments
 
     order = np.argsort(skymap.probdensity)[::-1]
@@ -154,7 +159,6 @@ def rank_galaxies(
     RankedGalaxies
         Densities per steradian (2-D) and per Mpc^3 (3-D).
     """
-    from gwfollow.regions.moc import credible_ranges
 
     check_options(weighting, limit)
     if distance_grid not in ("exact", "crossmatch"):
@@ -198,7 +202,6 @@ def rank_galaxies(
         def sky(pos: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
             # Candidates are in catalogue order here: ties are broken by sky
             # position first, as the index and partitions order them.
-            from gwfollow.kernels.healpix import lonlat_to_nest
 
             rows = cand[pos]
             return lonlat_to_nest(29, np.radians(catalog.ra[rows]), np.radians(catalog.dec[rows]))
@@ -237,7 +240,6 @@ def check_options(weighting: str | None, limit: int | None) -> None:
 def ranking_provenance(skymap: SkyMap, catalog: str, version: str, level: float | None, weighting: str | None,
                        mode: str) -> dict[str, Any]:
     """Where a ranking came from (stored with the product)."""
-    from gwfollow.version import __version__
 
     return {"skymap_sha256": skymap.sha256, "catalog": catalog, "catalog_version": version, "level": level,
             "weighting": weighting or "none", "mode": mode, "gwfollow": __version__}
@@ -256,7 +258,6 @@ def exact_total(raw: npt.NDArray[np.float64]) -> float:
 def limbs_to_float(*limbs: npt.NDArray[np.int64]) -> float:
     """Add exact-sum limbs (:func:`kernels.rank.exact_sum_limbs`) of one or
     more pieces and round the total once, correctly (half to even), to a double."""
-    from fractions import Fraction
 
     total = 0
     for lb in limbs:

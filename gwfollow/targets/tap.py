@@ -40,11 +40,32 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import healpy as hp
 import numpy as np
 import numpy.typing as npt
+import pyvo
+import pyvo.dal.exceptions as pe
+import requests
+from astropy.table import Table
+from pyvo.dal.exceptions import DALAccessError  # base of pyvo's DAL errors
 
-from gwfollow.targets.catalogues import ALIASES, Catalog, catalog_from_table, find_column
-from gwfollow.errors import TapError, TapFormatError, TapOverflowError, TapQueryError, TapTimeoutError, TapUnavailableError
+from gwfollow.errors import (
+    TapError,
+    TapFormatError,
+    TapOverflowError,
+    TapQueryError,
+    TapTimeoutError,
+    TapUnavailableError,
+)
+from gwfollow.kernels.healpix import lonlat_to_nest, uniq_to_order_ipix
+from gwfollow.kernels.ranges import contains, degrade, to_uniq
+from gwfollow.regions.moc import ranges_area_deg2
+from gwfollow.targets.catalogues import (
+    ALIASES,
+    Catalog,
+    catalog_from_table,
+    find_column,
+)
 
 __all__ = [
     "TapCatalogSource",
@@ -77,8 +98,6 @@ def ascii_moc(ranges: npt.NDArray[np.int64], order: int) -> str:
     >>> ascii_moc(r, 3)
     '3/389-390'
     """
-    from gwfollow.kernels.healpix import uniq_to_order_ipix
-    from gwfollow.kernels.ranges import degrade, to_uniq
 
     r = np.ascontiguousarray(ranges, dtype=np.int64).reshape(-1, 2)
     if r.shape[0] == 0:
@@ -95,7 +114,6 @@ def ascii_moc(ranges: npt.NDArray[np.int64], order: int) -> str:
 
 def _coarse_order(ranges: npt.NDArray[np.int64], max_order: int, max_cells: int) -> int:
     """Deepest order <= ``max_order`` at which the degraded region has <= ``max_cells`` cells."""
-    from gwfollow.kernels.ranges import degrade, to_uniq
 
     for order in range(int(max_order), -1, -1):
         if to_uniq(degrade(ranges, order)).shape[0] <= max_cells:
@@ -111,9 +129,7 @@ def bounding_cone(ranges: npt.NDArray[np.int64], order: int = 8) -> tuple[float,
     centres and its radius reaches the farthest centre plus the largest cell
     radius.  Radius 180 means the whole sky.
     """
-    import healpy as hp
 
-    from gwfollow.kernels.ranges import degrade
 
     r = np.ascontiguousarray(ranges, dtype=np.int64).reshape(-1, 2)
     if r.shape[0] == 0:
@@ -239,8 +255,6 @@ class TapCatalogSource:
     def service(self) -> Any:
         """The ``pyvo.dal.TAPService`` (HTTP requests time out after ``timeout_s``)."""
         if self._service is None:
-            import pyvo
-            import requests
 
             timeout = self.timeout_s
 
@@ -256,8 +270,6 @@ class TapCatalogSource:
 
     def _translate(self, exc: BaseException, what: str) -> TapError:
         """A pyvo / requests exception as a :class:`TapError`."""
-        import pyvo.dal.exceptions as pe
-        import requests
 
         if isinstance(exc, TapError):
             return exc
@@ -428,8 +440,6 @@ class TapCatalogSource:
     # --------------------------------------------------------------- queries
     def adql_constraint(self, ranges: npt.NDArray[np.int64], mode: str | None = None) -> tuple[str, str, float]:
         """(mode, ADQL condition, coarse area in deg²) containing the region ``ranges``."""
-        from gwfollow.kernels.ranges import degrade
-        from gwfollow.regions.moc import ranges_area_deg2
 
         r = self._resolve()
         ranges = np.ascontiguousarray(ranges, dtype=np.int64).reshape(-1, 2)
@@ -509,7 +519,6 @@ class TapCatalogSource:
         return self._catalog(table, ranges)
 
     def _catalog(self, table: Any, ranges: npt.NDArray[np.int64] | None) -> Catalog:
-        from astropy.table import Table
 
         r = self._resolve()
         if table is None:
@@ -521,8 +530,6 @@ class TapCatalogSource:
                                  columns=mapping)
         self.last_query["rows_server"] = len(table)
         if ranges is not None and len(cat):
-            from gwfollow.kernels.healpix import lonlat_to_nest
-            from gwfollow.kernels.ranges import contains
 
             pix = lonlat_to_nest(29, np.radians(cat.ra), np.radians(cat.dec))
             keep = np.flatnonzero(contains(ranges, pix))
@@ -535,7 +542,6 @@ class TapCatalogSource:
 
 
 def _dal_errors() -> type[Exception]:
-    from pyvo.dal.exceptions import DALAccessError  # base of pyvo's DAL errors
 
     return DALAccessError
 

@@ -1,0 +1,125 @@
+"""What an event's products say, as files and summaries: ``summary.json``, ``report.html``,
+``sky.png`` and the product files of its latest sky map.
+
+Used by ``gwfollow replay --out/--report`` and by the HTTP API alike.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from astropy.table import Table
+
+from gwfollow.config import Config
+from gwfollow.products.report import event_report_html, sky_plot
+from gwfollow.skymaps.skymap import read_skymap
+from gwfollow.store import Store
+from gwfollow.targets.fields import telescope_from_config
+from gwfollow.version import __version__
+
+
+def event_summary(store: Store, superevent_id: str, config: Config) -> dict[str, Any]:
+    """A deterministic description of an event (no wall-clock timestamps)."""
+    ev = store.event(superevent_id) or {"state": "unknown"}
+    alerts = store.alerts_of(superevent_id)
+    maps = store.skymaps_of(superevent_id)
+    products = store.products_of(superevent_id)
+    latest = store.latest_skymap(superevent_id)
+    latest_products = [p for p in products if latest and p["skymap_id"] == latest["id"] and p["kind"] == "moc"]
+    targets = [{"kind": p["kind"], "name": p["name"], "count": p["n_cells"]}
+               for p in products if latest and p["skymap_id"] == latest["id"] and p["kind"] != "moc"]
+    return {
+        "superevent_id": superevent_id,
+        "state": ev["state"],
+        "retracted": ev["state"] == "retracted",
+        "alerts": [
+            {"alert_type": a["alert_type"], "time_created": a["time_created"], "kind": a["kind"],
+             "content_hash": a["content_hash"], "acted": bool(a["acted"]), "note": a["note"]}
+            for a in alerts
+        ],
+        "skymap_versions": [
+            {"sha256": m["sha256"], "role": m["role"], "alert_type": m["alert_type"],
+             "time_created": m["time_created"], "object_id": m["meta"]["object_id"],
+             "creator": m["meta"]["creator"], "cells": m["meta"]["cells"],
+             "areas_deg2": m["meta"]["areas_deg2"]}
+            for m in maps
+        ],
+        "latest_skymap": latest["sha256"] if latest else None,
+        "areas_deg2": {f"{p['level']:g}": p["area_deg2"] for p in latest_products},
+        "probabilities": {f"{p['level']:g}": p["probability"] for p in latest_products},
+        "targets": targets,
+        "products_withdrawn": bool(products) and all(p["withdrawn"] for p in products),
+        "provenance": {"gwfollow": __version__, "levels": list(config.skymap.levels),
+                       "boundary": config.skymap.boundary},
+    }
+
+
+def write_event_report(store: Store, sid: str, d: Path, config: Config,
+                       image_src: str | None = None) -> list[Path]:
+    """``report.html`` and ``sky.png`` of an event's latest sky map.
+
+    ``image_src`` is where the page finds the plot (default: ``sky.png`` beside it).
+    """
+    summary = event_summary(store, sid, config)
+    latest = store.latest_skymap(sid)
+    galaxies: dict[str, list[dict[str, Any]]] = {}
+    fields: list[dict[str, Any]] = []
+    written = []
+    image = None
+    if latest is not None:
+        for p in store.products_of(sid):
+            if p["skymap_id"] != latest["id"]:
+                continue
+            if p["kind"] == "galaxies":
+                galaxies[p["name"]] = json.loads(store.product_data(p["id"])).get("rows", [])
+            elif p["kind"] == "fields" and not fields:
+                fields = [r for r in json.loads(store.product_data(p["id"]))["rows"] if r.get("selected")]
+        sm = read_skymap(store.skymap_bytes(latest["id"]), name=f"{sid} sky map", config=config.skymap)
+        first = next(iter(galaxies.values()), [])[:20]
+        targets = Table(rows=[(r["ra"], r["dec"]) for r in first], names=("ra", "dec")) if first else None
+        ftab = Table(rows=[(r["ra"], r["dec"]) for r in fields], names=("ra", "dec")) if fields else None
+        fov = None
+        if fields and config.telescopes:
+            fov = telescope_from_config(config.telescopes[0]).fov
+        img = sky_plot(sm, d / "sky.png", levels=tuple(config.skymap.levels), targets=targets, fields=ftab, fov=fov,
+                       title=f"{sid} ({latest['alert_type']})" + (" RETRACTED" if summary["retracted"] else ""))
+        written.append(img)
+        image = image_src or img.name
+    f = d / "report.html"
+    f.write_text(event_report_html(summary, galaxies, image))
+    written.append(f)
+    return written
+
+
+def write_outputs(store: Store, out: Path, config: Config, reports: bool = False) -> list[Path]:
+    """One directory per event: ``moc-<level>.fits`` (latest sky map), ``galaxies-<catalogue>.json``,
+    ``summary.json``, and with ``reports`` also ``report.html`` and ``sky.png``."""
+    written = []
+    for ev in store.events():
+        sid = ev["superevent_id"]
+        d = out / sid
+        d.mkdir(parents=True, exist_ok=True)
+        summary = event_summary(store, sid, config)
+        latest = store.latest_skymap(sid)
+        for old in [*d.glob("moc-*.fits"), *d.glob("galaxies-*.json"), *d.glob("fields-*.json")]:
+            old.unlink()
+        if latest is not None and not summary["retracted"]:
+            for p in store.products_of(sid, include_withdrawn=False):
+                if p["skymap_id"] != latest["id"]:
+                    continue
+                if p["kind"] == "moc":
+                    f = d / f"moc-{p['level']:g}.fits"
+                elif p["kind"] in ("galaxies", "fields"):
+                    f = d / f"{p['kind']}-{p['name']}.json"
+                else:
+                    continue
+                f.write_bytes(store.product_data(p["id"]))
+                written.append(f)
+        f = d / "summary.json"
+        f.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        written.append(f)
+        if reports:
+            written.extend(write_event_report(store, sid, d, config))
+    return written

@@ -1,0 +1,90 @@
+"""Polling-friendly responses: strong ETags, Last-Modified, 304, and the response cache.
+
+Every GET answers with a strong ``ETag`` (the SHA-256 of the body) and, for
+event resources, ``Last-Modified``; ``If-None-Match`` / ``If-Modified-Since``
+give ``304 Not Modified``.  Repeated GETs are served from memory until the
+pipeline stores something new.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from datetime import datetime, timezone
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+
+from aiohttp import web
+
+from gwfollow.service.keys import PIPELINE, RESPONSE_CACHE
+from gwfollow.service.middleware import require_read
+
+
+def _etag(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def conditional(request: web.Request, body: bytes, content_type: str, *, last_modified: str | None = None,
+                status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A response with ETag / Last-Modified that honours conditional requests."""
+    tag = _etag(body)
+    h = {"ETag": tag, "Cache-Control": "no-cache"}
+    lm = None
+    if last_modified:
+        lm = datetime.fromisoformat(last_modified).astimezone(timezone.utc).replace(microsecond=0)
+        h["Last-Modified"] = format_datetime(lm, usegmt=True)
+    h.update(headers or {})
+    inm = request.headers.get("If-None-Match")
+    if inm is not None:
+        # Weak comparison (RFC 9110, 13.1.2): a proxy that gzips turns the tag into W/"...".
+        if tag in [t.strip().removeprefix("W/") for t in inm.split(",")] or inm.strip() == "*":
+            return web.Response(status=304, headers=h)
+    elif lm is not None and "If-Modified-Since" in request.headers:
+        try:
+            since = parsedate_to_datetime(request.headers["If-Modified-Since"])
+            if lm <= since:
+                return web.Response(status=304, headers=h)
+        except (TypeError, ValueError):
+            pass
+    resp = web.Response(body=body, status=status, content_type=content_type.split(";")[0], headers=h)
+    resp._gwfollow_lm = last_modified  # type: ignore[attr-defined]  (for the response cache)
+    return resp
+
+
+_CACHE_MAX = 4096
+
+
+def cached(handler):  # type: ignore[no-untyped-def]
+    """Serve repeated GETs from memory until the pipeline stores something new.
+
+    The key is the path and query; the cache is emptied by a pipeline hook
+    (see :func:`install_cache`), so a poller never sees a stale product.
+    Authorisation is checked before the cache is consulted.
+    """
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        require_read(request)
+        cache = request.app[RESPONSE_CACHE]
+        hit = cache.get(request.path_qs)
+        if hit is not None:
+            body, ctype, lm, headers = hit
+            return conditional(request, body, ctype, last_modified=lm, headers=headers)
+        resp = await handler(request)
+        if resp.status == 200 and isinstance(resp, web.Response) and resp.body is not None:
+            if len(cache) >= _CACHE_MAX:
+                cache.clear()
+            lm_hdr = getattr(resp, "_gwfollow_lm", None)
+            extra = {k: v for k, v in resp.headers.items() if k == "Content-Disposition"}
+            cache[request.path_qs] = (bytes(resp.body), resp.content_type, lm_hdr, extra)
+        return resp
+
+    return wrapper
+
+
+def install_cache(app: web.Application) -> None:
+    """Empty the response cache whenever the pipeline finishes a message."""
+    async def clear(_outcome: Any) -> None:
+        app[RESPONSE_CACHE].clear()
+
+    app[PIPELINE].add_hook(clear)
