@@ -76,7 +76,7 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
             app[LISTENERS].append(k)
             tasks.append(asyncio.create_task(k.run(), name="gwfollow-kafka"))
         if config.spool.enabled:
-            s = SpoolListener(config.spool, app[PIPELINE])
+            s = SpoolListener(config.spool, app[PIPELINE], config.service.max_body_mib)
             app[LISTENERS].append(s)
             tasks.append(asyncio.create_task(s.run(), name="gwfollow-spool"))
         yield

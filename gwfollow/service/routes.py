@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gwfollow.service import deadletters, views
+from gwfollow.service import deadletters, health, views
 
 
 def add_routes(app: web.Application) -> None:
     """Register the API under ``/api/v1`` and ``/metrics``."""
-    app.router.add_get("/api/v1/health", views.health)
+    app.router.add_get("/api/v1/health", health.health)
     app.router.add_post("/api/v1/alerts", views.post_alert)
     app.router.add_get("/api/v1/deadletters", deadletters.list_dead_letters)
     app.router.add_post("/api/v1/deadletters/requeue", deadletters.requeue_dead_letters)

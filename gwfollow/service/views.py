@@ -25,7 +25,7 @@ from gwfollow.products.report import convert_table
 from gwfollow.products.summary import event_summary, write_event_report
 from gwfollow.regions.mocio import convert_space_moc
 from gwfollow.service.caching import cached, conditional
-from gwfollow.service.keys import CONFIG, LISTENERS, PIPELINE, STORE
+from gwfollow.service.keys import CONFIG, PIPELINE, STORE
 from gwfollow.service.middleware import Problem, require_read, require_write
 from gwfollow.service.openapi import spec
 from gwfollow.pipeline.intake import RejectedAlert, submit_checked
@@ -307,18 +307,6 @@ async def metrics(request: web.Request) -> web.Response:
     for k, v in sorted(counts.items()):
         lines.append(f'gwfollow_store_rows{{table="{k}"}} {v}')
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
-
-
-async def health(request: web.Request) -> web.Response:
-
-    pipe = request.app[PIPELINE]
-    counts = await pipe.db(request.app[STORE].counts)
-    listeners = []
-    for lst in request.app[LISTENERS]:
-        listeners.append({"kind": type(lst).__name__,
-                          "connected": getattr(lst, "connected", True)})
-    return web.json_response({"status": "ok", "queue_depth": pipe.queue_depth, "stats": dict(pipe.stats),
-                              "store": counts, "listeners": listeners})
 
 
 async def post_alert(request: web.Request) -> web.Response:
