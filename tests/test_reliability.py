@@ -186,3 +186,21 @@ def test_replay_goes_on_past_bad_inputs_and_exits_non_zero_with_a_summary(tmp_pa
     for name in ("deep.json", "year1.json", "junk.fits", "fifo.json"):
         assert name in err
     assert "Traceback" not in err
+
+
+async def test_the_api_answers_while_a_backlog_drains(tmp_path, aiohttp_client) -> None:
+    """400 messages pending at start-up, a queue of 4: /health answers before they are done."""
+    cfg = _cfg(tmp_path, queue_size=4)
+    store = Store(cfg.store.path)
+    ret = shared_path("alerts", "S241126dm-retraction.json").read_bytes()
+    for i in range(400):
+        body = ret + b" " * i  # distinct bytes, same alert
+        store.accept_raw(body, f"backlog-{i}", "json", f"h{i}")
+    store.close()
+    t0 = time.monotonic()
+    client = await aiohttp_client(make_app(cfg))
+    r = await client.get("/api/v1/health")
+    assert r.status == 200
+    pending = len(client.app[STORE].pending_raw_ids())
+    assert pending > 100, (pending, time.monotonic() - t0)
+    await _settle(client.app[STORE], 400)

@@ -157,6 +157,7 @@ class Pipeline:
         self._queue: asyncio.Queue[int] | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._session: Any = None
+        self._resume_task: asyncio.Task[None] | None = None
         self._hooks: list[ProductHook] = []
         self.stats: Counter[str] = Counter()
         self.stage_seconds: Counter[str] = Counter()
@@ -187,8 +188,14 @@ class Pipeline:
             pending = await self.db(self.store.pending_raw_ids)
             if pending:
                 log.info("resuming %d message(s) accepted before the last stop", len(pending))
-            for raw_id in pending:
-                await self._queue.put(raw_id)
+                # In the background: a backlog larger than the queue must not hold up
+                # start-up (the API answers while it drains).
+                self._resume_task = asyncio.create_task(self._enqueue_all(pending), name="gwfollow-resume")
+
+    async def _enqueue_all(self, raw_ids: list[int]) -> None:
+        assert self._queue is not None
+        for raw_id in raw_ids:
+            await self._queue.put(raw_id)
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Finish queued work (up to ``timeout`` s), then stop.
@@ -196,6 +203,10 @@ class Pipeline:
         Messages not finished stay ``pending`` in the store and are resumed
         at the next start: nothing accepted is lost.
         """
+        if self._resume_task is not None:
+            self._resume_task.cancel()
+            await asyncio.gather(self._resume_task, return_exceptions=True)
+            self._resume_task = None
         if self._queue is not None and self.started:
             try:
                 await asyncio.wait_for(self._queue.join(), timeout)
@@ -260,6 +271,8 @@ class Pipeline:
 
     async def join(self) -> None:
         """Wait until every queued message is processed."""
+        if self._resume_task is not None:
+            await asyncio.shield(self._resume_task)
         if self._queue is not None:
             await self._queue.join()
 
