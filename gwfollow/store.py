@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -173,6 +174,23 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE dead_letters ADD COLUMN transient INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE dead_letters ADD COLUMN requeued_at TEXT;
+    """,
+    # 5: the webhook outbox: announcements survive a restart until delivered.
+    """
+    CREATE TABLE webhook_outbox (
+        id INTEGER PRIMARY KEY,
+        url TEXT NOT NULL,
+        delivery TEXT NOT NULL UNIQUE,
+        superevent_id TEXT NOT NULL,
+        change TEXT NOT NULL,
+        body BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
+        last_error TEXT,
+        done_at TEXT
+    );
+    CREATE INDEX webhook_outbox_pending ON webhook_outbox(url, state, id);
     """,
 )
 
@@ -417,6 +435,35 @@ class Store:
             db.execute("INSERT INTO webhook_deliveries (delivery, url, superevent_id, change, attempt, status, error, "
                        "at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (delivery, url, superevent_id, change, attempt, status, error, utcnow()))
+
+    def outbox_add(self, urls: Sequence[str], superevent_id: str, change: str, body: bytes) -> list[str]:
+        """Queue one announcement per URL durably; returns the delivery ids."""
+        now = utcnow()
+        ids = []
+        with self.transaction() as db:
+            for url in urls:
+                delivery = str(uuid.uuid4())
+                db.execute("INSERT INTO webhook_outbox (url, delivery, superevent_id, change, body, created_at) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", (url, delivery, superevent_id, change, bytes(body), now))
+                ids.append(delivery)
+        return ids
+
+    def outbox_next(self, url: str) -> dict[str, Any] | None:
+        """The oldest pending announcement for ``url`` (deliveries to a URL keep their order)."""
+        rows = self.query("SELECT * FROM webhook_outbox WHERE url = ? AND state = 'pending' ORDER BY id LIMIT 1",
+                          (url,))
+        return dict(rows[0]) if rows else None
+
+    def outbox_attempt(self, outbox_id: int, error: str | None, final: bool) -> None:
+        """Count an attempt; ``error`` None means delivered; ``final`` gives up (state failed)."""
+        state = "delivered" if error is None else ("failed" if final else "pending")
+        with self.transaction() as db:
+            db.execute("UPDATE webhook_outbox SET attempts = attempts + 1, state = ?, last_error = ?, "
+                       "done_at = CASE WHEN ? != 'pending' THEN ? END WHERE id = ?",
+                       (state, error, state, utcnow(), outbox_id))
+
+    def outbox(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.query("SELECT * FROM webhook_outbox ORDER BY id")]
 
     def deliveries(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.query("SELECT * FROM webhook_deliveries ORDER BY id")]
