@@ -81,11 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from astropy.table import Table
+    from gwfollow.kernels import ranges as kr
+    from gwfollow.kernels import warm_up
     from mocpy import MOC
 
     import gwfollow
-    from gwfollow.kernels import ranges as kr
-    from gwfollow.kernels import warm_up
     from gwfollow.regions.moc import ranges_of
 
     warm_up()

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         t_dask = time.perf_counter() - t
         print(f"Dask LocalCluster, 2 worker processes:                          {len(msgs) / t_dask:6.2f} events/s "
               f"(speed-up {t_seq / t_dask:.2f}x, cluster start included)")
-        same = all(event_summary(seq, e["superevent_id"], cfg) == event_summary(dsk, e["superevent_id"], cfg)
+        same = all(event_summary(seq, e.superevent_id, cfg) == event_summary(dsk, e.superevent_id, cfg)
                    for e in seq.events())
         print(f"identical products: {same}")
     return 0

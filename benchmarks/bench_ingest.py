@@ -45,7 +45,6 @@ async def run(rounds: int, interval: float, galaxies: int) -> int:
     from aiohttp import web
     from aiokafka import AIOKafkaProducer
 
-    from gwfollow.config import KafkaConfig, ServiceConfig, StoreConfig
     from gwfollow.service import make_app
     from gwfollow.service.app import PIPELINE
     from tests.kafka_broker import FAST_GROUP_SETTINGS, KafkaBroker
@@ -61,11 +60,11 @@ async def run(rounds: int, interval: float, galaxies: int) -> int:
         targets = base.targets
         if galaxies:
             targets = dataclasses.replace(targets, catalogs=(_catalogue(tmp, galaxies),))
-        cfg = dataclasses.replace(
-            base, targets=targets, store=StoreConfig(path=f"{tmp}/bench.sqlite"),
-            service=ServiceConfig(workers=2, queue_size=64),
-            kafka=KafkaConfig(enabled=True, bootstrap=broker.bootstrap, topics=(topic,), group_id="bench",
-                              auto_offset_reset="earliest", security_protocol="PLAINTEXT", **FAST_GROUP_SETTINGS))
+        cfg = base.updated(
+            targets=targets, store=dict(path=f"{tmp}/bench.sqlite"),
+            service=dict(workers=2, queue_size=64),
+            kafka=dict(enabled=True, bootstrap=broker.bootstrap, topics=(topic,), group_id="bench",
+                       auto_offset_reset="earliest", security_protocol="PLAINTEXT", **FAST_GROUP_SETTINGS))
         app = make_app(cfg)
         runner = web.AppRunner(app)
         await runner.setup()  # starts store, worker pool (warmed) and the listener

@@ -111,11 +111,15 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(ROOT))
     import pyarrow.parquet as pq
 
-    from gwfollow.targets.catalogues import Catalog
     from gwfollow.pipeline.distributed import dask_client
-    from gwfollow.targets.partitioned import PartitionedCatalog, import_catalog, rank_partitioned
-    from gwfollow.targets.rank import rank_galaxies
     from gwfollow.skymaps.skymap import read_skymap
+    from gwfollow.targets.catalogues import Catalog
+    from gwfollow.targets.partitioned import (
+        PartitionedCatalog,
+        import_catalog,
+        rank_partitioned,
+    )
+    from gwfollow.targets.rank import rank_galaxies
 
     work = Path(opts.workdir)
     work.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import os
 import re
 import shutil
@@ -62,16 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     if not SHARED.is_dir():
         print(f"benchmarks need {SHARED}", file=sys.stderr)
         return 2
-    from gwfollow.service.auth import token_digest
-    from gwfollow.config import StoreConfig, load_config
+    from gwfollow.config import load_config
     from gwfollow.pipeline.replay import order_messages, replay_messages
+    from gwfollow.service.auth import token_digest
     from gwfollow.store import Store
 
     wrk = _wrk()
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.sqlite"
         cfg = load_config(env={})
-        cfg = dataclasses.replace(cfg, store=StoreConfig(path=str(db)))
+        cfg = cfg.updated(store=dict(path=str(db)))
         names = ["S241102br-preliminary.json", "S241102br-initial.json"]
         store = Store(db)
         asyncio.run(replay_messages(order_messages([((SHARED / "alerts" / n).read_bytes(), n) for n in names]),

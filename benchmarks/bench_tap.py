@@ -50,11 +50,12 @@ def main(args: list[str] | None = None) -> None:
     p.add_argument("--repeat", type=int, default=5)
     opts = p.parse_args(args)
     sys.path.insert(0, str(ROOT))
-    from gwfollow.targets.catalogues import read_catalog
     from gwfollow.kernels.healpix import lonlat_to_nest
     from gwfollow.kernels.ranges import contains
+
     from gwfollow.regions.moc import credible_ranges, ranges_area_deg2
     from gwfollow.skymaps.skymap import read_skymap
+    from gwfollow.targets.catalogues import read_catalog
     from gwfollow.targets.tap import TapCatalogSource
     from tests.dachs_server import DachsServer, ensure_dachs
 

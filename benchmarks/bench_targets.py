@@ -75,13 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from astropy import units as u
     from astropy.coordinates import SkyCoord
+    from gwfollow.kernels import warm_up
     from ligo.skymap.io import read_sky_map
     from ligo.skymap.postprocess.crossmatch import crossmatch
 
     from gwfollow import read_skymap
     from gwfollow.targets.catalogues import Catalog
     from gwfollow.targets.fields import ZTF_FOV, Telescope, rank_fields
-    from gwfollow.kernels import warm_up
     from gwfollow.targets.rank import rank_galaxies
 
     warm_up()

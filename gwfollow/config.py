@@ -7,6 +7,8 @@ keys are errors (a typo must not silently fall back to a default).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import ipaddress
 import os
@@ -14,7 +16,7 @@ import tomllib
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gwfollow.errors import ConfigError
 
@@ -23,11 +25,11 @@ from gwfollow.errors import ConfigError
 class SkyMapConfig:
     """Reading sky maps and the credible levels derived from them."""
 
-    levels: tuple[float, ...] = (0.5, 0.9)
-    boundary: str = "split"
-    norm_tolerance: float = 0.01
-    norm_warning: float = 1e-6
-    max_size_mib: float = 2048
+    levels: tuple[float, ...]
+    boundary: str
+    norm_tolerance: float
+    norm_warning: float
+    max_size_mib: float
 
     def validate(self) -> None:
         for lv in self.levels:
@@ -47,8 +49,8 @@ class SkyMapConfig:
 class MocConfig:
     """Space-time MOC settings."""
 
-    stmoc_duration_s: float = 86400.0
-    stmoc_time_order: int = 61
+    stmoc_duration_s: float
+    stmoc_time_order: int
 
     def validate(self) -> None:
         if self.stmoc_duration_s <= 0:
@@ -61,10 +63,10 @@ class MocConfig:
 class FiltersConfig:
     """Which alerts are acted on (the others are stored, not processed)."""
 
-    significant_only: bool = False
-    mock_events: bool = True
-    groups: tuple[str, ...] = ("CBC", "Burst")
-    max_far_hz: float = 0.0
+    significant_only: bool
+    mock_events: bool
+    groups: tuple[str, ...]
+    max_far_hz: float
 
     def validate(self) -> None:
         if self.max_far_hz < 0:
@@ -75,7 +77,7 @@ class FiltersConfig:
 class StoreConfig:
     """The SQLite database."""
 
-    path: str = "gwfollow.sqlite"
+    path: str
 
     def validate(self) -> None:
         if not self.path:
@@ -86,22 +88,22 @@ class StoreConfig:
 class ServiceConfig:
     """The HTTP service and its worker pool."""
 
-    host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 2
-    queue_size: int = 64
-    max_body_mib: float = 64.0
-    body_timeout_s: float = 30.0
-    crash_retries: int = 2
-    write_tokens_sha256: tuple[str, ...] = ()
-    read_tokens_sha256: tuple[str, ...] = ()
-    read_open: bool = True
-    cors_origins: tuple[str, ...] = ()
-    webhook_urls: tuple[str, ...] = ()
-    webhook_secret: str = ""
-    webhook_retries: int = 5
-    webhook_backoff_s: float = 1.0
-    webhook_timeout_s: float = 10.0
+    host: str
+    port: int
+    workers: int
+    queue_size: int
+    max_body_mib: float
+    body_timeout_s: float
+    crash_retries: int
+    write_tokens_sha256: tuple[str, ...]
+    read_tokens_sha256: tuple[str, ...]
+    read_open: bool
+    cors_origins: tuple[str, ...]
+    webhook_urls: tuple[str, ...]
+    webhook_secret: str
+    webhook_retries: int
+    webhook_backoff_s: float
+    webhook_timeout_s: float
 
     def validate(self) -> None:
         if self.webhook_urls and not self.webhook_secret:
@@ -129,18 +131,18 @@ class ServiceConfig:
 class KafkaConfig:
     """GCN Kafka (or any Kafka-protocol broker) listener."""
 
-    enabled: bool = False
-    bootstrap: str = "kafka.gcn.nasa.gov:9092"
-    topics: tuple[str, ...] = ("igwn.gwalert",)
-    group_id: str = "gwfollow"
-    auto_offset_reset: str = "latest"
-    session_timeout_ms: int = 10000
-    heartbeat_interval_ms: int = 3000
-    security_protocol: str = "SASL_SSL"
-    sasl_mechanism: str = "OAUTHBEARER"
-    client_id: str = ""
-    client_secret: str = ""
-    token_url: str = "https://auth.gcn.nasa.gov/oauth2/token"
+    enabled: bool
+    bootstrap: str
+    topics: tuple[str, ...]
+    group_id: str
+    auto_offset_reset: str
+    session_timeout_ms: int
+    heartbeat_interval_ms: int
+    security_protocol: str
+    sasl_mechanism: str
+    client_id: str
+    client_secret: str
+    token_url: str
 
     def validate(self) -> None:
         if self.security_protocol not in ("PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT"):
@@ -156,9 +158,9 @@ class KafkaConfig:
 class SpoolConfig:
     """A directory watched for alert files."""
 
-    enabled: bool = False
-    directory: str = "spool"
-    poll_s: float = 1.0
+    enabled: bool
+    directory: str
+    poll_s: float
 
     def validate(self) -> None:
         if self.poll_s <= 0:
@@ -169,17 +171,15 @@ class SpoolConfig:
 class FetchConfig:
     """Downloading sky maps that VOEvents point to."""
 
-    timeout_s: float = 30.0
-    retries: int = 4
-    backoff_s: float = 1.0
-    max_mib: float = 256.0
-    total_s: float = 60.0
-    max_redirects: int = 3
-    allowed_hosts: tuple[str, ...] = ("gracedb.ligo.org", "gracedb-playground.ligo.org",
-                                      "gracedb-test.ligo.org", "emfollow.docs.ligo.org",
-                                      "gcn.nasa.gov", "gcn.gsfc.nasa.gov")
-    allowed_networks: tuple[str, ...] = ()
-    local_dir: str = ""
+    timeout_s: float
+    retries: int
+    backoff_s: float
+    max_mib: float
+    total_s: float
+    max_redirects: int
+    allowed_hosts: tuple[str, ...]
+    allowed_networks: tuple[str, ...]
+    local_dir: str
 
     def validate(self) -> None:
         if self.timeout_s <= 0 or self.retries < 0 or self.backoff_s < 0 or self.max_mib <= 0:
@@ -198,10 +198,10 @@ class FetchConfig:
 class TargetsConfig:
     """Ranked targets computed for every accepted alert."""
 
-    catalogs: tuple[str, ...] = ("openngc",)
-    galaxy_limit: int = 200
-    galaxy_level: float = 0.999
-    weighting: str = ""
+    catalogs: tuple[str, ...]
+    galaxy_limit: int
+    galaxy_level: float
+    weighting: str
 
     def validate(self) -> None:
         if self.galaxy_limit < 0:
@@ -217,14 +217,14 @@ class TelescopeConfig:
     """``[telescopes.<name>]``: a tile grid and a field of view."""
 
     name: str
-    grid: str = "generated"
-    fov_shape: str = "square"
-    fov_width_deg: float = 0.0
-    fov_height_deg: float = 0.0
-    fov_radius_deg: float = 0.0
-    rotation_deg: float = 0.0
-    target: float = 0.9
-    order: int = 10
+    grid: str
+    fov_shape: str
+    fov_width_deg: float
+    fov_height_deg: float
+    fov_radius_deg: float
+    rotation_deg: float
+    target: float
+    order: int
 
     def validate(self) -> None:
         where = f"telescopes.{self.name}"
@@ -245,13 +245,13 @@ class SiteConfig:
     """``[sites.<name>]``: where and under which limits targets are observable."""
 
     name: str
-    lat_deg: float = 0.0
-    lon_deg: float = 0.0
-    height_m: float = 0.0
-    max_airmass: float = 2.0
-    max_sun_alt_deg: float = -12.0
-    hours: float = 24.0
-    step_minutes: float = 15.0
+    lat_deg: float
+    lon_deg: float
+    height_m: float
+    max_airmass: float
+    max_sun_alt_deg: float
+    hours: float
+    step_minutes: float
 
     def validate(self) -> None:
         where = f"sites.{self.name}"
@@ -274,11 +274,11 @@ class CoverageConfig:
     """
 
     name: str
-    path: str = ""
-    mocserver_id: str = ""
-    pointings: str = ""
-    telescope: str = ""
-    window_s: float = 86400.0
+    path: str
+    mocserver_id: str
+    pointings: str
+    telescope: str
+    window_s: float
 
     def validate(self) -> None:
         if sum(bool(x) for x in (self.path, self.mocserver_id, self.pointings)) != 1:
@@ -293,19 +293,31 @@ class CoverageConfig:
 class Config:
     """The whole configuration."""
 
-    skymap: SkyMapConfig = SkyMapConfig()
-    moc: MocConfig = MocConfig()
-    filters: FiltersConfig = FiltersConfig()
-    store: StoreConfig = StoreConfig()
-    service: ServiceConfig = ServiceConfig()
-    kafka: KafkaConfig = KafkaConfig()
-    spool: SpoolConfig = SpoolConfig()
-    fetch: FetchConfig = FetchConfig()
-    targets: TargetsConfig = TargetsConfig()
-    telescopes: tuple[TelescopeConfig, ...] = ()
-    sites: tuple[SiteConfig, ...] = ()
-    coverages: tuple[CoverageConfig, ...] = ()
-    coverage_cache: str = "~/.cache/gwfollow/mocs"
+    skymap: SkyMapConfig
+    moc: MocConfig
+    filters: FiltersConfig
+    store: StoreConfig
+    service: ServiceConfig
+    kafka: KafkaConfig
+    spool: SpoolConfig
+    fetch: FetchConfig
+    targets: TargetsConfig
+    telescopes: tuple[TelescopeConfig, ...]
+    sites: tuple[SiteConfig, ...]
+    coverages: tuple[CoverageConfig, ...]
+    coverage_cache: str
+
+    def updated(self, **sections: Any) -> Config:
+        """A copy with some keys changed: ``cfg.updated(fetch={"timeout_s": 5}, sites=())``.
+
+        A section given as a dict changes only those keys of that section; any other value
+        (a tuple of telescopes, a path) replaces the field.  The result is validated.
+        """
+        changes = {name: dataclasses.replace(getattr(self, name), **value) if isinstance(value, dict) else value
+                   for name, value in sections.items()}
+        cfg = dataclasses.replace(self, **changes)
+        cfg.validate()
+        return cfg
 
     def validate(self) -> None:
         for f in fields(self):
@@ -317,7 +329,10 @@ class Config:
                 v.validate()
 
 
+_N = TypeVar("_N", TelescopeConfig, SiteConfig, CoverageConfig)
 _NAMED = {"telescopes": TelescopeConfig, "sites": SiteConfig, "coverages": CoverageConfig}
+# What a [telescopes.NAME] (...) table leaves out comes from [telescope_defaults] (...).
+_TEMPLATES = {"telescopes": "telescope_defaults", "sites": "site_defaults", "coverages": "coverage_defaults"}
 
 _SECTIONS = {
     "skymap": SkyMapConfig,
@@ -332,21 +347,40 @@ _SECTIONS = {
 }
 
 
-def _coerce(section: str, key: str, default: Any, value: Any) -> Any:
+_SCALARS = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def _coerce(section: str, key: str, typ: str, value: Any) -> Any:
+    """``value`` (from TOML or the environment) as the field's declared type."""
     try:
-        if isinstance(default, tuple):
+        if typ.startswith("tuple["):
+            item = _SCALARS[typ[len("tuple["):].split(",")[0].strip()]
             if isinstance(value, str):
                 value = [v for v in value.replace(",", " ").split()]
             if not isinstance(value, (list, tuple)):
                 raise TypeError("expected a list")
-            return tuple(type(default[0])(v) if default else str(v) for v in value)
-        if isinstance(default, bool):
+            return tuple(item(v) for v in value)
+        if typ == "bool":
             if isinstance(value, str):
                 return value.strip().lower() in ("1", "true", "yes", "on")
             return bool(value)
-        return type(default)(value)
+        return _SCALARS[typ](value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{section}.{key}: cannot use {value!r} ({exc})") from None
+
+
+def _types(cls: type) -> dict[str, str]:
+    return {f.name: str(f.type) for f in fields(cls)}
+
+
+def _build(cls: type, section: str, values: dict[str, Any], **fixed: Any) -> Any:
+    """``cls`` from ``values``; every field must have a value (the defaults file gives them all)."""
+    types = _types(cls)
+    missing = sorted(set(types) - set(values) - set(fixed))
+    if missing:
+        raise ConfigError(f"[{section}]: no value for {', '.join(missing)}",
+                          hint="config/default.toml must give every key a default")
+    return cls(**fixed, **{k: _coerce(section, k, types[k], v) for k, v in values.items()})
 
 
 def _merge(base: dict[str, dict[str, Any]], override: dict[str, Any], origin: str,
@@ -371,6 +405,16 @@ def _merge(base: dict[str, dict[str, Any]], override: dict[str, Any], origin: st
             continue
         if section == "coverage_cache":
             base["coverage_cache"] = values  # type: ignore[assignment]
+            continue
+        if section in _TEMPLATES.values():
+            ncls = next(_NAMED[k] for k, v in _TEMPLATES.items() if v == section)
+            if not isinstance(values, dict):
+                raise ConfigError(f"{origin}: [{section}] must be a table")
+            known = {f.name for f in fields(ncls)} - {"name"}
+            bad = sorted(set(values) - known)
+            if bad:
+                raise ConfigError(f"{origin}: unknown key(s) {', '.join(bad)} in [{section}]")
+            base.setdefault(section, {}).update(values)
             continue
         if section not in _SECTIONS:
             raise ConfigError(f"{origin}: unknown section [{section}]")
@@ -410,8 +454,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
     Config
         Frozen and validated.
     """
-    merged: dict[str, dict[str, Any]] = {}
-    _merge(merged, _read_toml(default_toml_text(), "config/default.toml"), "config/default.toml")
+    merged = copy.deepcopy(_packaged_tables())
     if path is not None:
         p = Path(path)
         try:
@@ -429,27 +472,41 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
             merged.setdefault(section, {})[key] = value
     built: dict[str, Any] = {}
     for section, ncls in _NAMED.items():
-        items = []
-        for name, table in merged.get(section, {}).items():
-            proto = ncls(name=name)
-            kwargs = {k: _coerce(f"{section}.{name}", k, getattr(proto, k), v) for k, v in table.items()}
-            items.append(ncls(name=name, **kwargs))
-        built[section] = tuple(items)
-    if "coverage_cache" in merged:
-        built["coverage_cache"] = str(merged["coverage_cache"])
+        template = merged.get(_TEMPLATES[section], {})
+        built[section] = tuple(_build(ncls, f"{section}.{name}", {**template, **table}, name=name)
+                               for name, table in merged.get(section, {}).items())
+    built["coverage_cache"] = str(merged["coverage_cache"])
     for section, cls in _SECTIONS.items():
-        defaults = cls()
-        kwargs = {
-            key: _coerce(section, key, getattr(defaults, key), value)
-            for key, value in merged.get(section, {}).items()
-        }
-        built[section] = cls(**kwargs)
+        built[section] = _build(cls, section, merged.get(section, {}))
     cfg = Config(**built)
     cfg.validate()
     return cfg
 
 
+def named_config(cls: type[_N], name: str, **values: Any) -> _N:
+    """A ``[telescopes.NAME]``, ``[sites.NAME]`` or ``[coverages.NAME]`` table built in code:
+    ``values`` over the packaged ``[telescope_defaults]`` / ``[site_defaults]`` /
+    ``[coverage_defaults]``.
+
+    >>> named_config(SiteConfig, "La Silla", lat_deg=-29.26, lon_deg=-70.73, height_m=2400.0).max_airmass
+    2.0
+    """
+    section = next(k for k, v in _NAMED.items() if v is cls)
+    template = _packaged_tables().get(_TEMPLATES[section], {})
+    item = _build(cls, f"{section}.{name}", {**template, **values}, name=name)
+    item.validate()
+    return item
+
+
 @functools.cache
-def default_config() -> Config:
-    """The configuration from defaults and environment, read once per process."""
-    return load_config()
+def _packaged_tables() -> dict[str, Any]:
+    merged: dict[str, dict[str, Any]] = {}
+    _merge(merged, _read_toml(default_toml_text(), "config/default.toml"), "config/default.toml")
+    return merged
+
+
+@functools.cache
+def packaged_defaults() -> Config:
+    """``config/default.toml`` alone (no deployment file, no environment), read once per
+    process: what a library call uses when no configuration is passed."""
+    return load_config(env={})

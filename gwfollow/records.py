@@ -187,3 +187,43 @@ class Outcome:
     alert_id: int | None = None
     reason: str | None = None
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """A superevent as the store knows it.
+
+    Attributes
+    ----------
+    superevent_id : str
+    state : str
+        ``active`` or ``retracted``.
+    group : str or None
+        ``CBC`` or ``Burst``.
+    significant : bool or None
+        The LVK's significance flag of its latest alert (None when not said).
+    is_mock : bool
+        A mock (MDC) event, whose id starts with ``M``.
+    first_seen, updated_at : str
+        ISO 8601, UTC: first alert stored, last change.
+    retracted_at : str or None
+    """
+
+    superevent_id: str
+    state: str
+    group: str | None
+    significant: bool | None
+    is_mock: bool
+    first_seen: str
+    updated_at: str
+    retracted_at: str | None = None
+
+    @property
+    def retracted(self) -> bool:
+        return self.state == "retracted"
+
+    def as_json(self) -> dict[str, Any]:
+        """The event as the HTTP API shows it (``grp`` is the group, a name the API has always used)."""
+        d = asdict(self)
+        d["grp"] = d.pop("group")
+        return d

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from gwfollow.errors import StoreError
-from gwfollow.records import ProcessedAlert
+from gwfollow.records import EventRecord, ProcessedAlert
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the initial schema.
@@ -370,12 +370,12 @@ class Store:
 
     # --------------------------------------------------------------- reading
 
-    def event(self, superevent_id: str) -> dict[str, Any] | None:
+    def event(self, superevent_id: str) -> EventRecord | None:
         rows = self.query("SELECT * FROM events WHERE superevent_id = ?", (superevent_id,))
-        return dict(rows[0]) if rows else None
+        return _event(rows[0]) if rows else None
 
-    def events(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.query("SELECT * FROM events ORDER BY first_seen, superevent_id")]
+    def events(self) -> list[EventRecord]:
+        return [_event(r) for r in self.query("SELECT * FROM events ORDER BY first_seen, superevent_id")]
 
     def alerts_of(self, superevent_id: str) -> list[dict[str, Any]]:
         rows = self.query(
@@ -589,6 +589,13 @@ class Store:
             db.execute("UPDATE raw_messages SET status = ?, status_reason = ? WHERE id = ?",
                        (status, note, raw_id))
             return Recorded(alert_id, status, note)
+
+
+def _event(row: Any) -> EventRecord:
+    return EventRecord(superevent_id=row["superevent_id"], state=row["state"], group=row["grp"],
+                       significant=None if row["significant"] is None else bool(row["significant"]),
+                       is_mock=bool(row["is_mock"]), first_seen=row["first_seen"], updated_at=row["updated_at"],
+                       retracted_at=row["retracted_at"])
 
 
 @dataclass(frozen=True)

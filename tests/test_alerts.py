@@ -8,8 +8,13 @@ import json
 import pytest
 
 from gwfollow import read_skymap
-from gwfollow.ingest import parse_alert, parse_fits_alert, parse_json_alert, parse_voevent
 from gwfollow.errors import AlertParseError, AlertSchemaError
+from gwfollow.ingest import (
+    parse_alert,
+    parse_fits_alert,
+    parse_json_alert,
+    parse_voevent,
+)
 
 from .conftest import shared_files, shared_path
 

@@ -4,17 +4,41 @@ from __future__ import annotations
 
 import pytest
 
-from gwfollow.config import Config, load_config
+from gwfollow.config import load_config, packaged_defaults
 from gwfollow.errors import ConfigError
 
 
-def test_defaults_match_dataclasses() -> None:
+def test_defaults_live_only_in_default_toml() -> None:
     import dataclasses
 
+    import gwfollow.config as c
+
+    classes = [c.Config, c.SkyMapConfig, c.MocConfig, c.FiltersConfig, c.StoreConfig, c.ServiceConfig,
+               c.KafkaConfig, c.SpoolConfig, c.FetchConfig, c.TargetsConfig, c.TelescopeConfig, c.SiteConfig,
+               c.CoverageConfig]
+    with_default = [f"{k.__name__}.{f.name}" for k in classes for f in dataclasses.fields(k)
+                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING]
+    assert with_default == []
     cfg = load_config(env={})
-    assert dataclasses.replace(cfg, telescopes=(), sites=()) == Config()
+    assert cfg == packaged_defaults()
     assert cfg.skymap.levels == (0.5, 0.9) and cfg.skymap.boundary == "split"
     assert [t.name for t in cfg.telescopes] == ["ZTF"] and [s.name for s in cfg.sites] == ["Palomar"]
+    # a named table built in code takes what it leaves out from [site_defaults]
+    site = c.named_config(c.SiteConfig, "Somewhere", lat_deg=10.0)
+    assert site.max_airmass == cfg.sites[0].max_airmass and site.lon_deg == 0.0
+
+
+def test_a_missing_default_is_an_error(tmp_path, monkeypatch) -> None:
+    import gwfollow.config as c
+
+    text = c.default_toml_text().replace("norm_tolerance = 0.01\n", "")
+    monkeypatch.setattr(c, "default_toml_text", lambda: text)
+    c._packaged_tables.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="no value for norm_tolerance"):
+            load_config(env={})
+    finally:
+        c._packaged_tables.cache_clear()
 
 
 def test_named_sections_replace_defaults(tmp_path) -> None:

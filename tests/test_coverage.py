@@ -14,10 +14,13 @@ from astropy.coordinates import Angle, Latitude, Longitude
 from astropy.io import fits
 from astropy.table import Table
 from astropy.time import Time
+from gwfollow.kernels import healpix as khp
+from gwfollow.kernels import ranges as kr
 from mocpy import MOC, STMOC, TimeMOC
 from mocpy.tmoc import microseconds_to_times, times_to_microseconds
 
 from gwfollow import read_skymap
+from gwfollow.errors import FetchError, GwfollowError
 from gwfollow.regions.coverage import (
     Coverage,
     CoverageError,
@@ -26,17 +29,26 @@ from gwfollow.regions.coverage import (
     load_coverage,
     remaining_probability,
 )
-from gwfollow.regions.timeaxis import times_to_us, us_to_times
-from gwfollow.errors import FetchError, GwfollowError
-from gwfollow.targets.fields import ZTF_FOV, FieldOfView, field_footprint_ranges, pointings_to_stmoc, read_field_grid
-from gwfollow.kernels import healpix as khp
-from gwfollow.kernels import ranges as kr
-from gwfollow.regions.moc import credible_ranges, moc_from_ranges, probability_in_ranges, ranges_area_deg2, ranges_of
+from gwfollow.regions.moc import (
+    credible_ranges,
+    moc_from_ranges,
+    probability_in_ranges,
+    ranges_area_deg2,
+    ranges_of,
+)
 from gwfollow.regions.mocserver import (
     coverage_from_mocserver,
     coverage_from_mocserver_async,
     mocserver_cache_path,
     mocserver_query,
+)
+from gwfollow.regions.timeaxis import times_to_us, us_to_times
+from gwfollow.targets.fields import (
+    ZTF_FOV,
+    FieldOfView,
+    field_footprint_ranges,
+    pointings_to_stmoc,
+    read_field_grid,
 )
 
 from .conftest import shared_files, shared_path

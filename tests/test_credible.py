@@ -5,14 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from astropy.table import Table
+from gwfollow.kernels import ranges as kr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ligo.skymap.postprocess import find_greedy_credible_levels
 from mocpy import MOC
 
-from gwfollow import credible_moc, credible_mocs, moc_area, probability_in_moc, read_skymap
+from gwfollow import (
+    credible_moc,
+    credible_mocs,
+    moc_area,
+    probability_in_moc,
+    read_skymap,
+)
 from gwfollow.errors import MocError
-from gwfollow.kernels import ranges as kr
 from gwfollow.regions.moc import credible_ranges, ranges_area_deg2, ranges_of
 
 from .conftest import shared_files

@@ -8,7 +8,7 @@ import filecmp
 import pytest
 
 from gwfollow.cli.main import main
-from gwfollow.config import TelescopeConfig, load_config
+from gwfollow.config import TelescopeConfig, load_config, named_config
 from gwfollow.pipeline.distributed import replay_on_dask
 from gwfollow.pipeline.replay import order_messages
 from gwfollow.store import Store
@@ -47,7 +47,7 @@ def test_failures_are_reported_per_event(tmp_path) -> None:
     assert reasons == {"FetchError", "AlertParseError"}
     assert len(done) == 3
     # A task that fails as a whole (here: a telescope grid that does not exist) is reported, not fatal.
-    bad = dataclasses.replace(cfg, telescopes=(TelescopeConfig(name="X", grid=str(tmp_path / "no.txt"),
+    bad = dataclasses.replace(cfg, telescopes=(named_config(TelescopeConfig, "X", grid=str(tmp_path / "no.txt"),
                                                                fov_width_deg=5.0),))
     store2 = Store(tmp_path / "e.sqlite")
     out = replay_on_dask([m for m in msgs if m.source == "good.json"], bad, store2, n_workers=1)

@@ -11,13 +11,13 @@ from collections import Counter
 import pytest
 from aiohttp import web
 
-from gwfollow.config import FetchConfig, load_config
+from gwfollow.config import load_config, packaged_defaults
 from gwfollow.errors import ConfigError, FetchError
 from gwfollow.ingest.fetch import CheckedResolver, address_refusal, checked_session, fetch_bytes
 
 #: Trusts the test servers on 127.0.0.1 explicitly, as a deployment would trust a mirror.
-LOCAL = FetchConfig(timeout_s=2.0, retries=2, backoff_s=0.01, max_mib=1.0, total_s=10.0,
-                    allowed_hosts=("127.0.0.1",), allowed_networks=("127.0.0.1/32",))
+LOCAL = dataclasses.replace(packaged_defaults().fetch, timeout_s=2.0, retries=2, backoff_s=0.01, max_mib=1.0,
+                            total_s=10.0, allowed_hosts=("127.0.0.1",), allowed_networks=("127.0.0.1/32",))
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_public_and_exempted_addresses() -> None:
 
 def test_bad_network_in_config_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="allowed_networks"):
-        FetchConfig(allowed_networks=("not-a-net",)).validate()
+        dataclasses.replace(packaged_defaults().fetch, allowed_networks=("not-a-net",)).validate()
 
 
 def test_defaults_allow_only_gracedb_and_gcn() -> None:

@@ -5,9 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from astropy.table import Table
+from gwfollow.kernels import ranges as kr
 from mocpy import MOC
 
 from gwfollow import read_skymap
+from gwfollow.regions.moc import (
+    credible_ranges,
+    moc_from_ranges,
+    probability_in_ranges,
+    ranges_area_deg2,
+)
 from gwfollow.targets.fields import (
     ZTF_FOV,
     FieldOfView,
@@ -17,8 +24,6 @@ from gwfollow.targets.fields import (
     field_footprint_ranges,
     rank_fields,
 )
-from gwfollow.kernels import ranges as kr
-from gwfollow.regions.moc import credible_ranges, moc_from_ranges, probability_in_ranges, ranges_area_deg2
 
 from .conftest import shared_path
 
@@ -84,8 +89,8 @@ def test_batched_footprints_equal_mocpy_one_by_one(fov) -> None:
     import astropy.units as u
     from astropy.coordinates import Angle, Latitude, Longitude
 
-    from gwfollow.targets.fields import field_footprints
     from gwfollow.regions.moc import ranges_of
+    from gwfollow.targets.fields import field_footprints
 
     rng = np.random.default_rng(4)
     ra = np.append(rng.uniform(0, 360, 40), [359.99, 0.0, 10.0])

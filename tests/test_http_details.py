@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import socket
 import subprocess
@@ -13,7 +12,7 @@ import time
 import pytest
 
 from gwfollow.cli.main import main as cli_main
-from gwfollow.config import Config, ServiceConfig, StoreConfig
+from gwfollow.config import Config, packaged_defaults
 from gwfollow.service import make_app
 from gwfollow.service.auth import token_digest
 
@@ -23,9 +22,9 @@ WRITE, READ = "write-secret", "read-secret"
 
 
 def _cfg(tmp_path, **svc) -> Config:
-    service = ServiceConfig(workers=1, write_tokens_sha256=(token_digest(WRITE),),
+    service = dict(workers=1, write_tokens_sha256=(token_digest(WRITE),),
                             read_tokens_sha256=(token_digest(READ),), **svc)
-    return dataclasses.replace(Config(), store=StoreConfig(path=str(tmp_path / "h.sqlite")), service=service)
+    return packaged_defaults().updated(store=dict(path=str(tmp_path / "h.sqlite")), service=service)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import zlib
 
 import pytest
 
-from gwfollow.config import SkyMapConfig
+from gwfollow.config import packaged_defaults
 from gwfollow.errors import CorruptSkyMapError, SkyMapError
 from gwfollow.ingest.parse import parse_json_alert
 from gwfollow.skymaps.inflate import STEP_IN, STEP_OUT, gunzip_bounded
@@ -85,7 +85,7 @@ def test_bomb_in_a_json_alert_is_a_typed_error(sim_bytes) -> None:
                      "properties": {}, "classification": {}, "duration": None, "central_frequency": None,
                      "skymap": base64.b64encode(bomb).decode()}}
     alert = parse_json_alert(json.dumps(doc).encode())
-    cfg = dataclasses.replace(SkyMapConfig(), max_size_mib=16)
+    cfg = dataclasses.replace(packaged_defaults().skymap, max_size_mib=16)
     with pytest.raises(SkyMapError, match="more than 16 MiB"):
         read_skymap(alert.skymap, config=cfg)
     assert read_skymap(gzip.compress(sim_bytes), config=cfg).sha256

@@ -14,7 +14,12 @@ from collections.abc import Iterator
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from .kafka_broker import FAST_GROUP_SETTINGS, BrokerStartError, KafkaBroker, tansu_binary
+from .kafka_broker import (
+    FAST_GROUP_SETTINGS,
+    BrokerStartError,
+    KafkaBroker,
+    tansu_binary,
+)
 
 DEADLINE_S = 15.0  # per wait; the whole module normally takes ~3 s
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import signal
 import subprocess
@@ -15,7 +14,10 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from gwfollow.config import Config, KafkaConfig, ServiceConfig, StoreConfig
+from gwfollow.config import (
+    Config,
+    packaged_defaults,
+)
 from gwfollow.pipeline.replay import order_messages, replay_messages
 from gwfollow.products.summary import event_summary
 from gwfollow.service import make_app
@@ -30,13 +32,13 @@ pytestmark = pytest.mark.skipif(not ALERTS, reason="../shared/data/alerts absent
 
 
 def _config(broker, topic: str, db: Path, port: int = 0) -> Config:
-    return dataclasses.replace(
-        Config(),
-        store=StoreConfig(path=str(db)),
-        service=ServiceConfig(port=port, workers=1, queue_size=4),
-        kafka=KafkaConfig(enabled=True, bootstrap=broker.bootstrap, topics=(topic,),
-                          group_id=f"g-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest",
-                          security_protocol="PLAINTEXT", **FAST_GROUP_SETTINGS),
+    return packaged_defaults().updated(
+        telescopes=(), sites=(),  # no telescope or site products: these tests are about intake
+        store=dict(path=str(db)),
+        service=dict(port=port, workers=1, queue_size=4),
+        kafka=dict(enabled=True, bootstrap=broker.bootstrap, topics=(topic,),
+                   group_id=f"g-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest",
+                   security_protocol="PLAINTEXT", **FAST_GROUP_SETTINGS),
     )
 
 
@@ -87,15 +89,15 @@ async def test_alerts_through_kafka_equal_replay(kafka_broker, tmp_path, aiohttp
     rstore = Store(tmp_path / "replay.sqlite")
     await replay_messages(order_messages([(b, str(p)) for b, p in zip(bodies, files)]), cfg, rstore)
     for ev in rstore.events():
-        sid = ev["superevent_id"]
+        sid = ev.superevent_id
         assert event_summary(store, sid, cfg) == event_summary(rstore, sid, cfg)
         a = {(p["level"], p["area_deg2"]) for p in store.products_of(sid)}
         b = {(p["level"], p["area_deg2"]) for p in rstore.products_of(sid)}
         assert a == b
         for pa, pb in zip(store.products_of(sid), rstore.products_of(sid)):
             assert store.product_data(pa["id"]) == rstore.product_data(pb["id"])
-    assert {e["superevent_id"] for e in store.events()} == {e["superevent_id"] for e in rstore.events()}
-    assert store.event("MS181101ab")["state"] == "retracted"
+    assert {e.superevent_id for e in store.events()} == {e.superevent_id for e in rstore.events()}
+    assert store.event("MS181101ab").state == "retracted"
 
 
 def _serve(cfg_path: Path, log: Path) -> subprocess.Popen:

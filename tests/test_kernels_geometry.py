@@ -8,11 +8,10 @@ import math
 import healpy as hp
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from gwfollow.kernels import geometry as kgeo
 from gwfollow.kernels import ranges as kr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 @functools.lru_cache(maxsize=None)

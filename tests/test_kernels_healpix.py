@@ -5,10 +5,9 @@ from __future__ import annotations
 import healpy as hp
 import numpy as np
 import pytest
+from gwfollow.kernels import healpix as khp
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from gwfollow.kernels import healpix as khp
 
 
 @given(st.integers(0, 29), st.data())

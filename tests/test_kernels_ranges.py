@@ -6,10 +6,10 @@ import functools
 
 import numpy as np
 import pytest
+from gwfollow.kernels import ranges as kr
 from hypothesis import given, settings
 from mocpy import MOC
 
-from gwfollow.kernels import ranges as kr
 from gwfollow.regions.moc import moc_from_ranges, ranges_of
 
 from .conftest import shared_path
@@ -84,7 +84,6 @@ def test_contains_and_overlap(a: np.ndarray, b: np.ndarray) -> None:
 
 def test_point_in_moc_matches_mocpy() -> None:
     from astropy import units as u
-
     from gwfollow.kernels.healpix import lonlat_to_nest
 
     moc = MOC.from_cone(lon=30 * u.deg, lat=20 * u.deg, radius=10 * u.deg, max_depth=12)
@@ -120,7 +119,10 @@ def _load(p) -> MOC:
 @settings(max_examples=150, deadline=None)
 def test_probability_of_few_ranges_equals_the_full_scan(r: np.ndarray) -> None:
     """The path that visits only the touched cells returns the same double."""
-    from gwfollow.kernels.probability import probability_in_ranges, probability_in_ranges_sorted
+    from gwfollow.kernels.probability import (
+        probability_in_ranges,
+        probability_in_ranges_sorted,
+    )
 
     sm = _sim_map()
     starts, ends = sm.sorted_cells

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from gwfollow.kernels import sort as ks
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from gwfollow.kernels import sort as ks
 
 INT = st.one_of(st.integers(0, 5), st.integers(0, 2**63 - 1), st.integers(2**40, 2**40 + 3))
 

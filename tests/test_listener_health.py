@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import socket
 import time
 
-from gwfollow.config import Config, KafkaConfig, ServiceConfig, SpoolConfig, StoreConfig
+from gwfollow.config import Config, packaged_defaults
 from gwfollow.service import make_app
 from gwfollow.service.app import STORE
 
@@ -16,8 +15,8 @@ from .conftest import shared_path
 
 
 def _cfg(tmp_path, **over) -> Config:
-    return dataclasses.replace(Config(), store=StoreConfig(path=str(tmp_path / "l.sqlite")),
-                               service=ServiceConfig(workers=1), **over)
+    return packaged_defaults().updated(store=dict(path=str(tmp_path / "l.sqlite")), service=dict(workers=1),
+                                       **over)
 
 
 async def _until(cond, timeout=60.0) -> None:
@@ -32,7 +31,7 @@ async def _until(cond, timeout=60.0) -> None:
 async def test_spool_takes_any_file_name_and_moves_bad_files_to_failed(tmp_path, aiohttp_client) -> None:
     spool = tmp_path / "spool"
     spool.mkdir()
-    cfg = _cfg(tmp_path, spool=SpoolConfig(enabled=True, directory=str(spool), poll_s=0.05))
+    cfg = _cfg(tmp_path, spool=dict(enabled=True, directory=str(spool), poll_s=0.05))
     client = await aiohttp_client(make_app(cfg))
     store = client.app[STORE]
     d = os.fsencode(spool)
@@ -61,7 +60,7 @@ async def test_health_is_failing_while_kafka_cannot_connect(tmp_path, aiohttp_cl
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    kafka = KafkaConfig(enabled=True, bootstrap=f"127.0.0.1:{port}", security_protocol="PLAINTEXT")
+    kafka = dict(enabled=True, bootstrap=f"127.0.0.1:{port}", security_protocol="PLAINTEXT")
     client = await aiohttp_client(make_app(_cfg(tmp_path, kafka=kafka)))
 
     async def failing():

@@ -22,14 +22,20 @@ from astropy import units as u
 from astropy.coordinates import AltAz, EarthLocation, SkyCoord, get_body, get_sun
 from astropy.time import Time, TimeDelta
 from astropy.utils import iers
+from gwfollow.kernels import geometry as kgeo
+from gwfollow.kernels import healpix as khp
+from gwfollow.kernels import ranges as kr
 from mocpy import MOC, TimeMOC
 
 from gwfollow import read_skymap
 from gwfollow.errors import ConfigError, GwfollowError
-from gwfollow.kernels import geometry as kgeo
-from gwfollow.kernels import healpix as khp
-from gwfollow.kernels import ranges as kr
-from gwfollow.regions.moc import credible_ranges, moc_from_ranges, probability_in_moc, probability_in_ranges, ranges_of
+from gwfollow.regions.moc import (
+    credible_ranges,
+    moc_from_ranges,
+    probability_in_moc,
+    probability_in_ranges,
+    ranges_of,
+)
 from gwfollow.targets.observability import (
     KNOWN_SITES,
     ObservabilityError,

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import socket
 import time
 
 from aiohttp import web
 
-from gwfollow.config import Config, ServiceConfig, StoreConfig
+from gwfollow.config import Config, packaged_defaults
 from gwfollow.service import make_app
 from gwfollow.service.app import STORE
 from gwfollow.service.auth import token_digest
@@ -22,9 +21,9 @@ WRITE = "write-secret"
 
 
 def _cfg(tmp_path, url: str) -> Config:
-    svc = ServiceConfig(workers=1, write_tokens_sha256=(token_digest(WRITE),), webhook_urls=(url,),
+    svc = dict(workers=1, write_tokens_sha256=(token_digest(WRITE),), webhook_urls=(url,),
                         webhook_secret="s3cret", webhook_retries=50, webhook_backoff_s=0.2, webhook_timeout_s=1.0)
-    return dataclasses.replace(Config(), store=StoreConfig(path=str(tmp_path / "o.sqlite")), service=svc)
+    return packaged_defaults().updated(store=dict(path=str(tmp_path / "o.sqlite")), service=svc)
 
 
 async def test_undelivered_webhooks_survive_a_restart(tmp_path, aiohttp_client, aiohttp_server) -> None:

@@ -16,20 +16,25 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from gwfollow.kernels.rank import exact_sum_limbs
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from gwfollow.targets.catalogues import read_catalog
 from gwfollow.cli.main import main
 from gwfollow.errors import CatalogError
-from gwfollow.kernels.rank import exact_sum_limbs
 from gwfollow.regions.moc import credible_ranges
-from gwfollow.targets.partitioned import (
-    HEALPIX_COLUMN, PartitionedCatalog, import_catalog, is_partitioned, plan_partitions, rank_partitioned,
-)
-from gwfollow.targets.rank import exact_total, limbs_to_float, rank_galaxies
 from gwfollow.skymaps.simulate import simulated_skymap_bytes
 from gwfollow.skymaps.skymap import read_skymap
+from gwfollow.targets.catalogues import read_catalog
+from gwfollow.targets.partitioned import (
+    HEALPIX_COLUMN,
+    PartitionedCatalog,
+    import_catalog,
+    is_partitioned,
+    plan_partitions,
+    rank_partitioned,
+)
+from gwfollow.targets.rank import exact_total, limbs_to_float, rank_galaxies
 
 from .conftest import shared_path
 
@@ -136,8 +141,8 @@ def test_exact_sum_of_many_values() -> None:
 
 
 def test_import_writes_a_hats_catalogue_hats_and_lsdb_read(generated) -> None:
-    from hats.io.validation import is_valid_catalog
     import lsdb
+    from hats.io.validation import is_valid_catalog
 
     src, out, s = generated
     assert s.rows == N_ROWS - s.dropped and 0 < s.dropped <= 20

@@ -12,17 +12,21 @@ from aiohttp import web
 from mocpy import MOC
 
 from gwfollow import credible_moc, read_skymap
+from gwfollow.config import (
+    Config,
+    named_config,
+    packaged_defaults,
+)
 from gwfollow.ingest import parse_json_alert
-from gwfollow.config import Config, FetchConfig, FiltersConfig
-from gwfollow.regions.moc import ranges_of
 from gwfollow.pipeline.runner import Pipeline
+from gwfollow.regions.moc import ranges_of
 from gwfollow.store import Store
 
 from .conftest import shared_path
 
-CFG = dataclasses.replace(Config(), fetch=FetchConfig(timeout_s=5, retries=2, backoff_s=0.05, max_mib=5,
-                                                     allowed_hosts=("127.0.0.1",),
-                                                     allowed_networks=("127.0.0.1/32",)))
+CFG = packaged_defaults().updated(telescopes=(), sites=(),
+                                  fetch=dict(timeout_s=5, retries=2, backoff_s=0.05, max_mib=5,
+                                             allowed_hosts=("127.0.0.1",), allowed_networks=("127.0.0.1/32",)))
 
 
 def _pipe(store: Store, cfg: Config = CFG, **kw) -> Pipeline:
@@ -41,7 +45,7 @@ async def test_real_alerts_become_events_and_mocs(tmp_path) -> None:
     bodies = [(shared_path("alerts", n).read_bytes(), n) for n in names]
     async with _pipe(store) as pipe:
         await _run_all(pipe, bodies)
-    assert {e["superevent_id"] for e in store.events()} == {"S241102br", "S250720j"}
+    assert {e.superevent_id for e in store.events()} == {"S241102br", "S250720j"}
     # S250720j carries a combined (GW + GRB) map: a second sky-map version with its own MOCs.
     roles = sorted(m["role"] for m in store.skymaps_of("S250720j"))
     assert roles == ["combined", "gw"]
@@ -81,7 +85,7 @@ async def test_redelivery_and_malformed_messages(tmp_path) -> None:
     for word in ("JSON", "base64", "SOMETHING", "truncated"):
         assert word in reasons
     # A retraction of an event never seen is recorded (the event is born retracted).
-    assert store.event("S241126dm")["state"] == "retracted"
+    assert store.event("S241126dm").state == "retracted"
     # The listener went on: the good alert is processed once, its raw kept once.
     assert store.counts()["alerts"] == 2 and store.counts()["products"] == 3
     assert store.raw(1).deliveries == 3
@@ -91,7 +95,7 @@ async def test_redelivery_and_malformed_messages(tmp_path) -> None:
 
 async def test_filters(tmp_path) -> None:
     store = Store(tmp_path / "g.sqlite")
-    cfg = dataclasses.replace(CFG, filters=FiltersConfig(mock_events=False))
+    cfg = CFG.updated(filters=dict(mock_events=False))
     body = shared_path("alerts", "MS181101ab-preliminary.json").read_bytes()
     async with _pipe(store, cfg) as pipe:
         await _run_all(pipe, [(body, "mock")])
@@ -195,7 +199,7 @@ async def test_unexpected_failure_is_kept_and_pipeline_goes_on(tmp_path) -> None
     """A failure that is not the message's fault still ends in a dead letter, not a hang."""
     from gwfollow.config import TelescopeConfig
 
-    bad = dataclasses.replace(CFG, telescopes=(TelescopeConfig(name="X", grid=str(tmp_path / "missing.txt"),
+    bad = dataclasses.replace(CFG, telescopes=(named_config(TelescopeConfig, "X", grid=str(tmp_path / "missing.txt"),
                                                                fov_width_deg=5.0),))
     store = Store(tmp_path / "g.sqlite")
     body = shared_path("alerts", "MS181101ab-preliminary.json").read_bytes()

@@ -12,8 +12,15 @@ from ligo.skymap.io import read_sky_map
 from ligo.skymap.postprocess.crossmatch import crossmatch
 
 from gwfollow import read_skymap
-from gwfollow.targets.catalogues import Catalog, CatalogError, load_catalog, openngc, parse_columns, read_catalog
 from gwfollow.regions.moc import credible_ranges
+from gwfollow.targets.catalogues import (
+    Catalog,
+    CatalogError,
+    load_catalog,
+    openngc,
+    parse_columns,
+    read_catalog,
+)
 from gwfollow.targets.rank import RankError, rank_galaxies
 
 from .conftest import shared_path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import signal
 import time
@@ -12,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from gwfollow.cli.main import main as cli_main
-from gwfollow.config import Config, ServiceConfig, StoreConfig
+from gwfollow.config import Config, packaged_defaults
 from gwfollow.pipeline.deadletters import requeue_dead
 from gwfollow.pipeline.runner import Pipeline
 from gwfollow.service import make_app
@@ -26,8 +25,8 @@ WRITE = "write-secret"
 
 
 def _cfg(tmp_path, **svc) -> Config:
-    service = ServiceConfig(**{"workers": 1, "write_tokens_sha256": (token_digest(WRITE),), **svc})
-    return dataclasses.replace(Config(), store=StoreConfig(path=str(tmp_path / "r.sqlite")), service=service)
+    service = {"workers": 1, "write_tokens_sha256": (token_digest(WRITE),), **svc}
+    return packaged_defaults().updated(store=dict(path=str(tmp_path / "r.sqlite")), service=service)
 
 
 def _children(pid: int) -> list[int]:
@@ -109,7 +108,7 @@ async def test_retractions_racing_their_event_always_withdraw(tmp_path) -> None:
         await pipe.join()
     assert store.dead_letters() == []
     for sid in sids:
-        assert store.event(sid)["state"] == "retracted", sid
+        assert store.event(sid).state == "retracted", sid
         assert all(p["withdrawn"] for p in store.products_of(sid)), sid
 
 
@@ -119,10 +118,10 @@ async def test_a_retraction_for_an_unseen_event_is_recorded_and_applied_later(tm
         await pipe.submit(shared_path("alerts", "S241126dm-retraction.json").read_bytes(), "r")
         await pipe.submit(shared_path("alerts", "MS181101ab-retraction.json").read_bytes(), "r2")
         await pipe.join()
-        assert store.event("S241126dm")["state"] == "retracted" and store.dead_letters() == []
+        assert store.event("S241126dm").state == "retracted" and store.dead_letters() == []
         await pipe.submit(shared_path("alerts", "MS181101ab-preliminary.json").read_bytes(), "p")
         await pipe.join()
-    assert store.event("MS181101ab")["state"] == "retracted"
+    assert store.event("MS181101ab").state == "retracted"
     assert all(p["withdrawn"] for p in store.products_of("MS181101ab"))
     assert sorted(a["alert_type"] for a in store.alerts_of("MS181101ab")) == ["PRELIMINARY", "RETRACTION"]
 

@@ -10,10 +10,10 @@ from astropy.io import votable
 from astropy.table import Table
 
 from gwfollow import read_skymap
-from gwfollow.targets.catalogues import openngc
 from gwfollow.cli.main import main
-from gwfollow.targets.rank import rank_galaxies
 from gwfollow.products.report import ReportError, format_for, table_bytes, write_table
+from gwfollow.targets.catalogues import openngc
+from gwfollow.targets.rank import rank_galaxies
 
 
 @pytest.fixture(scope="module")

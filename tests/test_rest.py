@@ -12,7 +12,7 @@ from astropy.io import votable
 from astropy.table import Table
 from mocpy import MOC, STMOC
 
-from gwfollow.config import StoreConfig, load_config
+from gwfollow.config import load_config
 from gwfollow.pipeline.replay import order_messages, replay_messages
 from gwfollow.service import make_app
 from gwfollow.store import Store
@@ -28,7 +28,7 @@ def filled_db(tmp_path_factory):
     import asyncio
 
     db = tmp_path_factory.mktemp("rest") / "rest.sqlite"
-    cfg = dataclasses.replace(load_config(env={}), store=StoreConfig(path=str(db)))
+    cfg = load_config(env={}).updated(store=dict(path=str(db)))
     cfg = dataclasses.replace(cfg, service=dataclasses.replace(cfg.service, workers=1))
     store = Store(db)
     msgs = order_messages([(shared_path("alerts", n).read_bytes(), n) for n in NAMES])

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import time
 
 import pytest
 from aiohttp import web
 
-from gwfollow.pipeline.listeners import OAuthTokenProvider
-from gwfollow.service.auth import token_digest
-from gwfollow.config import Config, ServiceConfig, SpoolConfig, StoreConfig
+from gwfollow.config import (
+    Config,
+    packaged_defaults,
+)
 from gwfollow.errors import FetchError
+from gwfollow.pipeline.listeners import OAuthTokenProvider
 from gwfollow.service import make_app
 from gwfollow.service.app import STORE
+from gwfollow.service.auth import token_digest
 
 from .conftest import shared_path
 
@@ -24,9 +26,10 @@ READ = "read-secret"
 
 
 def _cfg(tmp_path, **service) -> Config:
-    svc = ServiceConfig(workers=1, write_tokens_sha256=(token_digest(WRITE),),
-                        read_tokens_sha256=(token_digest(READ),), **service)
-    return dataclasses.replace(Config(), store=StoreConfig(path=str(tmp_path / "s.sqlite")), service=svc)
+    svc = dict(workers=1, write_tokens_sha256=(token_digest(WRITE),), read_tokens_sha256=(token_digest(READ),),
+               **service)
+    return packaged_defaults().updated(telescopes=(), sites=(), store=dict(path=str(tmp_path / "s.sqlite")),
+                                       service=svc)
 
 
 async def _settle(store, n, timeout=60.0):
@@ -83,7 +86,7 @@ async def test_read_tokens(tmp_path, aiohttp_client) -> None:
 async def test_spool_directory(tmp_path, aiohttp_client) -> None:
     spool = tmp_path / "spool"
     spool.mkdir()
-    cfg = dataclasses.replace(_cfg(tmp_path), spool=SpoolConfig(enabled=True, directory=str(spool), poll_s=0.05))
+    cfg = _cfg(tmp_path).updated(spool=dict(enabled=True, directory=str(spool), poll_s=0.05))
     client = await aiohttp_client(make_app(cfg))
     (spool / "a.json.part").write_bytes(shared_path("alerts", "MS181101ab-preliminary.json").read_bytes())
     (spool / "b.fits").write_bytes(shared_path("skymaps", "S190814bv_bayestar.multiorder.fits").read_bytes())
@@ -93,7 +96,7 @@ async def test_spool_directory(tmp_path, aiohttp_client) -> None:
     store = client.app[STORE]
     await _settle(store, 2)
     assert sorted(p.name for p in (spool / "done").iterdir()) == ["a.json", "b.fits"]
-    assert {e["superevent_id"] for e in store.events()} == {"MS181101ab", "G347305"}
+    assert {e.superevent_id for e in store.events()} == {"MS181101ab", "G347305"}
 
 
 async def test_oauth_token_provider(aiohttp_server) -> None:

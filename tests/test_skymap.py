@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 
 import numpy as np
 import pytest
 from astropy.io import fits
+from gwfollow.kernels.healpix import uniq_to_order_ipix
 
 from gwfollow import read_skymap
-from gwfollow.config import SkyMapConfig
+from gwfollow.config import packaged_defaults
 from gwfollow.errors import (
     CorruptSkyMapError,
     InvalidCellsError,
@@ -21,7 +23,6 @@ from gwfollow.errors import (
     SkyMapWarning,
     UnsupportedSkyMapError,
 )
-from gwfollow.kernels.healpix import uniq_to_order_ipix
 
 from .conftest import shared_files, shared_path
 from .strategies import multiorder_fits_bytes, random_skymap_arrays
@@ -215,7 +216,7 @@ def test_normalisation_error_and_warning() -> None:
     with pytest.warns(SkyMapWarning, match="deviation"):
         sm = read_skymap(multiorder_fits_bytes(uniq, dens * (1 + 1e-4)))
     assert sm.meta.warnings and "deviation" in sm.meta.warnings[0]
-    loose = SkyMapConfig(norm_tolerance=5.0, norm_warning=5.0)
+    loose = dataclasses.replace(packaged_defaults().skymap, norm_tolerance=5.0, norm_warning=5.0)
     assert read_skymap(multiorder_fits_bytes(uniq, dens * 2), config=loose).meta.prob_sum == pytest.approx(2)
 
 
@@ -245,7 +246,7 @@ def test_size_limit() -> None:
     uniq, dens = _good()
     data = gzip.compress(multiorder_fits_bytes(uniq, dens))
     with pytest.raises(SkyMapError, match="MiB"):
-        read_skymap(data, config=SkyMapConfig(max_size_mib=0.001))
+        read_skymap(data, config=dataclasses.replace(packaged_defaults().skymap, max_size_mib=0.001))
 
 
 def test_missing_file() -> None:

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from gwfollow.config import Config
+from gwfollow.config import packaged_defaults
 from gwfollow.errors import StoreError
 from gwfollow.products.core import process_message
 from gwfollow.store import MIGRATIONS, Store
@@ -51,7 +51,7 @@ def test_accept_raw_is_durable_and_deduplicated(tmp_path) -> None:
 
 
 def test_record_alert_idempotent_and_retraction(tmp_path) -> None:
-    cfg = Config()
+    cfg = packaged_defaults().updated(telescopes=(), sites=())
     s = Store(tmp_path / "g.sqlite")
     pre = shared_path("alerts", "MS181101ab-preliminary.json").read_bytes()
     ret = shared_path("alerts", "MS181101ab-retraction.json").read_bytes()
@@ -69,7 +69,7 @@ def test_record_alert_idempotent_and_retraction(tmp_path) -> None:
     assert not any(p["withdrawn"] for p in prods)
     r2 = _accept(s, ret)
     s.record_alert(r2.raw_id, process_message(ret, "ret", cfg), True)
-    assert s.event("MS181101ab")["state"] == "retracted"
+    assert s.event("MS181101ab").state == "retracted"
     assert all(p["withdrawn"] for p in s.products_of("MS181101ab"))
     r3 = _accept(s, upd)
     late = s.record_alert(r3.raw_id, process_message(upd, "upd", cfg), True)
@@ -85,8 +85,9 @@ def test_retraction_for_unknown_event_is_recorded(tmp_path) -> None:
     s = Store(tmp_path / "g.sqlite")
     ret = shared_path("alerts", "S241126dm-retraction.json").read_bytes()
     r = _accept(s, ret)
-    rec = s.record_alert(r.raw_id, process_message(ret, "ret", Config()), True)
-    assert rec.status == "processed" and s.event("S241126dm")["state"] == "retracted"
+    bare = packaged_defaults().updated(telescopes=(), sites=())
+    rec = s.record_alert(r.raw_id, process_message(ret, "ret", bare), True)
+    assert rec.status == "processed" and s.event("S241126dm").state == "retracted"
     assert s.counts()["alerts"] == 1 and s.dead_letters() == []
 
 

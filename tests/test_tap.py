@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gwfollow.targets.catalogues import Catalog, read_catalog
 from gwfollow.regions.moc import credible_ranges
-from gwfollow.targets.rank import rank_galaxies
 from gwfollow.skymaps.skymap import read_skymap
+from gwfollow.targets.catalogues import Catalog, read_catalog
+from gwfollow.targets.rank import rank_galaxies
 from gwfollow.targets.tap import (
     TapCatalogSource,
     TapError,
@@ -34,7 +34,13 @@ from gwfollow.targets.tap import (
 )
 
 from .conftest import IN_CI, shared_path
-from .dachs_server import CATALOGS, DachsServer, DachsUnavailable, ensure_dachs, free_port
+from .dachs_server import (
+    CATALOGS,
+    DachsServer,
+    DachsUnavailable,
+    ensure_dachs,
+    free_port,
+)
 
 pytestmark = pytest.mark.shared_data
 

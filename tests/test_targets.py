@@ -9,17 +9,17 @@ import pytest
 from astropy.time import Time
 
 from gwfollow import read_skymap
-from gwfollow.targets.catalogues import openngc
 from gwfollow.cli.main import main
-from gwfollow.config import SiteConfig, load_config
-from gwfollow.targets.observability import target_windows
+from gwfollow.config import SiteConfig, load_config, named_config
 from gwfollow.products.core import process_message
+from gwfollow.targets.catalogues import openngc
+from gwfollow.targets.observability import target_windows
 from gwfollow.targets.rank import rank_galaxies
 from gwfollow.targets.windows import add_windows, parse_windows, site_of, windows_text
 
 from .conftest import shared_path
 
-PALOMAR = SiteConfig(name="Palomar", lat_deg=33.3563, lon_deg=-116.865, height_m=1712.0, hours=24, step_minutes=30)
+PALOMAR = named_config(SiteConfig, "Palomar", lat_deg=33.3563, lon_deg=-116.865, height_m=1712.0, hours=24, step_minutes=30)
 
 
 def test_windows_column_round_trip(sim_bytes) -> None:
@@ -65,7 +65,6 @@ def test_observe_and_fields_commands(sim_path, tmp_path, capsys) -> None:
 
 
 def test_coverage_command_and_products(tmp_path, capsys) -> None:
-    import dataclasses
 
     from gwfollow.config import CoverageConfig
 
@@ -80,9 +79,9 @@ def test_coverage_command_and_products(tmp_path, capsys) -> None:
     assert ztf["remaining_probability"] == pytest.approx(1 - ztf["probability"], abs=1e-9)
     assert main(["coverage", str(skymap)]) == 2
     assert "no coverage given" in capsys.readouterr().err
-    cfg = dataclasses.replace(load_config(env={}), coverages=(
-        CoverageConfig(name="sdss", path=str(shared_path("mocs", "P-SDSS9-r.moc.fits"))),
-        CoverageConfig(name="offline", mocserver_id="CDS/not/cached"),
+    cfg = load_config(env={}).updated(coverages=(
+        named_config(CoverageConfig, "sdss", path=str(shared_path("mocs", "P-SDSS9-r.moc.fits"))),
+        named_config(CoverageConfig, "offline", mocserver_id="CDS/not/cached"),
     ), coverage_cache=str(tmp_path / "cache"))
     res = process_message(shared_path("alerts", "S241102br-preliminary.json").read_bytes(), "t", cfg)
     cov = {p.name: json.loads(p.data) for p in res.skymaps[0].products if p.kind == "coverage"}

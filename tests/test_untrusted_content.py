@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
 
-from gwfollow.config import Config, ServiceConfig, StoreConfig
+from gwfollow.config import packaged_defaults
 from gwfollow.errors import AlertSchemaError
 from gwfollow.ingest.ids import check_event_id, is_event_id
 from gwfollow.ingest.parse import parse_alert, parse_fits_alert, parse_json_alert, parse_voevent
@@ -86,8 +85,8 @@ def test_content_disposition_is_safe_for_any_name(name) -> None:
 
 
 async def test_http_intake_refuses_bad_ids_with_422_and_keeps_the_raw(tmp_path, aiohttp_client) -> None:
-    svc = ServiceConfig(workers=1, write_tokens_sha256=(token_digest(WRITE),))
-    cfg = dataclasses.replace(Config(), store=StoreConfig(path=str(tmp_path / "s.sqlite")), service=svc)
+    cfg = packaged_defaults().updated(store=dict(path=str(tmp_path / "s.sqlite")),
+                                      service=dict(workers=1, write_tokens_sha256=(token_digest(WRITE),)))
     client = await aiohttp_client(make_app(cfg))
     auth = {"Authorization": f"Bearer {WRITE}"}
     doc = json.loads(shared_path("alerts", "S241102br-preliminary.json").read_bytes())
@@ -111,7 +110,7 @@ async def test_report_page_has_a_csp_and_a_safe_image_link(tmp_path, aiohttp_cli
     from gwfollow.store import Store
 
     db = tmp_path / "r.sqlite"
-    cfg = dataclasses.replace(Config(), store=StoreConfig(path=str(db)), service=ServiceConfig(workers=1))
+    cfg = packaged_defaults().updated(store=dict(path=str(db)), service=dict(workers=1))
     store = Store(db)
     body = shared_path("alerts", "S241102br-preliminary.json").read_bytes()
     await replay_messages(order_messages([(body, "p.json")]), cfg, store)

@@ -27,13 +27,12 @@ def _alive(pid: int) -> bool:
 def test_workers_die_when_the_main_process_is_killed(tmp_path) -> None:
     script = textwrap.dedent("""
         import asyncio, dataclasses, os, sys
-        from gwfollow.config import Config, ServiceConfig, StoreConfig
+        from gwfollow.config import packaged_defaults
         from gwfollow.pipeline.runner import Pipeline
         from gwfollow.store import Store
 
         async def main():
-            cfg = dataclasses.replace(Config(), service=ServiceConfig(workers=2),
-                                      store=StoreConfig(path=sys.argv[1]))
+            cfg = packaged_defaults().updated(service=dict(workers=2), store=dict(path=sys.argv[1]))
             async with Pipeline(cfg, Store(sys.argv[1])):
                 kids = [int(p) for p in open(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read().split()]
                 print(" ".join(map(str, kids)), flush=True)

@@ -26,12 +26,16 @@ def configure(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from gwfollow.config import SiteConfig, load_config
-    from gwfollow.regions.moc import credible_ranges, write_moc
-    from gwfollow.targets.observability import KNOWN_SITES, ObservabilityError, observability
-    from gwfollow.skymaps.skymap import read_skymap
-    from gwfollow.targets.windows import site_of, site_summary
     from gwfollow.cli._common import emit_json
+    from gwfollow.config import SiteConfig, load_config, named_config
+    from gwfollow.regions.moc import credible_ranges, write_moc
+    from gwfollow.skymaps.skymap import read_skymap
+    from gwfollow.targets.observability import (
+        KNOWN_SITES,
+        ObservabilityError,
+        observability,
+    )
+    from gwfollow.targets.windows import site_of, site_summary
 
     cfg = load_config(args.config)
     sites = {s.name: s for s in cfg.sites}
@@ -40,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
         sc = sites[name]
     elif name in KNOWN_SITES:
         k = KNOWN_SITES[name]
-        sc = SiteConfig(name=k.name, lat_deg=k.lat_deg, lon_deg=k.lon_deg, height_m=k.height_m)
+        sc = named_config(SiteConfig, k.name, lat_deg=k.lat_deg, lon_deg=k.lon_deg, height_m=k.height_m)
     else:
         raise ObservabilityError(f"unknown site {name!r}",
                                  hint=f"configured: {', '.join(sites) or '-'}; built in: {', '.join(KNOWN_SITES)}")

@@ -22,7 +22,8 @@ from gwfollow.version import __version__
 
 def event_summary(store: Store, superevent_id: str, config: Config) -> dict[str, Any]:
     """A deterministic description of an event (no wall-clock timestamps)."""
-    ev = store.event(superevent_id) or {"state": "unknown"}
+    ev = store.event(superevent_id)
+    state = ev.state if ev is not None else "unknown"
     alerts = store.alerts_of(superevent_id)
     maps = store.skymaps_of(superevent_id)
     products = store.products_of(superevent_id)
@@ -32,8 +33,8 @@ def event_summary(store: Store, superevent_id: str, config: Config) -> dict[str,
                for p in products if latest and p["skymap_id"] == latest["id"] and p["kind"] != "moc"]
     return {
         "superevent_id": superevent_id,
-        "state": ev["state"],
-        "retracted": ev["state"] == "retracted",
+        "state": state,
+        "retracted": state == "retracted",
         "alerts": [
             {"alert_type": a["alert_type"], "time_created": a["time_created"], "kind": a["kind"],
              "content_hash": a["content_hash"], "acted": bool(a["acted"]), "note": a["note"]}
@@ -98,7 +99,7 @@ def write_outputs(store: Store, out: Path, config: Config, reports: bool = False
     ``summary.json``, and with ``reports`` also ``report.html`` and ``sky.png``."""
     written = []
     for ev in store.events():
-        sid = ev["superevent_id"]
+        sid = ev.superevent_id
         d = out / sid
         d.mkdir(parents=True, exist_ok=True)
         summary = event_summary(store, sid, config)

@@ -10,6 +10,7 @@ per query, replaced atomically) and reads it as a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
-from gwfollow.config import FetchConfig
+from gwfollow.config import packaged_defaults
 from gwfollow.errors import CoverageError, FetchError
 from gwfollow.ingest.fetch import fetch_bytes
 from gwfollow.regions.coverage import KINDS, Coverage, coverage_from_bytes
@@ -124,10 +125,11 @@ async def coverage_from_mocserver_async(
                             hint="run once online, or copy the MOC FITS file there")
     # The MOCServer URL is the operator's configuration, not alert content: its
     # host is trusted whatever its address.
-    config = FetchConfig(timeout_s=timeout_s, retries=retries, backoff_s=min(1.0, timeout_s / 4),
-                         max_mib=max_mib, total_s=timeout_s * (retries + 1) + 60.0,
-                         allowed_hosts=(urlparse(base_url).hostname or "",),
-                         allowed_networks=("0.0.0.0/0", "::/0"))
+    config = dataclasses.replace(packaged_defaults().fetch, timeout_s=timeout_s, retries=retries,
+                                 backoff_s=min(1.0, timeout_s / 4), max_mib=max_mib,
+                                 total_s=timeout_s * (retries + 1) + 60.0,
+                                 allowed_hosts=(urlparse(base_url).hostname or "",),
+                                 allowed_networks=("0.0.0.0/0", "::/0"))
     try:
         raw = await fetch_bytes(url, config)
     except FetchError as exc:

@@ -24,6 +24,7 @@ from astropy.time import Time
 from gwfollow.products.report import convert_table
 from gwfollow.products.summary import event_summary, write_event_report
 from gwfollow.regions.mocio import convert_space_moc
+from gwfollow.records import EventRecord
 from gwfollow.service.caching import cached, conditional
 from gwfollow.service.keys import CONFIG, PIPELINE, STORE
 from gwfollow.service.middleware import Problem, require_read, require_write
@@ -68,8 +69,7 @@ async def _db(request: web.Request, fn, *args):  # type: ignore[no-untyped-def]
     return await request.app[PIPELINE].db(fn, *args)
 
 
-async def _event_or_404(request: web.Request) -> dict[str, Any]:
-
+async def _event_or_404(request: web.Request) -> EventRecord:
     sid = request.match_info["id"]
     ev = await _db(request, request.app[STORE].event, sid)
     if ev is None:
@@ -77,10 +77,10 @@ async def _event_or_404(request: web.Request) -> dict[str, Any]:
     return ev
 
 
-def _gone_if_retracted(ev: dict[str, Any]) -> None:
-    if ev["state"] == "retracted":
-        raise Problem(410, "event-retracted", f"{ev['superevent_id']} was retracted; its products are withdrawn",
-                      retracted_at=ev.get("retracted_at"))
+def _gone_if_retracted(ev: EventRecord) -> None:
+    if ev.retracted:
+        raise Problem(410, "event-retracted", f"{ev.superevent_id} was retracted; its products are withdrawn",
+                      retracted_at=ev.retracted_at)
 
 
 @cached
@@ -104,25 +104,24 @@ async def list_events(request: web.Request) -> web.Response:
     events = await _db(request, request.app[STORE].events)
     out = []
     for e in events:
-        if state and e["state"] != state:
+        if state and e.state != state:
             continue
-        if group and e["grp"] != group:
+        if group and e.group != group:
             continue
-        if sig is not None and bool(e["significant"]) != (sig == "true"):
+        if sig is not None and bool(e.significant) != (sig == "true"):
             continue
-        if since is not None and datetime.fromisoformat(e["updated_at"]) <= since_dt:
+        if since is not None and datetime.fromisoformat(e.updated_at) <= since_dt:
             continue
         out.append(e)
-    out.sort(key=lambda e: (e["updated_at"], e["superevent_id"]))
+    out.sort(key=lambda e: (e.updated_at, e.superevent_id))
     page = out[offset: offset + limit]
     base = "/api/v1/events/"
     body = {
-        "events": [{**e, "significant": None if e["significant"] is None else bool(e["significant"]),
-                    "is_mock": bool(e["is_mock"]), "href": base + e["superevent_id"]} for e in page],
+        "events": [{**e.as_json(), "href": base + e.superevent_id} for e in page],
         "total": len(out), "offset": offset, "limit": limit,
         "next": (f"/api/v1/events?offset={offset + limit}&limit={limit}" if offset + limit < len(out) else None),
     }
-    last = max((e["updated_at"] for e in page), default=None)
+    last = max((e.updated_at for e in page), default=None)
     return conditional(request, _json(body), "application/json", last_modified=last)
 
 
@@ -132,7 +131,7 @@ async def get_event(request: web.Request) -> web.Response:
 
     ev = await _event_or_404(request)
     store = request.app[STORE]
-    sid = ev["superevent_id"]
+    sid = ev.superevent_id
     summary = await _db(request, event_summary, store, sid, request.app[CONFIG])
     products = await _db(request, store.products_of, sid)
     base = f"/api/v1/events/{sid}"
@@ -141,17 +140,17 @@ async def get_event(request: web.Request) -> web.Response:
     kinds = sorted({(p["kind"], p["name"]) for p in products if p["kind"] in ("galaxies", "fields")})
     links["targets"] = [f"{base}/targets?kind={k}&{'catalog' if k == 'galaxies' else 'telescope'}={n}"
                         for k, n in kinds]
-    body = {**summary, "updated_at": ev["updated_at"], "links": links}
-    return conditional(request, _json(body), "application/json", last_modified=ev["updated_at"])
+    body = {**summary, "updated_at": ev.updated_at, "links": links}
+    return conditional(request, _json(body), "application/json", last_modified=ev.updated_at)
 
 
-async def _latest_products(request: web.Request, ev: dict[str, Any]) -> list[dict[str, Any]]:
+async def _latest_products(request: web.Request, ev: EventRecord) -> list[dict[str, Any]]:
 
     store = request.app[STORE]
-    latest = await _db(request, store.latest_skymap, ev["superevent_id"])
+    latest = await _db(request, store.latest_skymap, ev.superevent_id)
     if latest is None:
-        raise Problem(404, "no-products", f"{ev['superevent_id']} has no sky map yet")
-    prods = await _db(request, store.products_of, ev["superevent_id"], False)
+        raise Problem(404, "no-products", f"{ev.superevent_id} has no sky map yet")
+    prods = await _db(request, store.products_of, ev.superevent_id, False)
     return [p for p in prods if p["skymap_id"] == latest["id"]]
 
 
@@ -190,7 +189,7 @@ async def get_moc(request: web.Request) -> web.Response:
     data = await _db(request, request.app[STORE].product_data, match["id"])
     event_mjd = None
     if duration is not None:
-        latest = await _db(request, request.app[STORE].latest_skymap, ev["superevent_id"])
+        latest = await _db(request, request.app[STORE].latest_skymap, ev.superevent_id)
         et = latest["meta"].get("event_time") if latest else None
         if not et:
             raise Problem(409, "no-event-time", "the sky map has no event time for a space-time MOC")
@@ -199,7 +198,7 @@ async def get_moc(request: web.Request) -> web.Response:
                                    request.app[CONFIG].moc.stmoc_time_order)
     return conditional(request, body, MOC_FORMATS[fmt], last_modified=match["created_at"],
                        headers={"Content-Disposition": content_disposition(
-                           f'{ev["superevent_id"]}-moc-{level:g}.{"txt" if fmt == "ascii" else fmt}')})
+                           f'{ev.superevent_id}-moc-{level:g}.{"txt" if fmt == "ascii" else fmt}')})
 
 
 @functools.lru_cache(maxsize=1024)
@@ -222,7 +221,7 @@ async def get_targets(request: web.Request) -> web.Response:
     name = request.query.get("catalog" if kind == "galaxies" else "telescope")
     prods = [p for p in await _latest_products(request, ev) if p["kind"] == kind]
     if not prods:
-        raise Problem(404, "no-targets", f"no {kind} for {ev['superevent_id']}")
+        raise Problem(404, "no-targets", f"no {kind} for {ev.superevent_id}")
     match = prods[0] if name is None else next((p for p in prods if p["name"] == name), None)
     if match is None:
         raise Problem(404, "no-targets", f"no {kind} list named {name!r}; available: "
@@ -245,8 +244,8 @@ async def get_coverage(request: web.Request) -> web.Response:
     items = []
     for p in prods:
         items.append(json.loads(await _db(request, request.app[STORE].product_data, p["id"])))
-    last = max((p["created_at"] for p in prods), default=ev["updated_at"])
-    return conditional(request, _json({"superevent_id": ev["superevent_id"], "coverages": items}),
+    last = max((p["created_at"] for p in prods), default=ev.updated_at)
+    return conditional(request, _json({"superevent_id": ev.superevent_id, "coverages": items}),
                        "application/json", last_modified=last)
 
 
@@ -273,14 +272,14 @@ async def get_report(request: web.Request) -> web.Response:
     ev = await _event_or_404(request)
     png = request.path.endswith(".png")
     with tempfile.TemporaryDirectory() as d:
-        await asyncio.to_thread(write_event_report, request.app[STORE], ev["superevent_id"], Path(d),
-                                request.app[CONFIG], f"/api/v1/events/{quote(ev['superevent_id'])}/report.png")
+        await asyncio.to_thread(write_event_report, request.app[STORE], ev.superevent_id, Path(d),
+                                request.app[CONFIG], f"/api/v1/events/{quote(ev.superevent_id)}/report.png")
         name = "sky.png" if png else "report.html"
         p = Path(d) / name
         if not p.exists():
-            raise Problem(404, "no-report", f"no sky map for {ev['superevent_id']} yet")
+            raise Problem(404, "no-report", f"no sky map for {ev.superevent_id} yet")
         body = p.read_bytes()
-    return conditional(request, body, "image/png" if png else "text/html", last_modified=ev["updated_at"])
+    return conditional(request, body, "image/png" if png else "text/html", last_modified=ev.updated_at)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -30,7 +30,7 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.time import Time
 
-from gwfollow.config import SkyMapConfig, default_config
+from gwfollow.config import SkyMapConfig, packaged_defaults
 from gwfollow.errors import (
     CorruptSkyMapError,
     InvalidCellsError,
@@ -585,7 +585,7 @@ def read_skymap(
     >>> sm.meta.ordering, sm.has_distance
     ('NUNIQ', True)
     """
-    cfg = config or default_config().skymap
+    cfg = config or packaged_defaults().skymap
     raw, src = _read_source(source, name)
     limit = int(cfg.max_size_mib * 2**20)
     data = gunzip_bounded(raw, limit, src) if raw[:2] == b"\x1f\x8b" else raw
