@@ -363,7 +363,10 @@ def _check_norm(total: float, cfg: SkyMapConfig, source: str, column: str) -> tu
 # --------------------------------------------------------------------------- build
 
 
-def _as_f8(a: np.ndarray) -> np.ndarray:
+def _as_f8(a: np.ndarray, source: str = "<bytes>", column: str | None = None) -> np.ndarray:
+    if a.dtype.kind not in "biuf":  # text or structured columns (a corrupt TFORM): not numbers
+        raise UnsupportedSkyMapError(f"column of type {a.dtype} where numbers are expected", source=source,
+                                     column=column)
     return np.ascontiguousarray(a, dtype=np.float64)
 
 
@@ -390,7 +393,7 @@ def _multiorder(t: _Table, source: str) -> tuple[np.ndarray, np.ndarray, dict[st
             f"UNIQ must be an integer scalar column, found {uraw.dtype}", source=source, column=ucol
         )
     uniq = np.ascontiguousarray(uraw, dtype=np.int64)
-    dens = _as_f8(t.get(pcol))
+    dens = _as_f8(t.get(pcol), source, pcol)
     if dens.ndim != 1:
         raise UnsupportedSkyMapError("PROBDENSITY must be a scalar column", source=source, column=pcol)
     code, where, *cells = khp.prepare_cells(uniq)
@@ -413,7 +416,7 @@ def _multiorder(t: _Table, source: str) -> tuple[np.ndarray, np.ndarray, dict[st
     for c in _DIST_COLUMNS:
         name = t.find(c)
         if name is not None:
-            extra[c] = _as_f8(t.get(name))
+            extra[c] = _as_f8(t.get(name), source, name)
     return uniq, dens, extra, tuple(cells)
 
 
@@ -455,7 +458,7 @@ def _flat(t: _Table, source: str, ordering: str) -> tuple[np.ndarray, np.ndarray
     for c in _DIST_COLUMNS:
         name = t.find(c)
         if name is not None:
-            cols.append(_as_f8(t.get(name).reshape(-1)))
+            cols.append(_as_f8(t.get(name).reshape(-1), source, name))
             names.append(c)
     if ordering == "RING":
         perm = khp.nest_to_ring_order(order)

@@ -68,6 +68,7 @@ def main() -> None:
         files[f"id_{name}.json"] = (json.dumps(alert(superevent_id=sid)).encode(), "AlertSchemaError")
     for name, value in [("float", "1.5"), ("string", "'abc'"), ("negative", "-5")]:
         files[f"naxis2_{name}.fits"] = (card(SIM, "NAXIS2", value), "AlertParseError")
+    files["tform2_text.fits"] = (card(SIM, "TFORM2", "'1A'"), "AlertParseError")  # PROBDENSITY as text
     for name, value in [("nan", "NaN"), ("inf", "inf"), ("1e300", "1e300")]:
         files[f"mjd_obs_{name}.fits"] = (card(SIM, "MJD-OBS", value), "AlertParseError")
     files["distmu_without_distsigma.fits"] = (without("DISTSIGMA"), "AlertParseError")
