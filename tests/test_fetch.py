@@ -255,3 +255,22 @@ async def test_content_encoding_is_not_inflated_while_fetching(aiohttp_server) -
     app.router.add_get("/bomb", h)
     srv = await aiohttp_server(app, host="127.0.0.1")
     assert await fetch_bytes(f"http://127.0.0.1:{srv.port}/bomb", LOCAL) == bomb
+
+
+def test_replay_reads_local_sky_maps_only_with_skymap_dir(tmp_path, sim_bytes, capsys) -> None:
+    from gwfollow.cli.main import main as cli_main
+
+    from .conftest import shared_path
+
+    d = tmp_path / "archive"
+    d.mkdir()
+    (d / "maps").mkdir()
+    (d / "maps" / "sim.multiorder.fits.gz").write_bytes(__import__("gzip").compress(sim_bytes))
+    xml = shared_path("voevents", "MS181101ab-2-Preliminary.xml").read_bytes()
+    url = b"https://emfollow.docs.ligo.org/userguide/_static/bayestar.multiorder.fits,0"
+    (d / "MS181101ab-2-Preliminary.xml").write_bytes(xml.replace(url, b"maps/sim.multiorder.fits.gz"))
+    assert cli_main(["replay", str(d / "MS181101ab-2-Preliminary.xml"), "--quiet", "--workers", "1"]) == 1
+    assert "local sky-map paths are not read" in capsys.readouterr().err
+    assert cli_main(["replay", str(d / "MS181101ab-2-Preliminary.xml"), "--quiet", "--workers", "1",
+                     "--skymap-dir", str(d / "maps")]) == 0
+    assert "1 processed" in capsys.readouterr().out
