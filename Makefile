@@ -6,8 +6,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+MUTATE_ARGS ?=
 
-.PHONY: all install demo test bench clean
+.PHONY: all install demo test bench mutate clean
 
 all: test
 
@@ -35,6 +36,13 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_dask.py
 	$(PY) benchmarks/bench_partitioned.py
 
+# Mutation testing (cosmic-ray) over kernels/ and the region, ranking and store
+# code, in a scratch copy (.mutate/); slow, so not part of `make test`.
+# Narrow it with e.g. MUTATE_ARGS="--suite kernels --sample 60".
+mutate: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,mutate]'
+	$(PY) tests/mutation/mutate.py $(MUTATE_ARGS)
+
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) demo-output .pytest_cache .hypothesis build *.egg-info .mutate
 	find . -name __pycache__ -prune -exec rm -rf {} +

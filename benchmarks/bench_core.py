@@ -11,19 +11,22 @@ Cases (issue: core sky map -> MOC):
   + mocpy.MOC.from_valued_healpix_cells, mocpy having no flat-map reader);
 * probability in a MOC (mocpy.MOC.probabilities_in_multiordermap);
 * union and intersection of two survey MOCs from ../shared/data/mocs;
+* intersection of a small (1e3 ranges) and a huge (2e6 ranges) MOC;
 * the cold first call of gwfollow in a fresh process (kernels from cache).
 
-Usage: ``python benchmarks/bench_core.py [--repeat N] [--quick]``
+Usage: ``python benchmarks/bench_core.py [--repeat N] [--quick] [--only multiorder,flat,...]``
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,6 +68,32 @@ def measure(fn: Callable[[], object], repeat: int) -> tuple[float, int]:
     return statistics.median(times), peak
 
 
+def peak_of(fn: Callable[[], object]) -> int:
+    """Peak resident memory added by one call (after a warm call)."""
+    fn()
+    gc.collect()
+    base = _vm("VmRSS:")
+    _reset_peak()
+    fn()
+    return max(0, _vm("VmHWM:") - base)
+
+
+def measure_pair(ref_fn: Callable[[], object], ours_fn: Callable[[], object],
+                 repeat: int) -> tuple[tuple[float, int], tuple[float, int]]:
+    """Both functions timed interleaved (ref, ours, ref, ours...): on a shared,
+    loaded machine both medians see the same load, so their ratio holds."""
+    pr, po = peak_of(ref_fn), peak_of(ours_fn)
+    tr, to = [], []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        ref_fn()
+        tr.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ours_fn()
+        to.append(time.perf_counter() - t)
+    return (statistics.median(tr), pr), (statistics.median(to), po)
+
+
 def row(name: str, ref: tuple[float, int], ours: tuple[float, int]) -> str:
     (tr, mr), (tg, mg) = ref, ours
     return (f"{name:52s} {tr * 1e3:10.2f} {tg * 1e3:10.2f} {tr / tg:7.2f}x "
@@ -75,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=30, help="timed calls per case (default 30)")
     ap.add_argument("--quick", action="store_true", help="skip the flat nside-2048 map")
+    ap.add_argument("--only", default="",
+                    help="comma-separated sections: multiorder, flat, probability, setops, gallop, cold")
     args = ap.parse_args(argv)
     if not SHARED.is_dir():
         print(f"benchmarks need {SHARED}", file=sys.stderr)
@@ -86,19 +117,27 @@ def main(argv: list[str] | None = None) -> int:
     from mocpy import MOC
 
     import gwfollow
-    from gwfollow.regions.moc import ranges_of
+    from gwfollow.regions.moc import moc_from_ranges, ranges_of
 
     warm_up()
-    print(f"gwfollow {gwfollow.__version__}; reference: mocpy; times are medians of {args.repeat} calls")
+
+    def want(section: str) -> bool:
+        return not args.only or section in args.only.split(",")
+
+    p = SHARED / "skymaps" / "S190814bv_bayestar.multiorder.fits"
+    sm = gwfollow.read_skymap(p)
+    print(f"gwfollow {gwfollow.__version__}; reference: mocpy; times are medians of {args.repeat} calls, "
+          f"reference and gwfollow interleaved; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{'case':52s} {'ref ms':>10s} {'ours ms':>10s} {'ratio':>8s} {'ref MiB':>9s} {'ours MiB':>9s}")
 
-    maps = sorted((SHARED / "skymaps").glob("*.multiorder.fits"))
-    for p in maps:
-        ref = measure(lambda: MOC.from_multiordermap_fits_file(str(p), cumul_to=0.9), args.repeat)
-        ours = measure(lambda: gwfollow.credible_moc(gwfollow.read_skymap(p), 0.9), args.repeat)
-        print(row(f"read + 90% MOC  {p.name}", ref, ours), flush=True)
+    if want('multiorder'):
+        maps = sorted((SHARED / "skymaps").glob("*.multiorder.fits"))
+        for mp in maps:
+            ref, ours = measure_pair(lambda: MOC.from_multiordermap_fits_file(str(mp), cumul_to=0.9),
+                                     lambda: gwfollow.credible_moc(gwfollow.read_skymap(mp), 0.9), args.repeat)
+            print(row(f"read + 90% MOC  {mp.name}", ref, ours), flush=True)
 
-    if not args.quick:
+    if not args.quick and want("flat"):
         slim = SHARED / "skymaps" / "MS181101ab_bayestar.slim.fits.gz"
 
         def ref_flat() -> object:
@@ -110,38 +149,68 @@ def main(argv: list[str] | None = None) -> int:
             return MOC.from_valued_healpix_cells(uniq, prob, max_depth=11, cumul_to=0.9)
 
         rep = max(3, args.repeat // 10)
-        ref = measure(ref_flat, rep)
-        ours = measure(lambda: gwfollow.credible_moc(gwfollow.read_skymap(slim), 0.9), rep)
+        ref, ours = measure_pair(ref_flat, lambda: gwfollow.credible_moc(gwfollow.read_skymap(slim), 0.9), rep)
         print(row(f"read + 90% MOC  {slim.name} (flat nside 2048)", ref, ours), flush=True)
+        # The floor: zlib alone inflating the file into memory (what the map
+        # costs before any reading), interleaved with gwfollow's whole read + MOC.
+        gz = slim.read_bytes()
+        t_z, t_g = [], []
+        for _ in range(rep + 2):
+            t = time.perf_counter()
+            zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(gz)
+            t_z.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            gwfollow.credible_moc(gwfollow.read_skymap(slim), 0.9)
+            t_g.append(time.perf_counter() - t)
+        tz, tg = statistics.median(t_z), statistics.median(t_g)
+        print(f"{'  zlib inflate alone vs gwfollow read + 90% MOC':52s} {tz * 1e3:10.2f} {tg * 1e3:10.2f} "
+              f"{tz / tg:7.2f}x   (gwfollow = {tg / tz:.2f} x the inflate time)", flush=True)
 
     p = SHARED / "skymaps" / "S190814bv_bayestar.multiorder.fits"
     sm = gwfollow.read_skymap(p)
-    t = Table({"UNIQ": sm.uniq, "PROBDENSITY": sm.probdensity})
-    for label, moc in (("90% region", gwfollow.credible_moc(sm, 0.9)),
-                       ("SDSS9 r coverage", MOC.load(str(SHARED / "mocs" / "P-SDSS9-r.moc.fits"), format="fits"))):
-        ref = measure(lambda: MOC.probabilities_in_multiordermap([moc], t, n_threads=1), args.repeat)
-        ours = measure(lambda: gwfollow.probability_in_moc(sm, moc), args.repeat)
-        print(row(f"probability in MOC ({label})", ref, ours), flush=True)
+    if want('probability'):
+        t = Table({"UNIQ": sm.uniq, "PROBDENSITY": sm.probdensity})
+        for label, moc in (("90% region", gwfollow.credible_moc(sm, 0.9)),
+                           ("SDSS9 r coverage", MOC.load(str(SHARED / "mocs" / "P-SDSS9-r.moc.fits"), format="fits"))):
+            ref, ours = measure_pair(lambda: MOC.probabilities_in_multiordermap([moc], t, n_threads=1),
+                                     lambda: gwfollow.probability_in_moc(sm, moc), args.repeat)
+            print(row(f"probability in MOC ({label})", ref, ours), flush=True)
 
-    a = MOC.load(str(SHARED / "mocs" / "P-SDSS9-r.moc.fits"), format="fits")
-    b = MOC.load(str(SHARED / "mocs" / "sdss_moc.range.fits"), format="fits")
-    ra, rb = ranges_of(a), ranges_of(b)
-    for op in ("union", "intersection", "difference"):
-        ref = measure(lambda: getattr(a, op)(b), args.repeat)
-        ours = measure(lambda: getattr(kr, op)(ra, rb), args.repeat)
-        print(row(f"{op}: P-SDSS9-r x sdss_moc.range (ranges)", ref, ours), flush=True)
-        ours_obj = measure(lambda: gwfollow.regions.moc.moc_from_ranges(getattr(kr, op)(ra, rb)), args.repeat)
-        print(row(f"{op}: same, returning a mocpy.MOC", ref, ours_obj), flush=True)
+    if want('setops'):
+        a = MOC.load(str(SHARED / "mocs" / "P-SDSS9-r.moc.fits"), format="fits")
+        b = MOC.load(str(SHARED / "mocs" / "sdss_moc.range.fits"), format="fits")
+        ra, rb = ranges_of(a), ranges_of(b)
+        for op in ("union", "intersection", "difference"):
+            ref, ours = measure_pair(lambda: getattr(a, op)(b), lambda: getattr(kr, op)(ra, rb), args.repeat)
+            print(row(f"{op}: P-SDSS9-r x sdss_moc.range (ranges)", ref, ours), flush=True)
+            ours_obj = measure(lambda: gwfollow.regions.moc.moc_from_ranges(getattr(kr, op)(ra, rb)), args.repeat)
+            print(row(f"{op}: same, returning a mocpy.MOC", ref, ours_obj), flush=True)
 
-    code = (
-        "import time; t=time.perf_counter(); import gwfollow; t1=time.perf_counter();"
-        f"m=gwfollow.credible_moc(gwfollow.read_skymap({str(p)!r}), 0.9); t2=time.perf_counter();"
-        "m=gwfollow.credible_moc(gwfollow.read_skymap(" + repr(str(p)) + "), 0.9); t3=time.perf_counter();"
-        "print(f'{(t1-t)*1e3:.0f} {(t2-t1)*1e3:.1f} {(t3-t2)*1e3:.2f}')"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    print(f"cold process: import gwfollow {out[0]} ms, first read + 90% MOC {out[1]} ms "
-          f"(kernels from numba's cache), second call {out[2]} ms")
+    if want('gallop'):
+        # Small x huge (issue 14): 1e3 order-10 cells (a region's fine border, a
+        # set of footprints) against 2e6 ranges with random bounds (a deep survey).
+        rng = np.random.default_rng(14)
+        huge = kr.normalize(np.unique(rng.integers(0, kr.NPIX29, 4_000_000)).reshape(-1, 2))
+        cells = np.unique(rng.integers(0, 12 * 4**10, 1000))
+        small = kr.normalize(np.stack([cells << 38, (cells + 1) << 38], axis=1))
+        mh, ms = moc_from_ranges(huge), moc_from_ranges(small)
+        assert np.array_equal(kr.intersection(small, huge), ranges_of(ms.intersection(mh)))
+        ref, ours = measure_pair(lambda: ms.intersection(mh), lambda: kr.intersection(small, huge), args.repeat)
+        print(row(f"intersection: {len(small):.0e} x {len(huge):.0e} ranges (galloping)", ref, ours), flush=True)
+        flat = measure(lambda: kr._intersection_flat(small.reshape(-1), huge.reshape(-1)), args.repeat)
+        print(row("same, linear sweep (gwfollow before issue 14)", ref, flat), flush=True)
+
+    if want('cold'):
+        code = (
+            "import time; t=time.perf_counter(); import gwfollow; t1=time.perf_counter();"
+            f"m=gwfollow.credible_moc(gwfollow.read_skymap({str(p)!r}), 0.9); t2=time.perf_counter();"
+            "m=gwfollow.credible_moc(gwfollow.read_skymap(" + repr(str(p)) + "), 0.9); t3=time.perf_counter();"
+            "print(f'{(t1-t)*1e3:.0f} {(t2-t1)*1e3:.1f} {(t3-t2)*1e3:.2f}')"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+        print(f"cold process: import gwfollow {out[0]} ms, first read + 90% MOC {out[1]} ms "
+              f"(kernels from numba's cache), second call {out[2]} ms")
+
     return 0
 
 

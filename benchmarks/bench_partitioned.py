@@ -3,7 +3,7 @@
 A synthetic galaxy catalogue (default 5e7 rows: id, ra, dec, dist, Bmag;
 uniform on the sky plus clustered rows, a few per cent without distance) is
 written once as one Parquet file and imported with
-:func:`gwfollow.targets.partitioned.import_catalog` (cached in ``--workdir``).  Two
+:func:`gwfollow.targets.hats_writer.import_catalog` (cached in ``--workdir``).  Two
 regions are cut from real sky maps of ../shared/data at the credible level
 whose area is closest to 30 deg^2 (S190814bv) and 1,000 deg^2 (S190425z).
 For each region, in this one process:
@@ -114,11 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     from gwfollow.pipeline.distributed import dask_client
     from gwfollow.skymaps.skymap import read_skymap
     from gwfollow.targets.catalogues import Catalog
-    from gwfollow.targets.partitioned import (
-        PartitionedCatalog,
-        import_catalog,
-        rank_partitioned,
-    )
+    from gwfollow.targets.hats_writer import import_catalog
+    from gwfollow.targets.partitioned import PartitionedCatalog, rank_partitioned
     from gwfollow.targets.rank import rank_galaxies
 
     work = Path(opts.workdir)

@@ -8,7 +8,9 @@ wide one (S190425z, ~10,000 deg²).  Printed: the one-time index build, the
 per-alert ranking with the index (coarse-then-fine inside the 99.9 % region),
 the ranking without an index (every galaxy evaluated), the numpy/healpy
 version of the same, crossmatch on a subsample (it is too slow for the full
-catalogues), peak memory, and fields for the full ZTF grid.
+catalogues), peak memory, the probability in each of the 1,778 ZTF fields
+(mocpy, one footprint at a time, the footprint grid) and the fields ranked
+for the full ZTF grid.
 
 Usage: ``python benchmarks/bench_targets.py [--sizes 1e5 1e6 2e7]``
 """
@@ -71,7 +73,8 @@ def numpy_healpy_rank(sm, ra, dec, dist):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", nargs="+", type=float, default=[1e5, 1e6, 2e7])
+    ap.add_argument("--sizes", nargs="*", type=float, default=[1e5, 1e6, 2e7],
+                    help="catalogue sizes (none: fields only)")
     args = ap.parse_args(argv)
     from astropy import units as u
     from astropy.coordinates import SkyCoord
@@ -81,7 +84,18 @@ def main(argv: list[str] | None = None) -> int:
 
     from gwfollow import read_skymap
     from gwfollow.targets.catalogues import Catalog
-    from gwfollow.targets.fields import ZTF_FOV, Telescope, rank_fields
+    from astropy.table import Table
+    from mocpy import MOC
+
+    from gwfollow.regions.moc import moc_from_ranges, probability_in_ranges
+    from gwfollow.targets.fields import (
+        ZTF_FOV,
+        Telescope,
+        field_footprints,
+        field_probabilities,
+        footprint_grid,
+        rank_fields,
+    )
     from gwfollow.targets.rank import rank_galaxies
 
     warm_up()
@@ -114,27 +128,48 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'rank without index (every galaxy), S190814bv':62s} {t_full * 1e3:8.1f}ms")
         print(f"{'numpy/healpy implementation, same':62s} {t_np * 1e3:8.1f}ms   ratio {t_np / t_full:.2f}x",
               flush=True)
-    # crossmatch on a subsample: its cost is dominated by the distance grid, not the galaxies.
-    m = read_sky_map(str(maps["S190814bv (38 deg2)"]), moc=True)
-    sub = 1000
-    coords = SkyCoord(ra[:sub] * u.deg, dec[:sub] * u.deg, dist[:sub] * u.Mpc)
-    gc.collect()
-    _reset()
-    base = _hwm()
-    t = time.perf_counter()
-    crossmatch(m, coords)
-    t_cm = time.perf_counter() - t
-    print(f"{f'ligo.skymap crossmatch, {sub} galaxies, S190814bv':62s} {t_cm * 1e3:8.1f}ms "
-          f"{(_hwm() - base) / 2**20:9.0f}")
-    small = Catalog.from_arrays(ra[:sub], dec[:sub], dist[:sub])
-    t_g = timeit(lambda: rank_galaxies(sm, small, level=None, distance_grid="crossmatch"))
-    print(f"{f'gwfollow, same {sub} galaxies (crossmatch grid)':62s} {t_g * 1e3:8.1f}ms   ratio {t_cm / t_g:.0f}x")
+    if args.sizes:
+        # crossmatch on a subsample: its cost is dominated by the distance grid, not the galaxies.
+        m = read_sky_map(str(maps["S190814bv (38 deg2)"]), moc=True)
+        sub = 1000
+        coords = SkyCoord(ra[:sub] * u.deg, dec[:sub] * u.deg, dist[:sub] * u.Mpc)
+        gc.collect()
+        _reset()
+        base = _hwm()
+        t = time.perf_counter()
+        crossmatch(m, coords)
+        t_cm = time.perf_counter() - t
+        print(f"{f'ligo.skymap crossmatch, {sub} galaxies, S190814bv':62s} {t_cm * 1e3:8.1f}ms "
+              f"{(_hwm() - base) / 2**20:9.0f}")
+        small = Catalog.from_arrays(ra[:sub], dec[:sub], dist[:sub])
+        t_g = timeit(lambda: rank_galaxies(sm, small, level=None, distance_grid="crossmatch"))
+        print(f"{f'gwfollow, same {sub} galaxies (crossmatch grid)':62s} {t_g * 1e3:8.1f}ms   ratio {t_cm / t_g:.0f}x")
     ztf = Telescope.from_file("ZTF", SHARED / "fields" / "ZTF_Fields.txt", ZTF_FOV)
+    t = time.perf_counter()
+    grid = footprint_grid(ztf, 10)
+    print(f"{'ZTF footprint grid (once per telescope and process)':62s} {time.perf_counter() - t:9.2f}s "
+          f"({len(grid.bounds)} atoms)")
+    feet = field_footprints(ztf.ra, ztf.dec, ztf.fov, 10)
+    mocs = [moc_from_ranges(f, 10) for f in feet]
+    for label, sm in sms.items():
+        # Probability in every field: mocpy (one call for all 1,778 MOCs), the
+        # per-footprint kernel (gwfollow before issue 14), the footprint grid.
+        t_tab = Table({"UNIQ": sm.uniq, "PROBDENSITY": sm.probdensity})
+        gc.collect()
+        t_ref = timeit(lambda: MOC.probabilities_in_multiordermap(mocs, t_tab, n_threads=1), 3)
+        t_old = timeit(lambda: [probability_in_ranges(sm, f) for f in feet], 3)
+        _reset()
+        base = _hwm()
+        t_new = timeit(lambda: field_probabilities(sm, ztf), 11)
+        peak = (_hwm() - base) / 2**20
+        print(f"{f'probability in each ZTF field (1778), {label}':62s} {t_new * 1e3:8.1f}ms {peak:9.0f}  "
+              f"mocpy {t_ref * 1e3:.1f} ms ({t_ref / t_new:.0f}x), per footprint {t_old * 1e3:.1f} ms "
+              f"({t_old / t_new:.0f}x)", flush=True)
     for label, sm in sms.items():
         first = time.perf_counter()
         rank_fields(sm, ztf)
         first = time.perf_counter() - first
-        t_f = timeit(lambda: rank_fields(sm, ztf), 3)
+        t_f = timeit(lambda: rank_fields(sm, ztf), 11)
         print(f"{f'fields, full ZTF grid (1778), {label}':62s} {t_f * 1e3:8.1f}ms  (first call {first:.2f} s)")
     # Executed pointings -> space-time coverage (ZTF's GW190425 campaign).
     from gwfollow.targets.fields import pointings_to_stmoc

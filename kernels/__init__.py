@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from gwfollow.kernels import credible, flatmap, geometry, healpix, probability, rank, ranges, sort
+from gwfollow.kernels import credible, flatmap, footprints, geometry, healpix, probability, rank, ranges, sort
 
-__all__ = ["credible", "flatmap", "geometry", "healpix", "probability", "rank", "ranges", "sort", "warm_up"]
+__all__ = ["credible", "flatmap", "footprints", "geometry", "healpix", "probability", "rank", "ranges", "sort", "warm_up"]
 
 
 def warm_up() -> None:
@@ -27,6 +27,7 @@ def warm_up() -> None:
     healpix.prepare_cells(uniq[::-1].copy())
     sort.argsort_desc_stable(dens)
     sort.argsort_nonneg_i64(uniq)
+    sort.merge_sorted_runs(uniq, np.array([0, 6, 12], dtype=np.int64))
     healpix.lonlat_to_nest(10, np.zeros(1), np.zeros(1))
     healpix.nest_to_ring_order(0)
     val = credible.cell_probabilities(order, dens)
@@ -43,6 +44,7 @@ def warm_up() -> None:
     b = ranges.normalize(rng[2:6])
     ranges.union(a, b)
     ranges.intersection(a, b)
+    ranges.intersection_gallop(a, b)
     ranges.difference(a, b)
     ranges.complement(a)
     ranges.count_pixels(a)
@@ -52,6 +54,9 @@ def warm_up() -> None:
     ranges.to_uniq(a)
     probability.probability_in_ranges(rng, val, a)
     flatmap.collapse_uniform(np.ones((12 * 4, 1), dtype=np.float64), 1)
+    st = flatmap.stream_state(1, 1)
+    flatmap.collapse_stream(np.ones((12 * 4, 1)), 1, st, np.empty(1, np.int64), np.empty((1, 1)), 0)
+    flatmap.check_and_scale(np.ones(4), 2.0)
     geometry.cap_ranges(2, 0.0, 0.0, 0.5)
     geometry.cap_cells(1, 0.0, 0.0, 0.5)
     geometry.nest_to_lonlat(1, np.zeros(1, np.int64))
@@ -59,3 +64,11 @@ def warm_up() -> None:
     cells = rank.locate_cells(np.zeros(2, np.int64), rng[:, 0].copy(), rng[:, 1].copy(), by_start)
     rank.posterior_densities(cells, np.ones(2), dens, dens, dens, dens, True)
     rank.select_sorted(np.arange(3, dtype=np.int64), a)
+    bounds = np.unique(a.reshape(-1))
+    ia, ib = footprints.atom_spans(bounds, a)
+    offsets = np.array([0, ia.shape[0]], dtype=np.int64)
+    hi, lo = footprints.cumulative_at(bounds, rng[:, 0].copy(), rng[:, 1].copy(), by_start, val)
+    footprints.span_sums(hi, lo, ia, ib, offsets)
+    footprints.overlap_pixels(bounds, a, ia, ib, offsets)
+    footprints.greedy_cover(footprints.atom_probabilities(hi, lo), ia, ib, offsets,
+                            np.zeros(1, np.int64), np.ones(1), 1)

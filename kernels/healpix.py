@@ -18,7 +18,7 @@ import math
 import numpy as np
 from numba import njit
 
-from gwfollow.kernels.sort import argsort_nonneg_i64
+from gwfollow.kernels.sort import argsort_nonneg_i64, merge_sorted_runs
 
 MAX_ORDER = 29
 """Deepest HEALPix order a MOC may use (IVOA MOC 2.0)."""
@@ -311,6 +311,12 @@ def prepare_cells(uniq: np.ndarray):
     order, ipix = uniq_to_order_ipix(uniq)
     rng = np.empty((n, 2), dtype=np.int64)
     empty = np.empty(0, dtype=np.int64)
+    # Maps written in NUNIQ order (as LVK pipelines write them) are a few
+    # runs, one per order, each ascending on the sky: a k-way merge of the
+    # runs replaces the radix sort.
+    increasing = True
+    runs = np.empty(MAX_ORDER + 2, dtype=np.int64)
+    nruns = 0
     for i in range(n):
         o = order[i]
         if o < 0 or ipix[i] < 0 or ipix[i] >= 12 * (np.int64(1) << (2 * o)):
@@ -318,7 +324,16 @@ def prepare_cells(uniq: np.ndarray):
         s = 2 * (MAX_ORDER - o)
         rng[i, 0] = ipix[i] << s
         rng[i, 1] = (ipix[i] + 1) << s
-    by_start = argsort_nonneg_i64(rng[:, 0].copy())
+        if increasing and i > 0 and uniq[i] <= uniq[i - 1]:
+            increasing = False
+        if increasing and (i == 0 or o != order[i - 1]):
+            runs[nruns] = i
+            nruns += 1
+    if increasing and n > 0 and nruns <= 12:
+        runs[nruns] = n
+        by_start = merge_sorted_runs(rng[:, 0].copy(), runs[: nruns + 1])
+    else:
+        by_start = argsort_nonneg_i64(rng[:, 0].copy())
     for k in range(1, n):
         if rng[by_start[k], 0] < rng[by_start[k - 1], 1]:
             return 2, by_start[k], order, ipix, rng, by_start

@@ -14,20 +14,66 @@ SHARED = ROOT.parent / "shared" / "data"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+MISSING_PREFIX = "MISSING-"
+"""Name prefix of the placeholder :func:`shared_files` returns for absent data."""
+
+
+def _missing(what: Path) -> None:
+    """Fail under ``CI=true``, skip otherwise: ``what`` under ../shared/data is absent."""
+    if IN_CI:
+        pytest.fail(f"{what} is missing: under CI=true the shared data must be present "
+                    f"(lay ../shared/data beside the project root)", pytrace=False)
+    pytest.skip(f"{what} not present (../shared/data is beside the project root on developer machines)")
+
+
 def shared_path(*parts: str) -> Path:
     """A file under ../shared/data; skip (or fail under CI=true) when absent."""
     p = SHARED.joinpath(*parts)
     if not p.exists():
-        if IN_CI:
-            pytest.fail(f"{p} is missing: under CI=true the shared data must be present")
-        pytest.skip(f"{p} not present (../shared/data is beside the project root on developer machines)")
+        _missing(p)
     return p
 
 
 def shared_files(folder: str, pattern: str = "*") -> list[Path]:
-    """Files of a shared folder, for parametrisation (empty when absent)."""
+    """Files of a shared folder, for parametrisation.
+
+    When the folder is absent or holds no match, one placeholder path named
+    ``MISSING-<pattern>`` is returned instead of an empty list, so that the
+    parametrised test is still collected and :func:`pytest_runtest_setup`
+    skips it (or fails it under ``CI=true``) with the reason, rather than
+    pytest silently skipping an empty parameter set.
+    """
     d = SHARED / folder
-    return sorted(d.glob(pattern)) if d.is_dir() else []
+    found = sorted(d.glob(pattern)) if d.is_dir() else []
+    return found or [d / f"{MISSING_PREFIX}{pattern}"]
+
+
+def _absent_shared_params(item: pytest.Item) -> list[Path]:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return []
+    return [v for v in callspec.params.values()
+            if isinstance(v, Path) and v.is_relative_to(SHARED) and not v.exists()]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    state = "present" if SHARED.is_dir() else "ABSENT"
+    return f"shared data: {SHARED} ({state}; CI={'true' if IN_CI else 'false'})"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The ``shared_data`` marker, and parameters that are shared files.
+
+    A test marked ``shared_data`` (or parametrised with a path under
+    ../shared/data) is skipped when the data is absent on a developer
+    machine and fails under ``CI=true``, before any fixture starts.
+    """
+    absent = _absent_shared_params(item)
+    if absent:
+        _missing(absent[0])
+    if item.get_closest_marker("shared_data") is not None and not SHARED.is_dir():
+        _missing(SHARED)
 
 
 def _is_loopback(host: str) -> bool:

@@ -19,14 +19,16 @@ from gwfollow import (
     read_skymap,
 )
 from gwfollow.errors import MocError
-from gwfollow.regions.moc import credible_ranges, ranges_area_deg2, ranges_of
+from gwfollow.kernels.credible import PI_OVER_3
+from gwfollow.regions.moc import credible_ranges, probability_in_ranges, ranges_area_deg2, ranges_of
 
-from .conftest import shared_files
+from .conftest import shared_files, shared_path
 from .strategies import multiorder_fits_bytes, random_skymap_arrays
 
 LEVELS = (0.1, 0.5, 0.9, 0.99)
 MULTIORDER = [p for p in shared_files("skymaps", "*.multiorder.fits")]
 ALL_MAPS = shared_files("skymaps")
+FLAT_MAPS = shared_files("skymaps", "*.fits.gz")
 SR_TO_DEG2 = (180 / np.pi) ** 2
 
 
@@ -43,7 +45,6 @@ def _greedy_exclude_ranges(sm, level):
     return kr.normalize(uniq_to_ranges(sm.uniq[sel])), float((prob[sel] / sm.probdensity[sel]).sum() if sel.any() else 0.0)
 
 
-@pytest.mark.skipif(not MULTIORDER, reason="../shared/data/skymaps absent")
 @pytest.mark.parametrize("path", MULTIORDER, ids=_ids(MULTIORDER))
 def test_split_equals_mocpy_on_real_maps(path) -> None:
     sm = read_skymap(path)
@@ -54,7 +55,6 @@ def test_split_equals_mocpy_on_real_maps(path) -> None:
         assert m.max_order == ref.max_order
 
 
-@pytest.mark.skipif(not ALL_MAPS, reason="../shared/data/skymaps absent")
 @pytest.mark.parametrize("path", ALL_MAPS, ids=_ids(ALL_MAPS))
 def test_exclude_equals_ligo_skymap_greedy_region(path) -> None:
     sm = read_skymap(path)
@@ -65,25 +65,31 @@ def test_exclude_equals_ligo_skymap_greedy_region(path) -> None:
         assert ranges_area_deg2(mine) == pytest.approx(ref_area_sr * SR_TO_DEG2, rel=1e-9)
 
 
-@pytest.mark.skipif(not ALL_MAPS, reason="../shared/data/skymaps absent")
-@pytest.mark.parametrize("path", [p for p in ALL_MAPS if p.name.endswith(".fits.gz")], ids=_ids([p for p in ALL_MAPS if p.name.endswith(".fits.gz")]))
+@pytest.mark.parametrize("path", FLAT_MAPS, ids=_ids(FLAT_MAPS))
 def test_flat_map_90_area_matches_ligo_skymap_on_the_flat_pixels(path) -> None:
     """The 90% area of a flat map agrees with ligo.skymap on the flat pixels.
 
     Within a run of equal-density pixels the greedy order is arbitrary, so
-    the areas may differ by at most the largest tie block at the boundary;
-    maps without ties agree to 1e-9.
+    the areas may differ by at most the run of pixels whose density equals
+    the boundary pixel's (the one crossing 90%); maps without a tie there
+    agree to 1e-9.
     """
     import healpy as hp
     from ligo.skymap.io import read_sky_map
 
     sm = read_skymap(path)
     prob, _ = read_sky_map(str(path), nest=True, distances=False)
+    # Summed in double precision, as gwfollow sums (cWB maps are float32: their
+    # float32 running sum crosses 0.9 one pixel early).
+    prob = prob.astype(np.float64)
     cls = find_greedy_credible_levels(prob)
     ref = (cls <= 0.9).sum() * hp.nside2pixarea(hp.npix2nside(prob.size), degrees=True)
     (mine,) = credible_ranges(sm, [0.9], "exclude")
     got = ranges_area_deg2(mine)
-    tie = np.unique(prob, return_counts=True)[1].max() * hp.nside2pixarea(hp.npix2nside(prob.size), degrees=True)
+    inside = cls <= 0.9
+    boundary = prob[~inside].max() if not inside.all() else prob.min()  # the pixel crossing 90%
+    run = np.count_nonzero(prob == boundary)
+    tie = (run - 1) * hp.nside2pixarea(hp.npix2nside(prob.size), degrees=True)
     assert abs(got - ref) <= max(1e-9 * ref, tie)
 
 
@@ -134,7 +140,6 @@ def _mocpy_prob(sm, moc) -> float:
     return float(MOC.probabilities_in_multiordermap([moc], t)[0])
 
 
-@pytest.mark.skipif(not MULTIORDER, reason="../shared/data/skymaps absent")
 @pytest.mark.parametrize("path", MULTIORDER, ids=_ids(MULTIORDER))
 def test_probability_in_moc_matches_mocpy(path) -> None:
     from astropy import units as u
@@ -204,3 +209,127 @@ def test_event_stmoc(sim_bytes) -> None:
     assert abs((st_moc.max_time - (t0 + 3600 * u.s)).sec) < 1e-3
     with pytest.raises(MocError):
         event_stmoc(sm, 0.9, duration=-1)
+
+
+# ------------------------------------------------- levels hit exactly by a cumulative sum
+
+
+def _greedy_reference(sm, level: float, boundary: str) -> np.ndarray:
+    """The credible region of ligo.skymap's greedy levels, for any boundary.
+
+    ``exclude``: cells with ``cls <= level``; ``include``: the same plus the
+    next cell when they enclose less than ``level`` (none when the level is
+    hit exactly).  Only valid on maps without ties above the boundary.
+    """
+    from gwfollow.kernels.healpix import uniq_to_ranges
+
+    prob = sm.cell_probabilities()
+    cls = find_greedy_credible_levels(prob, sm.probdensity)
+    sel = cls <= level
+    if boundary == "include" and (not sel.any() or cls[sel].max() < level) and not sel.all():
+        nxt = np.flatnonzero(~sel)[np.argmin(cls[~sel])]
+        sel[nxt] = True
+    return kr.normalize(uniq_to_ranges(sm.uniq[sel]))
+
+
+def _exact_cell_density(p: float, order: int) -> float | None:
+    """A density whose cell probability ``(d * pi/3) * 4**-order`` is exactly ``p``, if one exists."""
+    q = p * 4.0**order
+    d = q / PI_OVER_3
+    for _ in range(4):
+        d = np.nextafter(d, -np.inf)
+    for _ in range(9):
+        if (d * PI_OVER_3) * 4.0**-order == p:
+            return float(d)
+        d = np.nextafter(d, np.inf)
+    return None
+
+
+def dyadic_skymap_arrays(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(uniq, density) of a map whose cell probabilities are small multiples of ``2**-m``.
+
+    Every prefix sum of the ranking is then an exact double, so levels can be
+    chosen that the cumulative probability hits exactly; the probabilities
+    sum to exactly 1, the densities are all distinct (no tie rule involved),
+    the rows shuffled, the orders mixed.
+    """
+    from .strategies import random_multiorder_cells
+
+    rng = np.random.default_rng(seed)
+    for _attempt in range(1000):
+        uniq = random_multiorder_cells(rng, max_order=3, n_splits=int(rng.integers(3, 12)))
+        rng.shuffle(uniq)
+        order = np.floor(np.log2(uniq // 4) / 2).astype(np.int64)
+        weights = rng.choice(np.arange(1, 4000), size=uniq.size, replace=False)
+        m = int(np.ceil(np.log2(weights[:-1].sum() + 1)))
+        weights[-1] = 2**m - weights[:-1].sum()
+        prob = np.ldexp(weights.astype(np.float64), -m)
+        dens = [_exact_cell_density(float(p), int(o)) for p, o in zip(prob, order)]
+        if None in dens:
+            continue
+        d = np.array(dens)
+        if np.unique(d).size == uniq.size:
+            return uniq, d
+    raise AssertionError(f"no dyadic map found for seed {seed}")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_levels_hit_exactly_by_the_cumulative_sum_all_boundaries(tmp_path, seed) -> None:
+    """At a level equal to a cumulative sum the cell reaching it is whole and inside.
+
+    ``exclude`` and ``include`` equal ligo.skymap's greedy region (``cls <=
+    level``: nothing more is needed), ``split`` equals mocpy.  Between two
+    cumulative sums ``include`` adds the crossing cell.
+    """
+    uniq, dens = dyadic_skymap_arrays(seed)
+    data = multiorder_fits_bytes(uniq, dens)
+    path = tmp_path / "dyadic.fits"
+    path.write_bytes(data)
+    sm = read_skymap(data)
+    prob = sm.cell_probabilities()
+    assert sm.meta.prob_sum == 1.0 and prob.sum() == 1.0
+    cls = np.sort(find_greedy_credible_levels(prob, sm.probdensity))
+    assert cls[-1] == 1.0 and np.all(np.diff(cls) > 0)
+    between = (cls[:-1] + cls[1:]) / 2
+    for level in np.concatenate([cls, between]):
+        hit = bool(np.any(cls == level))
+        regions = {b: credible_ranges(sm, [level], b)[0] for b in ("exclude", "include", "split")}
+        for b in ("exclude", "include"):
+            assert np.array_equal(regions[b], _greedy_reference(sm, level, b)), (b, level)
+        if hit:
+            assert np.array_equal(regions["include"], regions["exclude"]), level
+            assert probability_in_ranges(sm, regions["exclude"]) == level
+        else:
+            assert probability_in_ranges(sm, regions["include"]) > level > probability_in_ranges(
+                sm, regions["exclude"])
+        ref = MOC.from_multiordermap_fits_file(str(path), cumul_to=float(level))
+        assert np.array_equal(regions["split"], ranges_of(ref)), ("split", level)
+
+
+@pytest.mark.parametrize("name", ["S190814bv_bayestar.multiorder.fits", "MS181101ab_bayestar.multiorder.fits"])
+def test_exact_cumulative_levels_on_real_maps(name) -> None:
+    """Levels equal to the cumulative probability of a ranked cell, on real maps.
+
+    The cell whose cumulative sum equals the level belongs to the region
+    (``<= level``), as in ligo.skymap and mocpy; dropping it (a ``<``
+    comparison) changes all three boundaries.
+    """
+    path = shared_path("skymaps", name)
+    sm = read_skymap(path)
+    prob = sm.cell_probabilities()
+    cls = find_greedy_credible_levels(prob, sm.probdensity)
+    order = np.argsort(cls, kind="stable")
+    ranked = cls[order]
+    for target in (0.5, 0.9):
+        k = int(np.searchsorted(ranked, target))
+        for j in (k - 1, k, k + 1):
+            level = float(ranked[j])
+            # The rank is free of ties, so our sequential cumulative sum is ligo.skymap's.
+            assert sm.probdensity[order[j]] not in (sm.probdensity[order[j - 1]], sm.probdensity[order[j + 1]])
+            ex, inc, sp = (credible_ranges(sm, [level], b)[0] for b in ("exclude", "include", "split"))
+            ref = _greedy_reference(sm, level, "exclude")
+            assert np.array_equal(ex, ref), (target, j)
+            assert np.array_equal(inc, ref), (target, j)
+            assert probability_in_ranges(sm, ex) == pytest.approx(level, abs=1e-12)
+            mocpy_ref = MOC.from_multiordermap_fits_file(str(path), cumul_to=level)
+            assert np.array_equal(sp, ranges_of(mocpy_ref)), (target, j)

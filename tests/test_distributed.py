@@ -16,7 +16,7 @@ from gwfollow.store import Store
 from .conftest import shared_files, shared_path
 
 ALERTS = shared_files("alerts", "*.json")
-pytestmark = pytest.mark.skipif(not ALERTS, reason="../shared/data/alerts absent")
+pytestmark = pytest.mark.shared_data
 
 
 def test_dask_replay_equals_sequential(tmp_path, capsys) -> None:

@@ -28,7 +28,7 @@ from .conftest import shared_files
 from .kafka_broker import FAST_GROUP_SETTINGS, free_port
 
 ALERTS = shared_files("alerts", "*.json")
-pytestmark = pytest.mark.skipif(not ALERTS, reason="../shared/data/alerts absent")
+pytestmark = pytest.mark.shared_data
 
 
 def _config(broker, topic: str, db: Path, port: int = 0) -> Config:

@@ -138,3 +138,42 @@ def _sim_map():
     from gwfollow.skymaps.skymap import read_skymap
 
     return read_skymap(simulated_skymap_bytes(8, ra_deg=30.0, dec_deg=10.0, size_deg=20.0))
+
+
+def _random_ranges(rng: np.random.Generator, n: int, lo: int = 0, hi: int = kr.NPIX29) -> np.ndarray:
+    """About ``n`` canonical ranges with random bounds in ``[lo, hi)``."""
+    pts = np.unique(rng.integers(lo, hi, 2 * n))
+    pts = pts[: pts.size // 2 * 2].reshape(-1, 2)
+    return kr.normalize(pts)
+
+
+@given(canonical_ranges(max_cells=6), canonical_ranges(max_cells=300))
+@settings(max_examples=150, deadline=None)
+def test_galloping_intersection_matches_sweep_and_mocpy(small: np.ndarray, big: np.ndarray) -> None:
+    ref = kr._intersection_flat(small.reshape(-1), big.reshape(-1)).reshape(-1, 2)
+    for got in (kr.intersection_gallop(small, big), kr.intersection_gallop(big, small)):
+        assert np.array_equal(got, ref)
+        assert kr.is_canonical(got)
+    assert np.array_equal(kr.intersection(small, big), ranges_of(_m(small).intersection(_m(big))))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_galloping_intersection_on_skewed_sizes(seed: int) -> None:
+    """Small x huge, with the small one clustered, spread, or spanning many big ranges."""
+    rng = np.random.default_rng(seed)
+    big = _random_ranges(rng, 200_000)
+    cases = [
+        _random_ranges(rng, 100),                                      # spread over the sky
+        _random_ranges(rng, 100, int(big[5000, 0]), int(big[5200, 1])),  # one cluster
+        np.array([[0, kr.NPIX29 // 3], [kr.NPIX29 // 2, kr.NPIX29]], dtype=np.int64),  # huge ranges
+        np.array([[int(big[7, 0]), int(big[7, 1])]], dtype=np.int64),  # exactly one big range
+        np.array([[int(big[7, 1]), int(big[8, 0])]], dtype=np.int64),  # the gap between two
+        np.empty((0, 2), dtype=np.int64),
+    ]
+    for small in cases:
+        ref = kr._intersection_flat(small.reshape(-1), big.reshape(-1)).reshape(-1, 2)
+        got = kr.intersection(small, big)
+        assert np.array_equal(got, ref)
+        assert np.array_equal(kr.intersection(big, small), ref)
+    assert kr.intersection(cases[3], big).tolist() == cases[3].tolist()
+    assert kr.intersection(cases[4], big).shape == (0, 2)

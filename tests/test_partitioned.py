@@ -26,14 +26,8 @@ from gwfollow.regions.moc import credible_ranges
 from gwfollow.skymaps.simulate import simulated_skymap_bytes
 from gwfollow.skymaps.skymap import read_skymap
 from gwfollow.targets.catalogues import read_catalog
-from gwfollow.targets.partitioned import (
-    HEALPIX_COLUMN,
-    PartitionedCatalog,
-    import_catalog,
-    is_partitioned,
-    plan_partitions,
-    rank_partitioned,
-)
+from gwfollow.targets.hats_writer import import_catalog, plan_partitions
+from gwfollow.targets.partitioned import HEALPIX_COLUMN, PartitionedCatalog, is_partitioned, rank_partitioned
 from gwfollow.targets.rank import exact_total, limbs_to_float, rank_galaxies
 
 from .conftest import shared_path

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
@@ -29,8 +32,16 @@ CFG = packaged_defaults().updated(telescopes=(), sites=(),
                                              allowed_hosts=("127.0.0.1",), allowed_networks=("127.0.0.1/32",)))
 
 
-def _pipe(store: Store, cfg: Config = CFG, **kw) -> Pipeline:
-    return Pipeline(cfg, store, executor=ThreadPoolExecutor(2), **kw)
+@pytest.fixture(scope="module")
+def process_pool():
+    """The production executor: spawned worker processes, shared by this module's tests."""
+    pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+    yield pool
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pipe(pool: ProcessPoolExecutor, store: Store, cfg: Config = CFG, **kw) -> Pipeline:
+    return Pipeline(cfg, store, executor=pool, **kw)
 
 
 async def _run_all(pipe: Pipeline, bodies: list[tuple[bytes, str]]) -> None:
@@ -39,11 +50,11 @@ async def _run_all(pipe: Pipeline, bodies: list[tuple[bytes, str]]) -> None:
     await pipe.join()
 
 
-async def test_real_alerts_become_events_and_mocs(tmp_path) -> None:
+async def test_real_alerts_become_events_and_mocs(tmp_path, process_pool) -> None:
     store = Store(tmp_path / "g.sqlite")
     names = ["S241102br-preliminary.json", "S241102br-initial.json", "S250720j-preliminary.json"]
     bodies = [(shared_path("alerts", n).read_bytes(), n) for n in names]
-    async with _pipe(store) as pipe:
+    async with _pipe(process_pool, store) as pipe:
         await _run_all(pipe, bodies)
     assert {e.superevent_id for e in store.events()} == {"S241102br", "S250720j"}
     # S250720j carries a combined (GW + GRB) map: a second sky-map version with its own MOCs.
@@ -66,7 +77,7 @@ async def test_real_alerts_become_events_and_mocs(tmp_path) -> None:
     assert {"total", "process", "store", "worker.parse"} <= {r[0] for r in timings}
 
 
-async def test_redelivery_and_malformed_messages(tmp_path) -> None:
+async def test_redelivery_and_malformed_messages(tmp_path, process_pool) -> None:
     store = Store(tmp_path / "g.sqlite")
     good = shared_path("alerts", "MS181101ab-preliminary.json").read_bytes()
     bad = [
@@ -75,7 +86,7 @@ async def test_redelivery_and_malformed_messages(tmp_path) -> None:
         (good.replace(b'"PRELIMINARY"', b'"SOMETHING"'), "unknown-type"),
         (b"SIMPLE  =                    T" + b" " * 3000, "corrupt-fits"),
     ]
-    async with _pipe(store) as pipe:
+    async with _pipe(process_pool, store) as pipe:
         unseen = (shared_path("alerts", "S241126dm-retraction.json").read_bytes(), "unseen-retraction")
         await _run_all(pipe, [(good, "a")] + bad + [unseen, (good, "again"), (good, "and again")])
         assert pipe.stats["redelivered"] == 2
@@ -93,29 +104,29 @@ async def test_redelivery_and_malformed_messages(tmp_path) -> None:
         assert store.raw(d["raw_id"]).status == "dead" and store.raw(d["raw_id"]).body
 
 
-async def test_filters(tmp_path) -> None:
+async def test_filters(tmp_path, process_pool) -> None:
     store = Store(tmp_path / "g.sqlite")
     cfg = CFG.updated(filters=dict(mock_events=False))
     body = shared_path("alerts", "MS181101ab-preliminary.json").read_bytes()
-    async with _pipe(store, cfg) as pipe:
+    async with _pipe(process_pool, store, cfg) as pipe:
         await _run_all(pipe, [(body, "mock")])
     a = store.alerts_of("MS181101ab")
     assert len(a) == 1 and not a[0]["acted"] and "mock" in a[0]["note"]
     assert store.counts()["products"] == 0 and store.raw(1).status == "ignored"
 
 
-async def test_resume_after_crash(tmp_path) -> None:
+async def test_resume_after_crash(tmp_path, process_pool) -> None:
     db = tmp_path / "g.sqlite"
     store = Store(db)
     body = shared_path("alerts", "MS181101ab-initial.json").read_bytes()
-    pipe = _pipe(store)
+    pipe = _pipe(process_pool, store)
     await pipe.start()
     await pipe.accept(body, "kafka")  # accepted (offset committed), then the process "dies"
     await pipe.stop()
     assert store.pending_raw_ids() == [1]
     store.close()
     store = Store(db)
-    async with _pipe(store) as pipe:
+    async with _pipe(process_pool, store) as pipe:
         await pipe.join()
     assert store.pending_raw_ids() == [] and store.counts()["products"] == 3
 
@@ -149,7 +160,7 @@ async def skymap_server(aiohttp_server):
     return server, hits
 
 
-async def test_voevent_skymaps_are_fetched_with_retries(tmp_path, skymap_server) -> None:
+async def test_voevent_skymaps_are_fetched_with_retries(tmp_path, skymap_server, process_pool) -> None:
     server, hits = skymap_server
     base = f"http://127.0.0.1:{server.port}"
     xml = shared_path("voevents", "MS181101ab-2-Preliminary.xml").read_bytes()
@@ -157,7 +168,7 @@ async def test_voevent_skymaps_are_fetched_with_retries(tmp_path, skymap_server)
     variants = [(xml.replace(url, f"{base}/{name}.fits".encode()).replace(b"Preliminary", name.encode()), name)
                 for name in ("ok", "flaky", "missing", "huge")]
     store = Store(tmp_path / "g.sqlite")
-    async with _pipe(store) as pipe:
+    async with _pipe(process_pool, store) as pipe:
         await _run_all(pipe, [(b.replace(b'value="ok"', b'value="Preliminary"')
                                .replace(b'value="flaky"', b'value="Initial"')
                                .replace(b'value="missing"', b'value="Update"')
@@ -189,13 +200,14 @@ async def test_event_loop_is_not_blocked_while_processing(tmp_path) -> None:
         await _run_all(pipe, [(body, "u")])
         t.cancel()
     assert store.counts()["products"] == 5  # MOCs of both maps + galaxies of the GW map
-    # The first alert of a fresh worker (catalogue load and index included)
-    # takes longer than the bound: on the loop it would show as a gap.
+    # Work done on the loop would stop the ticker for all of its duration; no
+    # absolute bound (the machine may be loaded): the longest gap is shorter
+    # than the work the worker process did meanwhile.
     worker = store.query("SELECT seconds FROM timings WHERE stage = 'process'")[0][0]
-    assert worker > 0.5 and max(gaps) < 0.5
+    assert max(gaps) < worker
 
 
-async def test_unexpected_failure_is_kept_and_pipeline_goes_on(tmp_path) -> None:
+async def test_unexpected_failure_is_kept_and_pipeline_goes_on(tmp_path, process_pool) -> None:
     """A failure that is not the message's fault still ends in a dead letter, not a hang."""
     from gwfollow.config import TelescopeConfig
 
@@ -208,9 +220,50 @@ async def test_unexpected_failure_is_kept_and_pipeline_goes_on(tmp_path) -> None
     async def hook(o):
         outcomes.append(o)
 
-    pipe = _pipe(store, bad)
+    pipe = _pipe(process_pool, store, bad)
     pipe.add_hook(hook)
     async with pipe:
         await _run_all(pipe, [(body, "a")])
     assert [o.status for o in outcomes] == ["dead"]
     assert "internal error" in store.dead_letters()[0]["reason"] and store.raw(1).status == "dead"
+
+
+def _hold_worker(flag: str) -> None:
+    """Keep a pool worker busy until the file ``flag`` exists."""
+    while not os.path.exists(flag):
+        time.sleep(0.01)
+
+
+async def test_full_queue_holds_intake_back(tmp_path) -> None:
+    """Back-pressure: with the worker busy and the queue full, intake waits (nothing dropped)."""
+    cfg = dataclasses.replace(CFG, service=dataclasses.replace(CFG.service, workers=1, queue_size=1))
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    store = Store(tmp_path / "g.sqlite")
+    pipe = Pipeline(cfg, store, executor=pool)
+    flag = tmp_path / "go"
+    try:
+        await pipe.start()
+        held = asyncio.get_running_loop().run_in_executor(pool, _hold_worker, str(flag))
+        bodies = [f"message {i}".encode() for i in range(3)]
+        await pipe.submit(bodies[0], "a")  # taken by the worker task, which waits for the pool
+        await pipe.submit(bodies[1], "b")  # fills the queue
+        third = asyncio.create_task(pipe.submit(bodies[2], "c"))
+
+        async def stored_and_full() -> None:
+            while store.counts()["raw_messages"] < 3 or pipe.queue_depth < 1:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(stored_and_full(), 60)
+        for _ in range(50):
+            await asyncio.sleep(0)
+        # The third message is durable, but its intake waits for room in the queue.
+        assert not third.done() and pipe.queue_depth == 1
+        flag.write_text("go")
+        await asyncio.wait_for(held, 60)
+        await asyncio.wait_for(third, 60)
+        await asyncio.wait_for(pipe.join(), 120)
+    finally:
+        flag.write_text("go")
+        await pipe.stop()
+        pool.shutdown(wait=True)
+    assert [r[0] for r in store.query("SELECT status FROM raw_messages ORDER BY id")] == ["dead"] * 3

@@ -16,7 +16,7 @@ from gwfollow.cli.main import main
 from .conftest import shared_files, shared_path
 
 ALERTS = shared_files("alerts", "*.json")
-pytestmark = pytest.mark.skipif(not ALERTS, reason="../shared/data/alerts absent")
+pytestmark = pytest.mark.shared_data
 
 
 def test_replay_twice_gives_identical_products(tmp_path, capsys) -> None:

@@ -54,14 +54,19 @@ async def test_post_alert_auth_and_processing(tmp_path, aiohttp_client) -> None:
     r = await client.post("/api/v1/alerts", data=body, headers={"Authorization": f"Bearer {WRITE}"})
     assert r.status == 202
     first = await r.json()
-    assert first["new"] is True
-    r = await client.post("/api/v1/alerts", data=body, headers={"Authorization": f"Bearer {WRITE}"})
-    assert (await r.json()) == {"raw_id": first["raw_id"], "new": False, "status": (await r.json())["status"]}
+    assert first == {"raw_id": first["raw_id"], "new": True, "status": "pending"}
     r = await client.post("/api/v1/alerts", data=b"garbage", headers={"Authorization": f"Bearer {WRITE}"})
     assert r.status == 422  # refused at once, but kept as a dead letter
-    assert "neither IGWN alert JSON" in (await r.json())["detail"]
+    garbage = await r.json()
+    assert "neither IGWN alert JSON" in garbage["detail"]
     store = client.app[STORE]
     await _settle(store, 2)
+    # A redelivery is recognised and answered with the stored message's state.
+    r = await client.post("/api/v1/alerts", data=body, headers={"Authorization": f"Bearer {WRITE}"})
+    assert r.status == 202
+    assert (await r.json()) == {"raw_id": first["raw_id"], "new": False, "status": "processed"}
+    r = await client.post("/api/v1/alerts", data=b"garbage", headers={"Authorization": f"Bearer {WRITE}"})
+    assert r.status == 422 and (await r.json())["raw_id"] == garbage["raw_id"]  # the same stored copy
     ev = await (await client.get("/api/v1/events/S241102br")).json()
     assert ev["state"] == "active" and set(ev["areas_deg2"]) == {"0.5", "0.9"}
     assert (await client.get("/api/v1/events/S000000xx")).status == 404

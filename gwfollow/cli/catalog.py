@@ -72,7 +72,7 @@ class _Progress:
 
 def _import(args: argparse.Namespace) -> int:
     from gwfollow.targets.catalogues import parse_columns
-    from gwfollow.targets.partitioned import import_catalog
+    from gwfollow.targets.hats_writer import import_catalog
 
     s = import_catalog(args.table, args.out, columns=parse_columns(args.columns), name=args.name,
                        max_rows=args.max_rows, lowest_order=args.lowest_order,

@@ -159,6 +159,7 @@ class Pipeline:
         self._session: Any = None
         self._resume_task: asyncio.Task[None] | None = None
         self._hooks: list[ProductHook] = []
+        self._commit_listeners: list[Callable[[Outcome], None]] = []
         self.stats: Counter[str] = Counter()
         self.stage_seconds: Counter[str] = Counter()
         self.started = False
@@ -232,6 +233,22 @@ class Pipeline:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    def add_commit_listener(self, fn: Callable[[Outcome], None]) -> None:
+        """Call ``fn(outcome)`` on the database thread right after each message's
+        outcome is committed (before the event loop hears of it): for caches that
+        must never outlive the data they were computed from."""
+        self._commit_listeners.append(fn)
+
+    def _record(self, raw_id: int, source: str, result: ProcessedAlert | BaseException,
+                seconds: float = 0.0, error_type: str | None = None, transient: bool | None = None) -> Outcome:
+        o = record_result(self.store, raw_id, source, result, seconds, error_type, transient)
+        for fn in self._commit_listeners:
+            try:
+                fn(o)
+            except Exception:  # a listener must never stop the pipeline
+                log.exception("commit listener failed for raw message %d", raw_id)
+        return o
 
     def add_hook(self, hook: ProductHook) -> None:
         """Call ``await hook(outcome)`` after each message is stored."""
@@ -359,12 +376,12 @@ class Pipeline:
                                     f"{self.config.service.crash_retries + 1} time(s) (out of memory?)",
                                     hint="see the service log; requeue it with gwfollow deadletters requeue")
                 transient = True
-            await self.db(record_result, self.store, raw_id, raw.source, err, 0.0, None, transient)
+            await self.db(self._record, raw_id, raw.source, err, 0.0, None, transient)
             self.stats["dead"] += 1
             log.warning("dead letter %d: %s", raw_id, err)
             return Outcome(raw_id, "dead", reason=str(err), seconds=time.perf_counter() - t_start)
         t = time.perf_counter()
-        o = await self.db(record_result, self.store, raw_id, raw.source, result)
+        o = await self.db(self._record, raw_id, raw.source, result)
         timings["store"] = time.perf_counter() - t
         if o.status == "dead":
             self.stats["dead"] += 1

@@ -24,7 +24,7 @@ from gwfollow.regions.coverage import Coverage, load_coverage
 from gwfollow.regions.mocserver import coverage_from_mocserver
 from gwfollow.targets.fields import (
     Telescope,
-    field_footprints,
+    footprint_grid,
     pointings_to_stmoc,
     telescope_from_config,
 )
@@ -80,8 +80,8 @@ class Resources:
         return cov
 
     def warm(self) -> None:
-        """Prepare each configured telescope with the footprints of all its fields
-        (computed together, about 0.5 s for ZTF's 1,778 fields) before the first alert.
+        """Prepare each configured telescope with the footprint grid of all its
+        fields (computed together, about 0.5 s for ZTF's 1,778 fields) before the first alert.
 
         A telescope that cannot be prepared is logged; its error is reported
         again, per alert, where it is used.
@@ -89,7 +89,7 @@ class Resources:
         for tc in self.config.telescopes:
             try:
                 tel = self.telescope(tc)
-                field_footprints(tel.ra, tel.dec, tel.fov, tc.order)
+                footprint_grid(tel, tc.order)
             except (GwfollowError, OSError, ValueError) as exc:
                 log.warning("telescope %s not prepared: %s: %s", tc.name, type(exc).__name__, exc)
 

@@ -24,7 +24,8 @@ decreasing density; equal densities keep the order of the map's rows):
     Whole cells with cumulative probability ``<= level``: ligo.skymap's
     greedy credible region, ``find_greedy_credible_levels(p, dens) <= level``.
 ``include``
-    ``exclude`` plus the crossing cell: encloses at least ``level``.
+    ``exclude`` plus the crossing cell (none when the cumulative probability
+    hits ``level`` exactly): encloses at least ``level``.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def _ranking(skymap: SkyMap, max_level: float) -> _Ranking:
 def _level_ranges(skymap: SkyMap, r: _Ranking, level: float, boundary: str) -> npt.NDArray[np.int64]:
     n = r.idx.shape[0]
     k = int(kcred.n_whole_cells(r.cumsum, level))
-    if boundary == "include" and k < n:
+    # A level hit exactly by the cumulative sum has no crossing cell to add.
+    if boundary == "include" and k < n and (k == 0 or r.cumsum[k - 1] < level):
         return kcred.ranges_of_top_cells(skymap.ranges, skymap.by_start, r.pos, k + 1)
     whole = kcred.ranges_of_top_cells(skymap.ranges, skymap.by_start, r.pos, k)
     if boundary == "split" and k < n:

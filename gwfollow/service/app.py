@@ -21,6 +21,7 @@ from gwfollow.pipeline.runner import Pipeline
 from gwfollow.service.caching import install_cache
 from gwfollow.service.keys import CONFIG, LISTENERS, PIPELINE, RESPONSE_CACHE, STORE
 from gwfollow.service.middleware import cors_middleware, error_middleware
+from gwfollow.service.responsecache import ResponseCache
 from gwfollow.service.routes import add_routes
 from gwfollow.service.safety import security_headers
 from gwfollow.service.webhooks import WebhookDispatcher
@@ -43,7 +44,7 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
                           middlewares=[security_headers, cors_middleware, error_middleware])
     app[CONFIG] = config
     app[LISTENERS] = []
-    app[RESPONSE_CACHE] = {}
+    app[RESPONSE_CACHE] = ResponseCache()
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         own = store is None

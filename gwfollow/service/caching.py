@@ -12,7 +12,6 @@ import functools
 import hashlib
 from datetime import datetime, timezone
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import Any
 
 from aiohttp import web
 
@@ -51,14 +50,12 @@ def conditional(request: web.Request, body: bytes, content_type: str, *, last_mo
     return resp
 
 
-_CACHE_MAX = 4096
-
-
 def cached(handler):  # type: ignore[no-untyped-def]
     """Serve repeated GETs from memory until the pipeline stores something new.
 
-    The key is the path and query; the cache is emptied by a pipeline hook
-    (see :func:`install_cache`), so a poller never sees a stale product.
+    The key is the path and query; the cache is invalidated by the pipeline
+    on the database thread right after each commit (see :func:`install_cache`),
+    so a poller never sees a product older than what the store holds.
     Authorisation is checked before the cache is consulted.
     """
 
@@ -66,25 +63,21 @@ def cached(handler):  # type: ignore[no-untyped-def]
     async def wrapper(request: web.Request) -> web.StreamResponse:
         require_read(request)
         cache = request.app[RESPONSE_CACHE]
+        generation = cache.generation
         hit = cache.get(request.path_qs)
         if hit is not None:
             body, ctype, lm, headers = hit
             return conditional(request, body, ctype, last_modified=lm, headers=headers)
         resp = await handler(request)
         if resp.status == 200 and isinstance(resp, web.Response) and resp.body is not None:
-            if len(cache) >= _CACHE_MAX:
-                cache.clear()
             lm_hdr = getattr(resp, "_gwfollow_lm", None)
             extra = {k: v for k, v in resp.headers.items() if k == "Content-Disposition"}
-            cache[request.path_qs] = (bytes(resp.body), resp.content_type, lm_hdr, extra)
+            cache.put(request.path_qs, (bytes(resp.body), resp.content_type, lm_hdr, extra), generation)
         return resp
 
     return wrapper
 
 
 def install_cache(app: web.Application) -> None:
-    """Empty the response cache whenever the pipeline finishes a message."""
-    async def clear(_outcome: Any) -> None:
-        app[RESPONSE_CACHE].clear()
-
-    app[PIPELINE].add_hook(clear)
+    """Invalidate the response cache whenever the pipeline commits to the store."""
+    app[PIPELINE].add_commit_listener(app[RESPONSE_CACHE].invalidate)

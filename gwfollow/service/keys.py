@@ -10,10 +10,11 @@ from aiohttp import web
 
 from gwfollow.config import Config
 from gwfollow.pipeline.runner import Pipeline
+from gwfollow.service.responsecache import ResponseCache
 from gwfollow.store import Store
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", Store)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 LISTENERS = web.AppKey("listeners", list)
-RESPONSE_CACHE = web.AppKey("response_cache", dict)
+RESPONSE_CACHE = web.AppKey("response_cache", ResponseCache)

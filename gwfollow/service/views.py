@@ -23,8 +23,8 @@ from astropy.time import Time
 
 from gwfollow.products.report import convert_table
 from gwfollow.products.summary import event_summary, write_event_report
-from gwfollow.regions.mocio import convert_space_moc
 from gwfollow.records import EventRecord
+from gwfollow.regions.mocio import convert_space_moc
 from gwfollow.service.caching import cached, conditional
 from gwfollow.service.keys import CONFIG, PIPELINE, STORE
 from gwfollow.service.middleware import Problem, require_read, require_write

@@ -72,9 +72,11 @@ def gunzip_bounded(data: bytes | bytearray | memoryview, limit: int, source: str
             piece = src[pos:pos + STEP_IN]
             pos += len(piece)
             pending: bytes | memoryview = piece
-            while pending:
+            while True:
                 room = limit + 1 - len(out)
-                out += d.decompress(pending, min(STEP_OUT, room))
+                step = min(STEP_OUT, room)
+                before = len(out)
+                out += d.decompress(pending, step)
                 if len(out) > limit:
                     raise SkyMapError(
                         f"decompresses to more than {limit / 2**20:g} MiB", source=source,
@@ -93,9 +95,10 @@ def gunzip_bounded(data: bytes | bytearray | memoryview, limit: int, source: str
                     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
                     break
                 pending = d.unconsumed_tail
-            else:
-                if pos >= len(src):
+                if not pending and len(out) - before < step:  # input used up, no output held back
                     break
+            if pos >= len(src) and not d.eof:
+                break
     except zlib.error as exc:
         raise CorruptSkyMapError(f"corrupt gzip data ({exc})", source=source,
                                  hint="fetch the sky map again") from None

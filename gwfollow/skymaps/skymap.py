@@ -45,7 +45,7 @@ from gwfollow.kernels import credible as kcred
 from gwfollow.kernels import flatmap as kflat
 from gwfollow.kernels import healpix as khp
 from gwfollow.skymaps.fitsio import FastPathUnsupported, find_bintable
-from gwfollow.skymaps.inflate import gunzip_bounded
+from gwfollow.skymaps.flatstream import FlatCells, inflate_chunks, read_gzip_flat
 
 SkyMapSource = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes]]
 
@@ -323,20 +323,18 @@ def _float_or_none(v: Any) -> float | None:
 
 
 def _check_finite_nonneg(values: np.ndarray, source: str, column: str) -> None:
-    bad_nan = ~np.isfinite(values)
-    if bad_nan.any():
-        i = int(np.flatnonzero(bad_nan)[0])
+    # One pass without temporaries (kernels.flatmap.check_and_scale; 1.0 leaves values as they are).
+    nbad, fbad, nneg, fneg = kflat.check_and_scale(np.ascontiguousarray(values, dtype=np.float64), 1.0)
+    if nbad:
         raise InvalidValueError(
-            f"{int(bad_nan.sum())} non-finite value(s), first at row {i} ({values[i]!r})",
+            f"{nbad} non-finite value(s), first at row {fbad} ({float(values[fbad])!r})",
             source=source,
             column=column,
             hint="the sky map is corrupt; ask its producer for a corrected version",
         )
-    neg = values < 0
-    if neg.any():
-        i = int(np.flatnonzero(neg)[0])
+    if nneg:
         raise InvalidValueError(
-            f"{int(neg.sum())} negative value(s), first at row {i} ({values[i]!r})",
+            f"{nneg} negative value(s), first at row {fneg} ({float(values[fneg])!r})",
             source=source,
             column=column,
             hint="probabilities cannot be negative; the sky map is corrupt",
@@ -475,7 +473,7 @@ def _flat(t: _Table, source: str, ordering: str) -> tuple[np.ndarray, np.ndarray
     return uniq, np.ascontiguousarray(vals[:, 0]), extra, 2**order
 
 
-def _build(t: _Table, raw: bytes, source: str, cfg: SkyMapConfig) -> SkyMap:
+def _build(t: _Table, raw: bytes, source: str, cfg: SkyMapConfig, flat: FlatCells | None = None) -> SkyMap:
     h = t.header
     ordering = str(h.get("ORDERING", "") or "").strip().upper()
     has_uniq = t.find("UNIQ") is not None
@@ -491,7 +489,10 @@ def _build(t: _Table, raw: bytes, source: str, cfg: SkyMapConfig) -> SkyMap:
                 hint="convert it to a multi-order map with ligo-skymap-flatten's inverse, "
                 "ligo-skymap-unflatten",
             )
-        uniq, dens, extra, nside = _flat(t, source, ordering)
+        if flat is not None:  # collapsed while streaming (skymaps.flatstream)
+            uniq, dens, extra, nside = flat.uniq, flat.probdensity, flat.extra, flat.nside
+        else:
+            uniq, dens, extra, nside = _flat(t, source, ordering)
         code, _, *cells_l = khp.prepare_cells(uniq)
         if code:  # pragma: no cover - the collapse emits a valid tiling
             raise InvalidCellsError("internal error: collapsed cells are not a tiling", source=source)
@@ -591,15 +592,25 @@ def read_skymap(
     cfg = config or packaged_defaults().skymap
     raw, src = _read_source(source, name)
     limit = int(cfg.max_size_mib * 2**20)
-    data = gunzip_bounded(raw, limit, src) if raw[:2] == b"\x1f\x8b" else raw
+    if reader not in ("auto", "fast", "astropy"):
+        raise ValueError(f"reader must be auto, fast or astropy, not {reader!r}")
+    if raw[:2] == b"\x1f\x8b":
+        if reader == "astropy":
+            data = b"".join(inflate_chunks(raw, src, limit))
+        else:
+            # A flat NESTED map is collapsed while it is inflated; anything else comes back as bytes.
+            got = read_gzip_flat(raw, src, limit)
+            if isinstance(got, FlatCells):
+                return _build(_Table(got.header, got.names, {}), raw, src, cfg, flat=got)
+            data = got
+    else:
+        data = raw
     if len(data) > limit:
         raise SkyMapError(
             f"larger than {cfg.max_size_mib:g} MiB",
             source=src,
             hint="raise skymap.max_size_mib in the configuration if this map is genuine",
         )
-    if reader not in ("auto", "fast", "astropy"):
-        raise ValueError(f"reader must be auto, fast or astropy, not {reader!r}")
     table = None
     if reader in ("auto", "fast"):
         try:

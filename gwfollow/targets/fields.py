@@ -5,9 +5,11 @@ footprint MOC (:func:`field_footprint_ranges`); a telescope is a tile grid
 (field id -> centre, :func:`read_field_grid`) and a field of view.  Executed
 pointings become a space-time coverage (:func:`pointings_to_stmoc`).
 
-For a sky map, the fields near the credible region are found first (a k-d
-tree on unit vectors: coarse), then each candidate's footprint MOC is
-intersected with the map exactly (fine).  The greedy selection adds, at each
+For a sky map, the fields whose footprint touches the credible region, the
+probability in each and what each adds to those already chosen are all
+counted on the telescope's footprint grid (:mod:`gwfollow.targets.footprints`,
+built once per telescope).  :func:`candidate_fields` is the coarse
+alternative (a k-d tree on unit vectors) for grids not worth preparing.  The greedy selection adds, at each
 step, the field that adds the most probability not yet covered (overlapping
 fields are not counted twice) until the target cumulative probability is
 reached (the classic greedy algorithm for maximum coverage, Nemhauser et al.
@@ -17,7 +19,6 @@ reached (the classic greedy algorithm for maximum coverage, Nemhauser et al.
 from __future__ import annotations
 
 import csv
-import heapq
 import math
 import os
 from collections.abc import Iterable, Mapping
@@ -36,7 +37,7 @@ from gwfollow.errors import CoverageError, FieldsError
 from gwfollow.kernels import ranges as kr
 from gwfollow.kernels.geometry import max_pixrad, nest_to_lonlat
 from gwfollow.regions.coverage import Coverage
-from gwfollow.regions.moc import credible_ranges, probability_in_ranges, ranges_of
+from gwfollow.regions.moc import credible_ranges, ranges_of
 from gwfollow.regions.mocio import moc_name_of
 from gwfollow.regions.timeaxis import (
     TIME_DEPTH,
@@ -45,6 +46,7 @@ from gwfollow.regions.timeaxis import (
     times_to_us,
 )
 from gwfollow.skymaps.skymap import SkyMap
+from gwfollow.targets.footprints import FootprintGrid
 from gwfollow.version import __version__
 
 FOV_SHAPES = ("square", "circle", "rectangle")
@@ -484,6 +486,49 @@ def candidate_fields(telescope: Telescope, region: npt.NDArray[np.int64]) -> npt
     return np.flatnonzero(np.isfinite(d)).astype(np.int64)
 
 
+_GRIDS: dict[tuple[Any, ...], FootprintGrid] = {}
+_GRIDS_MAX = 8  # telescopes x orders kept per process (ZTF at order 10: ~20 MB)
+
+
+def footprint_grid(telescope: Telescope, order: int = 10) -> FootprintGrid:
+    """The footprints of all of a telescope's fields on one atom grid, cached per process.
+
+    Built on first use (the footprints of every field, then one sort of
+    their bounds); a worker builds it before its first alert
+    (:func:`gwfollow.products.core.warm_worker`).
+    """
+    global _GRIDS
+    key = (telescope.name, telescope.fov, int(order), telescope.ra.tobytes(), telescope.dec.tobytes())
+    grid = _GRIDS.get(key)
+    if grid is None:
+        feet = field_footprints(telescope.ra, telescope.dec, telescope.fov, order) if len(telescope) else []
+        grid = FootprintGrid.from_footprints(feet, int(order))
+        if len(_GRIDS) >= _GRIDS_MAX:
+            _GRIDS = {}  # rebound, not cleared: a concurrent reader keeps its snapshot
+        _GRIDS[key] = grid
+    return grid
+
+
+def field_probabilities(skymap: SkyMap, telescope: Telescope, order: int = 10) -> npt.NDArray[np.float64]:
+    """Probability of ``skymap`` in each field of ``telescope`` (by grid row), fractions of the total.
+
+    One merge of the map's cells with the telescope's :func:`footprint_grid`;
+    a cell partly inside a footprint counts pro rata of its depth-29 pixels,
+    as :func:`~gwfollow.regions.moc.probability_in_ranges` counts it (equal
+    to it up to rounding, ~1e-16 absolute).
+
+    Examples
+    --------
+    >>> from gwfollow import read_skymap
+    >>> from gwfollow.skymaps.simulate import simulated_skymap_bytes
+    >>> sm = read_skymap(simulated_skymap_bytes(seed=1))
+    >>> p = field_probabilities(sm, Telescope.generated("g", ZTF_FOV), order=8)
+    >>> bool(0.99 < p.sum() < 3)
+    True
+    """
+    return footprint_grid(telescope, order).probabilities(skymap)
+
+
 def rank_fields(skymap: SkyMap, telescope: Telescope, *, target: float = 0.9, level: float = 0.999,
                 order: int = 10, max_fields: int | None = None,
                 region: npt.NDArray[np.int64] | None = None) -> RankedFields:
@@ -496,7 +541,8 @@ def rank_fields(skymap: SkyMap, telescope: Telescope, *, target: float = 0.9, le
     target : float
         Cumulative probability the greedy selection aims for.
     level : float
-        Fields are searched around the credible region at this level.
+        The fields listed are those whose footprint touches the credible
+        region at this level.
     order : int
         HEALPix order of the footprints' border cells.
     max_fields : int, optional
@@ -508,44 +554,30 @@ def rank_fields(skymap: SkyMap, telescope: Telescope, *, target: float = 0.9, le
     -------
     RankedFields
         Probabilities are fractions of the map's total (0..1).
+
+    Notes
+    -----
+    Runs on the telescope's :func:`footprint_grid` (built on first use):
+    which fields touch the region, the probability in each and what each adds
+    to those already selected are sums over atom spans, with no set algebra.
     """
 
     if not 0 < target <= 1:
         raise FieldsError(f"target {target} is not in (0, 1]")
     if region is None:
         region = credible_ranges(skymap, [level], "include")[0]
-    cand = candidate_fields(telescope, region)
-    foot = field_footprints(telescope.ra[cand], telescope.dec[cand], telescope.fov, order) if len(cand) else []
-    prob = np.array([probability_in_ranges(skymap, f) for f in foot])
-    # Lazy greedy: the heap holds (-upper bound on the marginal gain, index).
-    heap = [(-p, i) for i, p in enumerate(prob)]
-    heapq.heapify(heap)
-    covered = np.empty((0, 2), dtype=np.int64)
-    covered_prob = 0.0
-    order_sel: list[int] = []
-    marg: list[float] = []
-    cum: list[float] = []
+    grid = footprint_grid(telescope, order)
+    cand = grid.touching(region).astype(np.int64)
+    cumulative = grid.cumulative(skymap)
+    prob = grid.probabilities(skymap, cumulative)[cand]
     limit = len(cand) if max_fields is None else min(max_fields, len(cand))
-    while heap and len(order_sel) < limit:
-        neg, i = heapq.heappop(heap)
-        new = kr.difference(foot[i], covered) if covered.shape[0] else foot[i]
-        gain = probability_in_ranges(skymap, new) if new.shape[0] else 0.0
-        if heap and gain < -heap[0][0] - 1e-15:
-            heapq.heappush(heap, (-gain, i))
-            continue
-        order_sel.append(i)
-        marg.append(gain)
-        covered = kr.union(covered, foot[i])
-        # The marginal gain is the probability of what the field adds: the
-        # running sum is the probability of the union (re-measuring the
-        # growing union every step cost O(cells) per field).
-        covered_prob += gain
-        cum.append(covered_prob)
-    cumarr = np.array(cum)
+    # Lazy greedy (kernels.footprints.greedy_cover): the probability each field
+    # adds is counted on the atoms not yet covered; the running sum of those
+    # gains is the probability of the union.
+    sel, gains = grid.greedy(cumulative, cand, prob, limit)
+    cumarr = np.cumsum(gains)
     n_sel = int(np.searchsorted(cumarr, target, side="left")) + 1 if len(cumarr) else 0
     selected = np.arange(len(cumarr)) < min(n_sel, len(cumarr))
-    rows = cand[np.array(order_sel, dtype=np.int64)] if order_sel else np.empty(0, dtype=np.int64)
     prov = {"skymap_sha256": skymap.sha256, "telescope": telescope.name, "grid": Path(telescope.grid_source).name,
             "fov": telescope.fov.shape, "target": target, "level": level, "gwfollow": __version__}
-    return RankedFields(telescope, rows, prob[np.array(order_sel, dtype=np.int64)] if order_sel else np.empty(0),
-                        np.array(marg), cumarr, selected, target, int(len(cand)), prov)
+    return RankedFields(telescope, cand[sel], prob[sel], gains, cumarr, selected, target, int(len(cand)), prov)
