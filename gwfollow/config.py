@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, fields
@@ -92,6 +93,8 @@ class ServiceConfig:
     workers: int
     queue_size: int
     max_body_mib: float
+    body_timeout_s: float
+    crash_retries: int
     write_tokens_sha256: tuple[str, ...]
     read_tokens_sha256: tuple[str, ...]
     read_open: bool
@@ -114,6 +117,10 @@ class ServiceConfig:
             raise ConfigError("service.workers must be >= 1")
         if self.queue_size < 1:
             raise ConfigError("service.queue_size must be >= 1")
+        if self.crash_retries < 0:
+            raise ConfigError("service.crash_retries must be >= 0")
+        if self.body_timeout_s <= 0:
+            raise ConfigError("service.body_timeout_s must be positive")
         for t in self.write_tokens_sha256 + self.read_tokens_sha256:
             if len(t) != 64 or any(c not in "0123456789abcdef" for c in t):
                 raise ConfigError("service tokens must be given as lower-case sha256 hex digests",
@@ -168,10 +175,23 @@ class FetchConfig:
     retries: int
     backoff_s: float
     max_mib: float
+    total_s: float
+    max_redirects: int
+    allowed_hosts: tuple[str, ...]
+    allowed_networks: tuple[str, ...]
+    local_dir: str
 
     def validate(self) -> None:
         if self.timeout_s <= 0 or self.retries < 0 or self.backoff_s < 0 or self.max_mib <= 0:
             raise ConfigError("fetch: timeout_s and max_mib must be positive, retries and backoff_s >= 0")
+        if self.total_s <= 0 or self.max_redirects < 0:
+            raise ConfigError("fetch: total_s must be positive and max_redirects >= 0")
+        for net in self.allowed_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ConfigError(f"fetch.allowed_networks: {net!r} is not an address or CIDR network",
+                                  hint='write e.g. "10.1.2.0/24"') from None
 
 
 @dataclass(frozen=True)

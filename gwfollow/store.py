@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gwfollow.errors import StoreError, UnknownEventError
+from gwfollow.errors import StoreError
 from gwfollow.records import EventRecord, ProcessedAlert
 
 MIGRATIONS: tuple[str, ...] = (
@@ -168,6 +169,28 @@ MIGRATIONS: tuple[str, ...] = (
         at TEXT NOT NULL
     );
     CREATE INDEX webhook_deliveries_delivery ON webhook_deliveries(delivery);
+    """,
+    # 4: dead letters say whether trying again may succeed, and when they were requeued.
+    """
+    ALTER TABLE dead_letters ADD COLUMN transient INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE dead_letters ADD COLUMN requeued_at TEXT;
+    """,
+    # 5: the webhook outbox: announcements survive a restart until delivered.
+    """
+    CREATE TABLE webhook_outbox (
+        id INTEGER PRIMARY KEY,
+        url TEXT NOT NULL,
+        delivery TEXT NOT NULL UNIQUE,
+        superevent_id TEXT NOT NULL,
+        change TEXT NOT NULL,
+        body BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
+        last_error TEXT,
+        done_at TEXT
+    );
+    CREATE INDEX webhook_outbox_pending ON webhook_outbox(url, state, id);
     """,
 )
 
@@ -322,12 +345,19 @@ class Store:
                        (status, reason, raw_id))
 
     def dead_letter(self, raw_id: int | None, source: str, error: BaseException,
-                    error_type: str | None = None) -> None:
-        """Record why a message could not be used; its raw bytes stay stored."""
+                    error_type: str | None = None, transient: bool | None = None) -> None:
+        """Record why a message could not be used; its raw bytes stay stored.
+
+        ``transient`` (default: the error's own ``transient`` attribute, else
+        False) says that requeueing the message may succeed.
+        """
         reason = str(error)
+        if transient is None:
+            transient = bool(getattr(error, "transient", False))
         with self.transaction() as db:
-            db.execute("INSERT INTO dead_letters (raw_id, at, source, error_type, reason) VALUES (?, ?, ?, ?, ?)",
-                       (raw_id, utcnow(), source, error_type or type(error).__name__, reason))
+            db.execute("INSERT INTO dead_letters (raw_id, at, source, error_type, reason, transient) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
+                       (raw_id, utcnow(), source, error_type or type(error).__name__, reason, int(transient)))
             if raw_id is not None:
                 db.execute("UPDATE raw_messages SET status = 'dead', status_reason = ? WHERE id = ?",
                            (reason, raw_id))
@@ -406,11 +436,74 @@ class Store:
                        "at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (delivery, url, superevent_id, change, attempt, status, error, utcnow()))
 
+    def outbox_add(self, urls: Sequence[str], superevent_id: str, change: str, body: bytes) -> list[str]:
+        """Queue one announcement per URL durably; returns the delivery ids."""
+        now = utcnow()
+        ids = []
+        with self.transaction() as db:
+            for url in urls:
+                delivery = str(uuid.uuid4())
+                db.execute("INSERT INTO webhook_outbox (url, delivery, superevent_id, change, body, created_at) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", (url, delivery, superevent_id, change, bytes(body), now))
+                ids.append(delivery)
+        return ids
+
+    def outbox_next(self, url: str) -> dict[str, Any] | None:
+        """The oldest pending announcement for ``url`` (deliveries to a URL keep their order)."""
+        rows = self.query("SELECT * FROM webhook_outbox WHERE url = ? AND state = 'pending' ORDER BY id LIMIT 1",
+                          (url,))
+        return dict(rows[0]) if rows else None
+
+    def outbox_attempt(self, outbox_id: int, error: str | None, final: bool) -> None:
+        """Count an attempt; ``error`` None means delivered; ``final`` gives up (state failed)."""
+        state = "delivered" if error is None else ("failed" if final else "pending")
+        with self.transaction() as db:
+            db.execute("UPDATE webhook_outbox SET attempts = attempts + 1, state = ?, last_error = ?, "
+                       "done_at = CASE WHEN ? != 'pending' THEN ? END WHERE id = ?",
+                       (state, error, state, utcnow(), outbox_id))
+
+    def outbox(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.query("SELECT * FROM webhook_outbox ORDER BY id")]
+
     def deliveries(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.query("SELECT * FROM webhook_deliveries ORDER BY id")]
 
-    def dead_letters(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.query("SELECT * FROM dead_letters ORDER BY id")]
+    def dead_letters(self, only_open: bool = False) -> list[dict[str, Any]]:
+        """Dead letters, oldest first; ``only_open``: those whose message is still dead (not requeued)."""
+        sql = "SELECT d.* FROM dead_letters d"
+        if only_open:
+            sql += (" JOIN raw_messages r ON r.id = d.raw_id WHERE r.status = 'dead' AND d.requeued_at IS NULL"
+                    " AND d.id = (SELECT MAX(id) FROM dead_letters WHERE raw_id = d.raw_id)")
+        return [dict(r) for r in self.query(sql + " ORDER BY d.id")]
+
+    def requeue(self, dead_letter_ids: Sequence[int] | None = None, transient_only: bool = False) -> list[int]:
+        """Make dead messages pending again; returns their raw ids (to enqueue).
+
+        Parameters
+        ----------
+        dead_letter_ids : sequence of int, optional
+            Which dead letters; all open ones when None.
+        transient_only : bool
+            Only dead letters marked transient (worker crash, fetch time-out...).
+        """
+        now = utcnow()
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT d.id, d.raw_id, d.transient FROM dead_letters d JOIN raw_messages r ON r.id = d.raw_id "
+                "WHERE r.status = 'dead' AND d.requeued_at IS NULL").fetchall()
+            wanted = None if dead_letter_ids is None else {int(i) for i in dead_letter_ids}
+            raw_ids: list[int] = []
+            for dl_id, raw_id, transient in rows:
+                if wanted is not None and dl_id not in wanted:
+                    continue
+                if transient_only and not transient:
+                    continue
+                db.execute("UPDATE dead_letters SET requeued_at = ? WHERE id = ?", (now, dl_id))
+                if raw_id not in raw_ids:
+                    db.execute("UPDATE raw_messages SET status = 'pending', status_reason = 'requeued' "
+                               "WHERE id = ?", (raw_id,))
+                    raw_ids.append(int(raw_id))
+            return raw_ids
 
     def counts(self) -> dict[str, int]:
         out = {}
@@ -444,10 +537,15 @@ class Store:
                            (status, "duplicate of alert %d" % exists[0], raw_id))
                 return Recorded(None, "duplicate", f"same alert already stored (alert {exists[0]})")
             ev = db.execute("SELECT state FROM events WHERE superevent_id = ?", (a.superevent_id,)).fetchone()
-            if ev is None and a.alert_type == "RETRACTION":
-                raise UnknownEventError(
-                    f"retraction for unknown event {a.superevent_id}",
-                    hint="no earlier alert of this event was received; nothing to withdraw")
+            if ev is None and a.alert_type == "RETRACTION" and acted:
+                # A retraction that overtook its event (or whose event was never
+                # received) is kept: the event is born retracted, so the alerts
+                # that arrive later are stored but never produce live products.
+                db.execute(
+                    "INSERT INTO events (superevent_id, state, is_mock, first_seen, updated_at, retracted_at) "
+                    "VALUES (?, 'retracted', ?, ?, ?, ?)",
+                    (a.superevent_id, int(a.superevent_id.startswith("M")), now, now, now))
+                ev = ("retracted",)
             if ev is not None and ev[0] == "retracted" and a.alert_type != "RETRACTION" and acted:
                 acted = False
                 note = "event already retracted: stored, not acted on"

@@ -69,7 +69,7 @@ def test_parse_alert_sniffs_format(sim_bytes) -> None:
 
 
 def _alert(**over) -> bytes:
-    doc = {"alert_type": "PRELIMINARY", "time_created": "2024-11-02T12:41:27Z", "superevent_id": "S1",
+    doc = {"alert_type": "PRELIMINARY", "time_created": "2024-11-02T12:41:27Z", "superevent_id": "S241102br",
            "urls": {}, "external_coinc": None,
            "event": {"significant": True, "time": "2024-11-02T12:40:58.799Z", "far": 1e-10,
                      "instruments": ["H1"], "group": "CBC", "pipeline": "gstlal", "search": "AllSky",

@@ -28,7 +28,8 @@ from gwfollow.store import Store
 from .conftest import shared_path
 
 CFG = packaged_defaults().updated(telescopes=(), sites=(),
-                                  fetch=dict(timeout_s=5, retries=2, backoff_s=0.05, max_mib=5))
+                                  fetch=dict(timeout_s=5, retries=2, backoff_s=0.05, max_mib=5,
+                                             allowed_hosts=("127.0.0.1",), allowed_networks=("127.0.0.1/32",)))
 
 
 @pytest.fixture(scope="module")
@@ -83,19 +84,21 @@ async def test_redelivery_and_malformed_messages(tmp_path, process_pool) -> None
         (good[: len(good) // 2], "truncated"),
         (good.replace(b'"skymap": "U0lN', b'"skymap": "!!!!'), "bad-base64"),
         (good.replace(b'"PRELIMINARY"', b'"SOMETHING"'), "unknown-type"),
-        (shared_path("alerts", "S241126dm-retraction.json").read_bytes(), "unknown-retraction"),
         (b"SIMPLE  =                    T" + b" " * 3000, "corrupt-fits"),
     ]
     async with _pipe(process_pool, store) as pipe:
-        await _run_all(pipe, [(good, "a")] + bad + [(good, "again"), (good, "and again")])
+        unseen = (shared_path("alerts", "S241126dm-retraction.json").read_bytes(), "unseen-retraction")
+        await _run_all(pipe, [(good, "a")] + bad + [unseen, (good, "again"), (good, "and again")])
         assert pipe.stats["redelivered"] == 2
     dead = store.dead_letters()
     assert len(dead) == len(bad)
     reasons = " | ".join(d["reason"] for d in dead)
-    for word in ("JSON", "base64", "SOMETHING", "S241126dm", "truncated"):
+    for word in ("JSON", "base64", "SOMETHING", "truncated"):
         assert word in reasons
+    # A retraction of an event never seen is recorded (the event is born retracted).
+    assert store.event("S241126dm").state == "retracted"
     # The listener went on: the good alert is processed once, its raw kept once.
-    assert store.counts()["alerts"] == 1 and store.counts()["products"] == 3
+    assert store.counts()["alerts"] == 2 and store.counts()["products"] == 3
     assert store.raw(1).deliveries == 3
     for d in dead:
         assert store.raw(d["raw_id"]).status == "dead" and store.raw(d["raw_id"]).body

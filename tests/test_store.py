@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from gwfollow.config import packaged_defaults
-from gwfollow.errors import StoreError, UnknownEventError
+from gwfollow.errors import StoreError
 from gwfollow.products.core import process_message
 from gwfollow.store import MIGRATIONS, Store
 
@@ -80,14 +80,15 @@ def test_record_alert_idempotent_and_retraction(tmp_path) -> None:
     assert s.counts()["skymaps"] == 1  # nothing computed for the late update is stored
 
 
-def test_retraction_for_unknown_event(tmp_path) -> None:
+def test_retraction_for_unknown_event_is_recorded(tmp_path) -> None:
+    """The event is born retracted: a later alert of it is stored but not acted on (issue 13)."""
     s = Store(tmp_path / "g.sqlite")
     ret = shared_path("alerts", "S241126dm-retraction.json").read_bytes()
     r = _accept(s, ret)
-    with pytest.raises(UnknownEventError, match="S241126dm"):
-        bare = packaged_defaults().updated(telescopes=(), sites=())
-        s.record_alert(r.raw_id, process_message(ret, "ret", bare), True)
-    assert s.counts()["alerts"] == 0  # rolled back
+    bare = packaged_defaults().updated(telescopes=(), sites=())
+    rec = s.record_alert(r.raw_id, process_message(ret, "ret", bare), True)
+    assert rec.status == "processed" and s.event("S241126dm").state == "retracted"
+    assert s.counts()["alerts"] == 1 and s.dead_letters() == []
 
 
 def test_migration_from_version_1_keeps_products(tmp_path) -> None:

@@ -22,6 +22,7 @@ COMMANDS = {
     "catalog": "Import a table as a HEALPix-partitioned (HATS) catalogue; describe one.",
     "replay": "Replay archived alerts (files or a Kafka topic) through the pipeline.",
     "serve": "Run the service: alert listeners, pipeline and REST API.",
+    "deadletters": "List dead letters, or requeue them for processing.",
     "token": "Make a bearer token and the sha256 digest to put in the configuration.",
     "samp": "Send a sky map's or an event's MOC, tables and map to TOPCAT / Aladin over SAMP.",
     "demo": "Run the whole chain on a simulated sky map (no network, no files).",
@@ -69,6 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._main(args) or 0)
     except GwfollowError as exc:
         print(f"gwfollow {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path or port the user named (missing directory, port in use): no traceback
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"gwfollow {args.command}: error: {exc.strerror or exc}{where} "
+              "(check the path, or choose another port)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"gwfollow {args.command}: interrupted", file=sys.stderr)

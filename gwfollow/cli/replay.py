@@ -8,9 +8,13 @@ EXAMPLE = """examples:
   gwfollow replay archive/ --db replay.sqlite --out products/
       processes every alert file under archive/ (JSON, VOEvent, FITS) in order of
       time created; writes products/<superevent>/moc-0.9.fits and summary.json
+  gwfollow replay voevents/ --skymap-dir voevents/ --out products/
+      archived VOEvents naming their sky maps by path, read from voevents/ only
   gwfollow replay --kafka 127.0.0.1:9092 --topic igwn.gwalert --from-beginning --out products/
   gwfollow replay archive/ --dask --workers 2 --out products/
-      (events in parallel on a local Dask cluster; --dask tcp://HOST:8786 for an existing one)"""
+      (events in parallel on a local Dask cluster; --dask tcp://HOST:8786 for an existing one)
+exit status: 0 when every input was used, 1 when some were rejected (listed with
+the reason; the run goes on), 2 on an error that stops the run"""
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -31,6 +35,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offline", action="store_true",
                    help="do not retry sky-map downloads (VOEvents whose map cannot be fetched at once "
                    "become dead letters)")
+    p.add_argument("--skymap-dir", metavar="DIR", default=None,
+                   help="read sky maps that alerts name by path or file:// URL from inside DIR "
+                   "(fetch.local_dir; by default local paths are refused)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--config", help="configuration file overriding config/default.toml")
 
@@ -43,7 +50,8 @@ def main(args: argparse.Namespace) -> int:
 
     from gwfollow.config import load_config
     from gwfollow.errors import GwfollowError
-    from gwfollow.pipeline.replay import Progress, collect_files, order_messages, read_kafka, replay_messages
+    from gwfollow.pipeline.replay import (Progress, collect_files, order_messages, read_input, read_kafka,
+                                          rejection_summary, replay_messages)
     from gwfollow.products.summary import write_outputs
     from gwfollow.store import Store
 
@@ -51,8 +59,11 @@ def main(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     cfg = load_config(args.config)
+    unreadable: list[tuple[str, str]] = []
     if args.offline:
         cfg = dataclasses.replace(cfg, fetch=dataclasses.replace(cfg.fetch, retries=0, timeout_s=5.0))
+    if args.skymap_dir:
+        cfg = dataclasses.replace(cfg, fetch=dataclasses.replace(cfg.fetch, local_dir=args.skymap_dir))
     if args.workers:
         cfg = dataclasses.replace(cfg, service=dataclasses.replace(cfg.service, workers=args.workers))
     if args.kafka:
@@ -62,7 +73,10 @@ def main(args: argparse.Namespace) -> int:
             raise GwfollowError("nothing to replay", hint="give alert files or directories, or --kafka")
         items = []
         for f in collect_files(args.paths):
-            items.append((f.read_bytes(), str(f)))
+            try:
+                items.append((read_input(f, cfg.service.max_body_mib), str(f)))
+            except GwfollowError as exc:
+                unreadable.append((str(f), str(exc)))
     messages = order_messages(items)
     store = Store(args.db or ":memory:")
     progress = None if args.quiet else Progress(len(messages))
@@ -91,9 +105,9 @@ def main(args: argparse.Namespace) -> int:
         written = write_outputs(store, Path(args.out), cfg, reports=args.report)
         print(f"wrote {len(written)} file(s) under {args.out}")
     print("replayed %d message(s): %s" % (len(outcomes), ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))))
+    rejected = unreadable + [(store.raw(o.raw_id).source, o.reason or "") for o in outcomes if o.status == "dead"]
     store.close()
-    dead = counts.get("dead", 0)
-    if dead:
-        print(f"{dead} message(s) could not be used: they are kept as dead letters with the reason"
-              + (f" in {args.db}" if args.db else ""))
+    if rejected:
+        print(rejection_summary(rejected, args.db), file=sys.stderr)
+        return 1
     return 0

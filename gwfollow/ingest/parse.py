@@ -33,6 +33,7 @@ from jsonschema.exceptions import best_match
 
 from gwfollow.config import SkyMapConfig
 from gwfollow.errors import AlertParseError, AlertSchemaError, SkyMapError
+from gwfollow.ingest.ids import check_event_id
 from gwfollow.ingest.model import ALERT_TYPES, Alert
 from gwfollow.skymaps.skymap import read_skymap
 
@@ -69,7 +70,10 @@ def parse_time(text: str, source: str, what: str) -> datetime:
         raise AlertSchemaError(f"{what} {text!r} is not an ISO 8601 time", source=source) from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=timezone.utc)
-    return t.astimezone(timezone.utc)
+    try:
+        return t.astimezone(timezone.utc)
+    except OverflowError:
+        raise AlertSchemaError(f"{what} {text!r} is outside the years 1..9999 in UTC", source=source) from None
 
 
 def _b64(text: str | None, source: str, field: str) -> bytes | None:
@@ -87,6 +91,26 @@ def _b64(text: str | None, source: str, field: str) -> bytes | None:
         raise AlertParseError(f"{field} is not valid base64 ({exc})", source=source) from None
 
 
+#: IGWN alerts are 4 levels deep; deeper input only serves to exhaust recursion.
+MAX_JSON_DEPTH = 32
+
+
+def _depth(doc: Any) -> int:
+    """Nesting depth of a JSON value, without recursion."""
+    deepest = 0
+    stack = [(doc, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            deepest = max(deepest, d)
+            if d > MAX_JSON_DEPTH:
+                return d
+            stack.extend((x, d + 1) for x in v if isinstance(x, (dict, list)))
+    return deepest
+
+
 def parse_json_alert(raw: bytes, source: str = "<json>") -> Alert:
     """Parse and validate an IGWN alert JSON message.
 
@@ -102,8 +126,13 @@ def parse_json_alert(raw: bytes, source: str = "<json>") -> Alert:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise AlertParseError(f"not valid JSON ({exc})", source=source,
                               hint="truncated or corrupt message") from None
+    except RecursionError:
+        raise AlertParseError("JSON nested too deeply", source=source) from None
     if not isinstance(doc, dict):
         raise AlertSchemaError("the alert must be a JSON object", source=source)
+    if _depth(doc) > MAX_JSON_DEPTH:
+        raise AlertSchemaError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels", source=source,
+                               hint="an IGWN alert is a few levels deep")
     errors = list(_validator().iter_errors(doc))
     if errors:
 
@@ -133,7 +162,7 @@ def parse_json_alert(raw: bytes, source: str = "<json>") -> Alert:
     if doc["alert_type"] != "RETRACTION" and event is None:
         raise AlertSchemaError(f"{doc['alert_type']} alert without an event", source=source)
     return Alert(
-        superevent_id=str(doc["superevent_id"]),
+        superevent_id=check_event_id(doc["superevent_id"], source),
         alert_type=doc["alert_type"],
         time_created=parse_time(doc["time_created"], source, "time_created"),
         kind="json",
@@ -181,6 +210,7 @@ def parse_voevent(raw: bytes, source: str = "<voevent>") -> Alert:
     sid = params.get("GraceID")
     if not sid:
         raise AlertSchemaError("VOEvent without a GraceID parameter", source=source)
+    sid = check_event_id(sid.strip(), source, "GraceID")
     atype_raw = params.get("AlertType", "")
     atype = _VOEVENT_TYPES.get(atype_raw.strip().lower())
     if atype is None:
@@ -225,7 +255,7 @@ def parse_voevent(raw: bytes, source: str = "<voevent>") -> Alert:
             "properties": groups.get("Properties", {}),
         }
     return Alert(
-        superevent_id=sid.strip(),
+        superevent_id=sid,
         alert_type=atype,
         time_created=parse_time(date, source, "Who/Date"),
         kind="voevent",
@@ -248,6 +278,7 @@ def parse_fits_alert(raw: bytes, source: str = "<fits>", alert_type: str = "PREL
     if not sid:
         raise AlertSchemaError("the sky map has no OBJECT card to name its event", source=source,
                                hint="set OBJECT to the superevent id")
+    sid = check_event_id(sid, source, "OBJECT")
     created = sm.meta.event_time or "1970-01-01T00:00:00"
     event = {
         "time": sm.meta.event_time,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
 from gwfollow.config import KafkaConfig, SpoolConfig
-from gwfollow.errors import FetchError
+from gwfollow.errors import FetchError, GwfollowError
+from gwfollow.pipeline.intake import RejectedAlert, submit_checked
+from gwfollow.pipeline.replay import read_input
 from gwfollow.pipeline.runner import Pipeline
 
 log = logging.getLogger("gwfollow.listeners")
@@ -112,6 +115,9 @@ class KafkaListener:
         self.pipeline = pipeline
         self.consumed = 0
         self.connected = False
+        self.state = "starting"  # starting, ok, failing (see gwfollow.service.health)
+        self.last_error: str | None = None
+        self.intake_errors = 0
 
     async def run(self) -> None:
         """Consume until cancelled; reconnect with backoff on broker failures."""
@@ -122,6 +128,7 @@ class KafkaListener:
             try:
                 await consumer.start()
                 self.connected = True
+                self.state = "ok"
                 backoff = 1.0
                 log.info("kafka: consuming %s from %s", ",".join(self.cfg.topics), self.cfg.bootstrap)
                 async for msg in consumer:
@@ -136,6 +143,8 @@ class KafkaListener:
             except asyncio.CancelledError:
                 raise
             except (KafkaError, OSError, FetchError) as exc:
+                self.state = "failing"
+                self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("kafka: %s; reconnecting in %.0f s", exc, backoff)
             finally:
                 self.connected = False
@@ -151,14 +160,22 @@ class SpoolListener:
     """Ingest files dropped in a directory (polling; no extra dependency).
 
     Files whose name starts with ``.`` or ends with ``.part`` / ``.tmp``
-    are still being written and are skipped until renamed.
+    are still being written and are skipped until renamed.  A file is moved
+    to ``done/`` once stored, or to ``failed/`` when it cannot be read or is
+    not a usable alert (it is then kept as a dead letter with the reason).
+    Any file name is accepted (bytes that are not UTF-8 are shown escaped),
+    and no single file can stop the listener.
     """
 
-    def __init__(self, cfg: SpoolConfig, pipeline: Pipeline) -> None:
+    def __init__(self, cfg: SpoolConfig, pipeline: Pipeline, max_mib: float = 64.0) -> None:
         self.dir = Path(cfg.directory)
         self.poll_s = cfg.poll_s
         self.pipeline = pipeline
+        self.max_mib = max_mib
         self.ingested = 0
+        self.intake_errors = 0
+        self.state = "starting"  # starting, ok, failing (see gwfollow.service.health)
+        self.last_error: str | None = None
 
     def _ready(self) -> list[Path]:
         files = [p for p in self.dir.iterdir() if p.is_file() and not p.name.startswith(".")
@@ -166,18 +183,56 @@ class SpoolListener:
         return sorted(files, key=lambda p: (p.stat().st_mtime, p.name))
 
     async def run(self) -> None:
-        for sub in ("done", "failed"):
-            (self.dir / sub).mkdir(parents=True, exist_ok=True)
         while True:
-            for f in await asyncio.to_thread(self._ready):
+            try:
+                for sub in ("done", "failed"):
+                    await asyncio.to_thread((self.dir / sub).mkdir, parents=True, exist_ok=True)
+                files = await asyncio.to_thread(self._ready)
+                self.state = "ok"
+            except OSError as exc:
+                self.state = "failing"
+                self.last_error = f"cannot list {self.dir}: {exc.strerror or exc}"
+                log.warning("spool: %s", self.last_error)
+                files = []
+            for f in files:
                 try:
-                    body = await asyncio.to_thread(f.read_bytes)
-                except OSError as exc:
-                    log.warning("spool: cannot read %s (%s)", f, exc)
-                    await asyncio.to_thread(f.replace, self.dir / "failed" / f.name)
-                    continue
-                acc = await self.pipeline.accept(body, f"spool:{f.name}")
-                await asyncio.to_thread(f.replace, self.dir / "done" / f.name)
-                self.ingested += 1
-                await self.pipeline.enqueue(acc)
+                    await self._ingest(f)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one file never stops the spool
+                    self._failed(f, f"{type(exc).__name__}: {exc}")
+                    log.exception("spool: unexpected failure on %s", display_name(f))
             await asyncio.sleep(self.poll_s)
+
+    async def _ingest(self, f: Path) -> None:
+        source = f"spool:{display_name(f)}"
+        try:
+            body = await asyncio.to_thread(read_input, f, self.max_mib)
+        except GwfollowError as exc:
+            await asyncio.to_thread(self._move, f, "failed")
+            self._failed(f, str(exc))
+            return
+        try:
+            await submit_checked(self.pipeline, body, source)
+        except RejectedAlert as exc:
+            await asyncio.to_thread(self._move, f, "failed")
+            self._failed(f, exc.reason)
+            return
+        await asyncio.to_thread(self._move, f, "done")
+        self.ingested += 1
+
+    def _failed(self, f: Path, reason: str) -> None:
+        self.intake_errors += 1
+        self.last_error = f"{display_name(f)}: {reason}"
+        log.warning("spool: %s moved to failed/ (%s)", display_name(f), reason)
+
+    def _move(self, f: Path, sub: str) -> None:
+        try:
+            f.replace(self.dir / sub / f.name)
+        except FileNotFoundError:
+            pass  # already moved (a second service on the same directory)
+
+
+def display_name(path: Path) -> str:
+    """A file name safe to store and log: undecodable bytes shown as ``\\xNN``."""
+    return os.fsencode(path.name).decode("utf-8", "backslashreplace")

@@ -46,20 +46,57 @@ def collect_files(paths: Iterable[str | Path]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(SUFFIXES)))
-        elif p.is_file():
+            # Non-regular entries too: read_input rejects them by name instead of skipping them silently.
+            out.extend(sorted(f for f in p.rglob("*") if not f.is_dir() and f.name.endswith(SUFFIXES)))
+        elif p.exists():
             out.append(p)
         else:
             raise GwfollowError(f"{p}: no such file or directory")
     return out
 
 
+def read_input(path: Path, max_mib: float) -> bytes:
+    """The bytes of one archived input (a regular file of at most ``max_mib``).
+
+    Raises
+    ------
+    GwfollowError
+        Unreadable, not a regular file (a FIFO would block the replay), too large.
+    """
+    import os
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise GwfollowError(f"{path}: not a regular file")
+            limit = int(max_mib * 2**20)
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise GwfollowError(f"{path}: cannot read ({exc.strerror})") from None
+    if len(data) > limit:
+        raise GwfollowError(f"{path}: larger than {max_mib:g} MiB (service.max_body_mib)")
+    return data
+
+
+def rejection_summary(rejected: Sequence[tuple[str, str]], db: str | None = None, shown: int = 20) -> str:
+    """A few lines naming each rejected input and why."""
+    lines = [f"{len(rejected)} input(s) rejected" + (f" (kept as dead letters in {db})" if db else "") + ":"]
+    for source, reason in rejected[:shown]:
+        lines.append(f"  {source}: {reason}")
+    if len(rejected) > shown:
+        lines.append(f"  ... and {len(rejected) - shown} more")
+    return "\n".join(lines)
+
+
 def _time_created(body: bytes, source: str) -> datetime:
 
     try:
         return parse_alert(body, source).time_created
-    except GwfollowError:
-        return _EPOCH  # unparseable: first, and it will become a dead letter
+    except Exception:  # noqa: BLE001 - ordering never aborts a replay
+        return _EPOCH  # unparseable: first, and it becomes a dead letter with the reason
 
 
 def order_messages(items: Iterable[tuple[bytes, str]]) -> list[Message]:

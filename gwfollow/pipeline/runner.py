@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-import aiohttp
 
 from gwfollow.config import Config
 from gwfollow.errors import (
@@ -44,11 +43,12 @@ from gwfollow.errors import (
     SkyMapError,
     UnknownEventError,
 )
-from gwfollow.ingest.fetch import fetch_bytes
+from gwfollow.ingest.fetch import checked_session, fetch_bytes
 from gwfollow.ingest.parse import sniff
 from gwfollow.kernels import warm_up
 from gwfollow.products.core import NeedsFetch, process_alert, process_message
 from gwfollow.products.resources import Resources
+from gwfollow.pipeline.worker import die_with_parent, run_and_release
 from gwfollow.records import Outcome, ProcessedAlert
 from gwfollow.store import Accepted, Recorded, Store
 
@@ -67,6 +67,7 @@ def _init_worker(config: Config | None = None) -> None:
     (catalogue indexes are built on first use, telescopes and their footprints now)."""
     global _WORKER_RESOURCES
 
+    die_with_parent()
     warm_up()
     if config is not None:
         _WORKER_RESOURCES = Resources(config)
@@ -96,11 +97,12 @@ def outcome_of(raw_id: int, result: ProcessedAlert, recorded: Recorded, seconds:
 
 
 def record_result(store: Store, raw_id: int, source: str, result: ProcessedAlert | BaseException,
-                  seconds: float = 0.0, error_type: str | None = None) -> Outcome:
+                  seconds: float = 0.0, error_type: str | None = None, transient: bool | None = None) -> Outcome:
     """Store what processing a message gave: its alert and products, or a dead letter
-    with the reason (the one recording step of the service, replay and Dask replay)."""
+    with the reason (the one recording step of the service, replay and Dask replay);
+    ``transient`` marks a dead letter worth requeueing (see :meth:`Store.dead_letter`)."""
     if isinstance(result, BaseException):
-        store.dead_letter(raw_id, source, result, error_type=error_type)
+        store.dead_letter(raw_id, source, result, error_type=error_type, transient=transient)
         return Outcome(raw_id, "dead", reason=str(result), seconds=seconds)
     try:
         recorded = store.record_alert(raw_id, result, result.acted, result.note)
@@ -154,6 +156,7 @@ class Pipeline:
         self._queue: asyncio.Queue[int] | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._session: Any = None
+        self._resume_task: asyncio.Task[None] | None = None
         self._hooks: list[ProductHook] = []
         self._commit_listeners: list[Callable[[Outcome], None]] = []
         self.stats: Counter[str] = Counter()
@@ -177,7 +180,7 @@ class Pipeline:
         await asyncio.gather(*(loop.run_in_executor(self._executor, _ping)
                                for _ in range(self.config.service.workers)))
         self._queue = asyncio.Queue(self.config.service.queue_size)
-        self._session = aiohttp.ClientSession()
+        self._session = checked_session(self.config.fetch)
         self._workers = [asyncio.create_task(self._worker(i), name=f"gwfollow-worker-{i}")
                          for i in range(self.config.service.workers)]
         self.started = True
@@ -185,8 +188,14 @@ class Pipeline:
             pending = await self.db(self.store.pending_raw_ids)
             if pending:
                 log.info("resuming %d message(s) accepted before the last stop", len(pending))
-            for raw_id in pending:
-                await self._queue.put(raw_id)
+                # In the background: a backlog larger than the queue must not hold up
+                # start-up (the API answers while it drains).
+                self._resume_task = asyncio.create_task(self._enqueue_all(pending), name="gwfollow-resume")
+
+    async def _enqueue_all(self, raw_ids: list[int]) -> None:
+        assert self._queue is not None
+        for raw_id in raw_ids:
+            await self._queue.put(raw_id)
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Finish queued work (up to ``timeout`` s), then stop.
@@ -194,6 +203,10 @@ class Pipeline:
         Messages not finished stay ``pending`` in the store and are resumed
         at the next start: nothing accepted is lost.
         """
+        if self._resume_task is not None:
+            self._resume_task.cancel()
+            await asyncio.gather(self._resume_task, return_exceptions=True)
+            self._resume_task = None
         if self._queue is not None and self.started:
             try:
                 await asyncio.wait_for(self._queue.join(), timeout)
@@ -226,8 +239,9 @@ class Pipeline:
         must never outlive the data they were computed from."""
         self._commit_listeners.append(fn)
 
-    def _record(self, raw_id: int, source: str, result: ProcessedAlert | BaseException) -> Outcome:
-        o = record_result(self.store, raw_id, source, result)
+    def _record(self, raw_id: int, source: str, result: ProcessedAlert | BaseException,
+                seconds: float = 0.0, error_type: str | None = None, transient: bool | None = None) -> Outcome:
+        o = record_result(self.store, raw_id, source, result, seconds, error_type, transient)
         for fn in self._commit_listeners:
             try:
                 fn(o)
@@ -273,6 +287,8 @@ class Pipeline:
 
     async def join(self) -> None:
         """Wait until every queued message is processed."""
+        if self._resume_task is not None:
+            await asyncio.shield(self._resume_task)
         if self._queue is not None:
             await self._queue.join()
 
@@ -311,14 +327,24 @@ class Pipeline:
 
     async def _run(self, fn: Callable[..., ProcessedAlert | NeedsFetch], *args: Any) -> ProcessedAlert | NeedsFetch:
         loop = asyncio.get_running_loop()
-        assert self._executor is not None
-        try:
-            return await loop.run_in_executor(self._executor, fn, *args)
-        except BrokenProcessPool:
-            # A worker died (out of memory, killed): replace the pool and report.
-            if self._own_executor:
-                self._executor = self._make_executor()
-            raise
+        for attempt in range(self.config.service.crash_retries + 1):
+            assert self._executor is not None
+            executor = self._executor
+            try:
+                return await loop.run_in_executor(executor, run_and_release, fn, *args)
+            except BrokenProcessPool:
+                # A worker died (out of memory, killed): every message in flight
+                # sees this. Replace the pool once, then try the message again.
+                self.stats["worker_crashes"] += 1
+                if not self._own_executor:
+                    raise
+                if self._executor is executor:
+                    self._executor = self._make_executor()
+                if attempt >= self.config.service.crash_retries:
+                    raise
+                log.warning("a worker process died; trying the message again (%d of %d)", attempt + 1,
+                            self.config.service.crash_retries)
+        raise AssertionError("unreachable")
 
     async def process(self, raw_id: int) -> Outcome:
         """Process one stored raw message (idempotent)."""
@@ -343,10 +369,13 @@ class Pipeline:
             assert isinstance(result, ProcessedAlert)
         except (AlertError, SkyMapError, FetchError, BrokenProcessPool) as exc:
             err: BaseException = exc
+            transient = None
             if isinstance(exc, BrokenProcessPool):
-                err = GwfollowError("a worker process died while processing this message "
-                                    "(out of memory?)", hint="see the service log")
-            await self.db(self._record, raw_id, raw.source, err)
+                err = GwfollowError(f"a worker process died while processing this message, "
+                                    f"{self.config.service.crash_retries + 1} time(s) (out of memory?)",
+                                    hint="see the service log; requeue it with gwfollow deadletters requeue")
+                transient = True
+            await self.db(self._record, raw_id, raw.source, err, 0.0, None, transient)
             self.stats["dead"] += 1
             log.warning("dead letter %d: %s", raw_id, err)
             return Outcome(raw_id, "dead", reason=str(err), seconds=time.perf_counter() - t_start)

@@ -7,7 +7,7 @@ version) travels in the table metadata / VOTable INFO elements / JSON.
 
 from __future__ import annotations
 
-import html
+import functools
 import io
 import json
 import math
@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
 from astropy.table import Table
 
@@ -92,64 +93,47 @@ def write_table(table: Any, path: str | os.PathLike[str], fmt: str | None = None
     return p
 
 
-def _html_table(rows: list[dict[str, Any]], cols: list[str], limit: int = 20) -> str:
+def _cell(v: Any) -> str:
+    """A table cell's text: floats to 4 significant digits, None empty."""
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
 
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = []
-    for r in rows[:limit]:
-        cells = []
-        for c in cols:
-            v = r.get(c)
-            if isinstance(v, float):
-                v = f"{v:.4g}"
-            cells.append(f"<td>{html.escape('' if v is None else str(v))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("gwfollow.products", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["cell"] = _cell
+    return env
 
 
 def event_report_html(summary: dict[str, Any], galaxies: dict[str, list[dict[str, Any]]] | None = None,
                       image: str | None = "sky.png") -> str:
-    """A readable one-page HTML report of an event (``summary`` as in replay)."""
+    """A readable one-page HTML report of an event (``summary`` as in replay).
 
-    sid = html.escape(summary["superevent_id"])
-    state = "RETRACTED" if summary.get("retracted") else summary.get("state", "")
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{sid}</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}.retracted{color:#b00}</style></head><body>",
-             f"<h1>{sid} <small class='{'retracted' if summary.get('retracted') else ''}'>{html.escape(state)}</small></h1>"]
-    if summary.get("retracted"):
-        parts.append("<p class='retracted'>This event was retracted: its products are withdrawn.</p>")
+    Rendered by Jinja2 with autoescape (``templates/report.html``): every
+    value an alert carried is escaped, whatever it holds.
+    """
     facts = summary.get("facts") or {}
-    if facts:
-        parts.append("<h2>Facts</h2><ul>" + "".join(f"<li>{html.escape(ln)}</li>" for ln in facts_lines(facts))
-                     + "</ul>")
-    if summary.get("changes"):
-        parts.append("<h2>What changed between revisions</h2>")
-        for ch in summary["changes"]:
-            lines = change_lines(ch)
-            parts.append(f"<h3>{html.escape(lines[0])}</h3><ul>"
-                         + "".join(f"<li>{html.escape(ln.strip())}</li>" for ln in lines[1:]) + "</ul>")
     areas = summary.get("areas_deg2") or {}
     probs = summary.get("probabilities") or {}
-    if areas:
-        parts.append("<h2>Credible regions (latest sky map)</h2>")
-        parts.append(_html_table([{"level": k, "area_deg2": v, "probability": probs.get(k)} for k, v in areas.items()],
-                                 ["level", "area_deg2", "probability"]))
-    if image:
-        parts.append(f"<p><img src='{html.escape(image)}' alt='sky map' style='max-width:100%'></p>")
-    parts.append("<h2>Alerts</h2>")
-    parts.append(_html_table(summary.get("alerts", []), ["alert_type", "time_created", "kind", "acted", "note"], 100))
-    parts.append("<h2>Sky-map versions</h2>")
-    parts.append(_html_table(summary.get("skymap_versions", []),
-                             ["alert_type", "time_created", "role", "object_id", "creator", "cells", "sha256"], 100))
-    for name, rows in (galaxies or {}).items():
-        parts.append(f"<h2>Top galaxies: {html.escape(name)}</h2>")
-        parts.append(_html_table(rows, ["rank", "id", "ra", "dec", "dist_mpc", "probdensity_3d", "score", "cumscore"]))
-    prov = summary.get("provenance", {})
-    parts.append(f"<p><small>gwfollow {html.escape(str(prov.get('gwfollow', '')))}; levels "
-                 f"{html.escape(str(prov.get('levels', '')))}, boundary {html.escape(str(prov.get('boundary', '')))}"
-                 f"; sky map {html.escape(str(summary.get('latest_skymap') or ''))}</small></p></body></html>")
-    return "\n".join(parts)
+    return _templates().get_template("report.html").render(
+        sid=summary["superevent_id"],
+        retracted=bool(summary.get("retracted")),
+        state="RETRACTED" if summary.get("retracted") else summary.get("state", ""),
+        areas=[{"level": k, "area_deg2": v, "probability": probs.get(k)} for k, v in areas.items()],
+        image=image,
+        alerts=summary.get("alerts", []),
+        skymap_versions=summary.get("skymap_versions", []),
+        galaxies=galaxies or {},
+        prov=summary.get("provenance", {}),
+        latest_skymap=summary.get("latest_skymap") or "",
+        facts=facts_lines(facts) if facts else [],
+        changes=[change_lines(ch) for ch in summary.get("changes") or []],
+    )
 
 
 def convert_table(json_bytes: bytes, fmt: str, limit: int | None = None, site: str | None = None,

@@ -84,8 +84,12 @@ def _facts_and_revisions(store: Store, alerts: list[dict[str, Any]], maps: list[
             "changes": revision_changes(revisions, top=10)}
 
 
-def write_event_report(store: Store, sid: str, d: Path, config: Config) -> list[Path]:
-    """``report.html`` and ``sky.png`` of an event's latest sky map."""
+def write_event_report(store: Store, sid: str, d: Path, config: Config,
+                       image_src: str | None = None) -> list[Path]:
+    """``report.html`` and ``sky.png`` of an event's latest sky map.
+
+    ``image_src`` is where the page finds the plot (default: ``sky.png`` beside it).
+    """
     summary = event_summary(store, sid, config)
     latest = store.latest_skymap(sid)
     galaxies: dict[str, list[dict[str, Any]]] = {}
@@ -110,7 +114,7 @@ def write_event_report(store: Store, sid: str, d: Path, config: Config) -> list[
         img = sky_plot(sm, d / "sky.png", levels=tuple(config.skymap.levels), targets=targets, fields=ftab, fov=fov,
                        title=f"{sid} ({latest['alert_type']})" + (" RETRACTED" if summary["retracted"] else ""))
         written.append(img)
-        image = img.name
+        image = image_src or img.name
     f = d / "report.html"
     f.write_text(event_report_html(summary, galaxies, image))
     written.append(f)

@@ -19,7 +19,7 @@ import re
 import secrets
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlparse
 
 from gwfollow.config import packaged_defaults
 from gwfollow.errors import CoverageError, FetchError
@@ -123,8 +123,13 @@ async def coverage_from_mocserver_async(
     if offline:
         raise CoverageError(f"offline and no cached copy at {cache}", source=identifier,
                             hint="run once online, or copy the MOC FITS file there")
+    # The MOCServer URL is the operator's configuration, not alert content: its
+    # host is trusted whatever its address.
     config = dataclasses.replace(packaged_defaults().fetch, timeout_s=timeout_s, retries=retries,
-                                 backoff_s=min(1.0, timeout_s / 4), max_mib=max_mib)
+                                 backoff_s=min(1.0, timeout_s / 4), max_mib=max_mib,
+                                 total_s=timeout_s * (retries + 1) + 60.0,
+                                 allowed_hosts=(urlparse(base_url).hostname or "",),
+                                 allowed_networks=("0.0.0.0/0", "::/0"))
     try:
         raw = await fetch_bytes(url, config)
     except FetchError as exc:

@@ -23,6 +23,7 @@ from gwfollow.service.keys import CONFIG, LISTENERS, PIPELINE, RESPONSE_CACHE, S
 from gwfollow.service.middleware import cors_middleware, error_middleware
 from gwfollow.service.responsecache import ResponseCache
 from gwfollow.service.routes import add_routes
+from gwfollow.service.safety import security_headers
 from gwfollow.service.webhooks import WebhookDispatcher
 from gwfollow.store import Store
 
@@ -40,7 +41,7 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
         opened at start-up and closed at shutdown.
     """
     app = web.Application(client_max_size=int(config.service.max_body_mib * 2**20),
-                          middlewares=[cors_middleware, error_middleware])
+                          middlewares=[security_headers, cors_middleware, error_middleware])
     app[CONFIG] = config
     app[LISTENERS] = []
     app[RESPONSE_CACHE] = ResponseCache()
@@ -76,7 +77,7 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
             app[LISTENERS].append(k)
             tasks.append(asyncio.create_task(k.run(), name="gwfollow-kafka"))
         if config.spool.enabled:
-            s = SpoolListener(config.spool, app[PIPELINE])
+            s = SpoolListener(config.spool, app[PIPELINE], config.service.max_body_mib)
             app[LISTENERS].append(s)
             tasks.append(asyncio.create_task(s.run(), name="gwfollow-spool"))
         yield

@@ -35,7 +35,8 @@ def conditional(request: web.Request, body: bytes, content_type: str, *, last_mo
     h.update(headers or {})
     inm = request.headers.get("If-None-Match")
     if inm is not None:
-        if tag in [t.strip() for t in inm.split(",")] or inm.strip() == "*":
+        # Weak comparison (RFC 9110, 13.1.2): a proxy that gzips turns the tag into W/"...".
+        if tag in [t.strip().removeprefix("W/") for t in inm.split(",")] or inm.strip() == "*":
             return web.Response(status=304, headers=h)
     elif lm is not None and "If-Modified-Since" in request.headers:
         try:

@@ -78,21 +78,33 @@ def _bearer(request: web.Request) -> str | None:
     return None
 
 
+def _unauthorized(detail: str, error: str | None = None) -> Problem:
+    """401 with the ``WWW-Authenticate`` challenge of RFC 6750."""
+    p = Problem(401, "unauthorized", detail)
+    p.headers["WWW-Authenticate"] = 'Bearer realm="gwfollow"' + (f', error="{error}"' if error else "")
+    return p
+
+
 def require_write(request: web.Request) -> None:
+    """401 without a token or with an unknown one; 403 for a known token without write scope."""
     cfg = request.app[CONFIG].service
     tok = _bearer(request)
     if tok is None:
-        raise Problem(401, "unauthorized", "a bearer token with write scope is required")
-    if not token_matches(tok, cfg.write_tokens_sha256):
+        raise _unauthorized("a bearer token with write scope is required")
+    if token_matches(tok, cfg.write_tokens_sha256):
+        return
+    if token_matches(tok, cfg.read_tokens_sha256):
         raise Problem(403, "forbidden", "this token may not write")
+    raise _unauthorized("unknown token", "invalid_token")
 
 
 def require_read(request: web.Request) -> None:
+    """Nothing when ``read_open``; else 401 without a token or with an unknown one."""
     cfg = request.app[CONFIG].service
     if cfg.read_open:
         return
     tok = _bearer(request)
     if tok is None:
-        raise Problem(401, "unauthorized", "a bearer token is required")
+        raise _unauthorized("a bearer token is required")
     if not (token_matches(tok, cfg.read_tokens_sha256) or token_matches(tok, cfg.write_tokens_sha256)):
-        raise Problem(403, "forbidden", "this token may not read")
+        raise _unauthorized("unknown token", "invalid_token")

@@ -48,7 +48,20 @@ def spec() -> dict[str, Any]:
                     "type": "string", "format": "binary"}}}},
                 "responses": {"202": {"description": "Accepted and stored", "content": json_any},
                               "400": _problem("Empty body"), "401": _problem("Token required"),
-                              "403": _problem("No write scope"), "413": _problem("Too large")}}},
+                              "403": _problem("No write scope"), "408": _problem("Body too slow"),
+                              "413": _problem("Too large"), "422": _problem("Not a usable alert (kept)")}}},
+            "/api/v1/deadletters": {"get": {
+                "summary": "Dead letters still dead (all=true: every one)", "security": [{"bearer": []}],
+                "parameters": [_q("all", "true to include requeued ones", {"type": "string", "enum": ["true", "false"]})],
+                "responses": {"200": {"description": "Dead letters", "content": json_any},
+                              "401": _problem("Token required"), "403": _problem("No write scope")}}},
+            "/api/v1/deadletters/requeue": {"post": {
+                "summary": "Requeue dead letters: {\"ids\": [...]}, {\"transient\": true} or {} for all",
+                "security": [{"bearer": []}],
+                "requestBody": {"required": False, "content": json_any},
+                "responses": {"202": {"description": "Requeued raw message ids", "content": json_any},
+                              "401": _problem("Token required"), "403": _problem("No write scope"),
+                              "422": _problem("Bad body")}}},
             "/api/v1/events": {"get": {
                 "summary": "Events, oldest change first", "parameters": [
                     _q("state", "active or retracted", {"type": "string", "enum": ["active", "retracted"]}),

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gwfollow.service import views
+from gwfollow.service import deadletters, health, views
 from gwfollow.service.pages import add_page_routes
 
 
 def add_routes(app: web.Application) -> None:
     """Register the API under ``/api/v1``, ``/metrics`` and the web pages."""
-    app.router.add_get("/api/v1/health", views.health)
+    app.router.add_get("/api/v1/health", health.health)
     app.router.add_post("/api/v1/alerts", views.post_alert)
+    app.router.add_get("/api/v1/deadletters", deadletters.list_dead_letters)
+    app.router.add_post("/api/v1/deadletters/requeue", deadletters.requeue_dead_letters)
     app.router.add_get("/api/v1/events", views.list_events)
     app.router.add_get("/api/v1/events/{id}", views.get_event)
     app.router.add_get("/api/v1/events/{id}/moc", views.get_moc)

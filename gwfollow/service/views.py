@@ -16,6 +16,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from astropy.time import Time
@@ -26,11 +27,15 @@ from gwfollow.products.summary import event_summary, write_event_report
 from gwfollow.records import EventRecord
 from gwfollow.regions.mocio import convert_space_moc
 from gwfollow.service.caching import cached, conditional
-from gwfollow.service.keys import CONFIG, LISTENERS, PIPELINE, STORE
+from gwfollow.service.keys import CONFIG, PIPELINE, STORE
 from gwfollow.service.middleware import Problem, require_read, require_write
 from gwfollow.service.openapi import spec
+from gwfollow.pipeline.intake import RejectedAlert, submit_checked
+from gwfollow.service.safety import content_disposition
 from gwfollow.units import parse_duration_s
 
+#: Longest space-time MOC window served (a century; also rules out inf).
+MAX_DURATION_S = 100 * 365.25 * 86400.0
 MOC_FORMATS = {"fits": "application/fits", "json": "application/json", "ascii": "text/plain"}
 TABLE_FORMATS = {"json": "application/json", "csv": "text/csv",
                  "votable": "application/x-votable+xml"}
@@ -187,6 +192,9 @@ async def get_moc(request: web.Request) -> web.Response:
             duration = parse_duration_s(request.query["duration"])
         except ValueError as exc:
             raise Problem(400, "bad-parameter", str(exc), parameter="duration") from None
+        if not duration <= MAX_DURATION_S:
+            raise Problem(400, "bad-parameter", f"duration={request.query['duration']!r} is longer than "
+                          f"{MAX_DURATION_S / 86400 / 365.25:g} years", parameter="duration")
     if not 0.0 < level <= 1.0:
         raise Problem(400, "bad-parameter", f"level={raw_level!r} is not in (0, 1]", parameter="level")
     prods = [p for p in await _latest_products(request, ev) if p["kind"] == "moc"]
@@ -206,8 +214,8 @@ async def get_moc(request: web.Request) -> web.Response:
     body = await asyncio.to_thread(_moc_bytes, data, fmt, duration, event_mjd,
                                    request.app[CONFIG].moc.stmoc_time_order)
     return conditional(request, body, MOC_FORMATS[fmt], last_modified=created,
-                       headers={"Content-Disposition":
-                                f'attachment; filename="{ev.superevent_id}-moc-{level:g}.{"txt" if fmt == "ascii" else fmt}"'})
+                       headers={"Content-Disposition": content_disposition(
+                           f'{ev.superevent_id}-moc-{level:g}.{"txt" if fmt == "ascii" else fmt}')})
 
 
 async def _moc_on_request(request: web.Request, ev: EventRecord, level: float) -> tuple[bytes, str]:
@@ -333,25 +341,20 @@ async def get_report(request: web.Request) -> web.Response:
     ev = await _event_or_404(request)
     png = request.path.endswith(".png")
     with tempfile.TemporaryDirectory() as d:
-        await asyncio.to_thread(_report_sync, request.app[STORE], ev.superevent_id, Path(d), request.app[CONFIG],
-                                write_event_report)
+        await asyncio.to_thread(write_event_report, request.app[STORE], ev.superevent_id, Path(d),
+                                request.app[CONFIG], f"/api/v1/events/{quote(ev.superevent_id)}/report.png")
         name = "sky.png" if png else "report.html"
         p = Path(d) / name
         if not p.exists():
             raise Problem(404, "no-report", f"no sky map for {ev.superevent_id} yet")
         body = p.read_bytes()
-    if not png:
-        body = body.replace(b"src='sky.png'", f"src='/api/v1/events/{ev.superevent_id}/report.png'".encode())
     return conditional(request, body, "image/png" if png else "text/html", last_modified=ev.updated_at)
-
-
-def _report_sync(store, sid, d, config, writer) -> None:  # type: ignore[no-untyped-def]
-    writer(store, sid, d, config)
 
 
 async def metrics(request: web.Request) -> web.Response:
     """``GET /metrics``: Prometheus text format."""
 
+    require_read(request)
     pipe = request.app[PIPELINE]
     counts = await pipe.db(request.app[STORE].counts)
     lines = ["# HELP gwfollow_messages_total Messages by outcome.", "# TYPE gwfollow_messages_total counter"]
@@ -374,31 +377,28 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 
-async def health(request: web.Request) -> web.Response:
-
-    pipe = request.app[PIPELINE]
-    counts = await pipe.db(request.app[STORE].counts)
-    listeners = []
-    for lst in request.app[LISTENERS]:
-        listeners.append({"kind": type(lst).__name__,
-                          "connected": getattr(lst, "connected", True)})
-    return web.json_response({"status": "ok", "queue_depth": pipe.queue_depth, "stats": dict(pipe.stats),
-                              "store": counts, "listeners": listeners})
-
-
 async def post_alert(request: web.Request) -> web.Response:
 
     require_write(request)
+    limit_s = request.app[CONFIG].service.body_timeout_s
     try:
-        body = await request.read()
+        async with asyncio.timeout(limit_s):
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise Problem(413, "payload-too-large", "the alert is larger than service.max_body_mib") from None
+    except TimeoutError:
+        raise Problem(408, "request-timeout", f"the body did not arrive within {limit_s:g} s "
+                      "(service.body_timeout_s)") from None
     if not body:
         raise Problem(400, "empty-body", "POST the alert message (JSON, VOEvent XML or FITS) as the body")
     pipe = request.app[PIPELINE]
-    acc = await pipe.submit(body, f"http:{request.remote or '?'}")
+    try:
+        acc = await submit_checked(pipe, body, f"http:{request.remote or '?'}")
+    except RejectedAlert as exc:
+        raise Problem(422, "invalid-alert", exc.reason, raw_id=exc.raw_id) from None
     return web.json_response({"raw_id": acc.raw_id, "new": acc.new, "status": acc.status}, status=202)
 
 
 async def openapi(request: web.Request) -> web.Response:
+    require_read(request)
     return web.json_response(spec())

@@ -8,6 +8,11 @@ the shared secret (verify it with :func:`verify`).  Failed deliveries
 exponential backoff; every attempt is logged in the store.  Each URL has its
 own task delivering in order (a receiver sees ``new`` before ``retracted``),
 and a slow receiver never holds up the pipeline or the other receivers.
+
+Announcements go through a durable outbox in SQLite (``webhook_outbox``):
+one row per URL is committed before any delivery is tried, and a row stays
+pending until delivered or out of retries, so a restart (even after
+``kill -9``) delivers what was not delivered, with the same delivery id.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ import hashlib
 import hmac
 import json
 import logging
-import uuid
 from typing import Any
 
 import aiohttp
@@ -46,19 +50,26 @@ class WebhookDispatcher:
     def __init__(self, cfg: ServiceConfig, pipeline: Pipeline) -> None:
         self.cfg = cfg
         self.pipeline = pipeline
-        self.queues: dict[str, asyncio.Queue[dict[str, Any]]] = {u: asyncio.Queue() for u in cfg.webhook_urls}
+        self.wake: dict[str, asyncio.Event] = {u: asyncio.Event() for u in cfg.webhook_urls}
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
-        self._tasks = [asyncio.create_task(self._run(url, q), name=f"gwfollow-webhook-{i}")
-                       for i, (url, q) in enumerate(self.queues.items())]
+        self._tasks = [asyncio.create_task(self._run(url, ev), name=f"gwfollow-webhook-{i}")
+                       for i, (url, ev) in enumerate(self.wake.items())]
         self.pipeline.add_hook(self.on_outcome)
 
     async def stop(self, timeout: float = 10.0) -> None:
+        """Give pending deliveries ``timeout`` s; what is left stays in the outbox for the next start."""
+        store = self.pipeline.store
+
+        async def drained() -> None:
+            while any([await self.pipeline.db(store.outbox_next, u) for u in self.wake]):
+                await asyncio.sleep(0.05)
+
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*(q.join() for q in self.queues.values())), timeout)
+            await asyncio.wait_for(drained(), timeout)
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -88,26 +99,36 @@ class WebhookDispatcher:
                          for p in products if p["skymap_id"] == max(q["skymap_id"] for q in products)]
             if products else [],
         }
-        for q in self.queues.values():
-            await q.put(payload)
+        body = json.dumps(payload, sort_keys=True).encode()
+        await self.pipeline.db(store.outbox_add, tuple(self.wake), o.superevent_id, change, body)
+        for ev in self.wake.values():
+            ev.set()
 
-    async def _run(self, url: str, q: asyncio.Queue[dict[str, Any]]) -> None:
+    async def _run(self, url: str, wake: asyncio.Event) -> None:
+        store = self.pipeline.store
         while True:
-            payload = await q.get()
+            wake.clear()
+            row = await self.pipeline.db(store.outbox_next, url)
+            if row is None:
+                await wake.wait()
+                continue
             try:
-                await self._deliver(url, payload)
+                await self._deliver(url, row)
+            except asyncio.CancelledError:
+                raise
             except Exception:  # a failing delivery must not stop the others
                 log.exception("webhook delivery to %s failed", url)
-            finally:
-                q.task_done()
+                await self.pipeline.db(store.outbox_attempt, row["id"], "internal error", True)
 
-    async def _deliver(self, url: str, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload, sort_keys=True).encode()
-        delivery = str(uuid.uuid4())
-        headers = {"Content-Type": "application/json", "X-Gwfollow-Event": payload["change"],
+    async def _deliver(self, url: str, row: dict[str, Any]) -> None:
+        body = bytes(row["body"])
+        payload = {"superevent_id": row["superevent_id"], "change": row["change"]}
+        delivery = row["delivery"]
+        headers = {"Content-Type": "application/json", "X-Gwfollow-Event": row["change"],
                    "X-Gwfollow-Delivery": delivery, "X-Gwfollow-Signature": sign(self.cfg.webhook_secret, body)}
         assert self._session is not None
-        for attempt in range(1, self.cfg.webhook_retries + 2):
+        store = self.pipeline.store
+        for attempt in range(row["attempts"] + 1, self.cfg.webhook_retries + 2):
             status = None
             error = None
             try:
@@ -116,13 +137,19 @@ class WebhookDispatcher:
                     status = r.status
                     if 200 <= r.status < 300:
                         await self._log(delivery, url, payload, attempt, status, None)
+                        await self.pipeline.db(store.outbox_attempt, row["id"], None, True)
                         return
                     error = f"HTTP {r.status}"
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
             await self._log(delivery, url, payload, attempt, status, error)
-            if attempt <= self.cfg.webhook_retries:
+            final = attempt > self.cfg.webhook_retries
+            await self.pipeline.db(store.outbox_attempt, row["id"], error, final)
+            if not final:
                 await asyncio.sleep(self.cfg.webhook_backoff_s * 2 ** (attempt - 1))
+        if row["attempts"] > self.cfg.webhook_retries:  # out of retries before this start
+            await self.pipeline.db(store.outbox_attempt, row["id"], row["last_error"] or "out of retries", True)
+            return
         log.warning("webhook %s to %s failed after %d attempts", delivery, url, self.cfg.webhook_retries + 1)
 
     async def _log(self, delivery: str, url: str, payload: dict[str, Any], attempt: int, status: int | None,

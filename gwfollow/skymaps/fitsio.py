@@ -115,10 +115,33 @@ def read_header(buf: memoryview | bytes, offset: int, source: str) -> tuple[dict
             card = text[k : k + CARD]
             key = card[:8].strip()
             if key == "END":
+                _check_structure(cards, source)
                 return cards, pos
             if card[8:10] == "= " and key:
                 if key not in cards:
                     cards[key] = _parse_value(card[10:])
+
+
+_BITPIX = (8, 16, 32, 64, -32, -64)
+
+
+def _check_structure(cards: Mapping[str, Any], source: str) -> None:
+    """The mandatory keywords that size the data must be integers in range (FITS 4.0, sect. 4.4.1)."""
+    naxis = cards.get("NAXIS", 0)
+    checks: list[tuple[str, int, int]] = [("NAXIS", 0, 999), ("PCOUNT", 0, 2**62), ("GCOUNT", 0, 2**62),
+                                          ("TFIELDS", 0, 999)]
+    if isinstance(naxis, int) and not isinstance(naxis, bool) and 0 <= naxis <= 999:
+        checks += [(f"NAXIS{i}", 0, 2**62) for i in range(1, naxis + 1)]
+    for key, lo, hi in checks:
+        if key not in cards:
+            continue
+        v = cards[key]
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise CorruptSkyMapError(f"{key} = {v!r} is not an integer in [{lo}, {hi}]", source=source,
+                                     hint="the FITS header is corrupt")
+    if "BITPIX" in cards and cards["BITPIX"] not in _BITPIX:
+        raise CorruptSkyMapError(f"BITPIX = {cards['BITPIX']!r} is not one of {_BITPIX}", source=source,
+                                 hint="the FITS header is corrupt")
 
 
 def data_size(h: Mapping[str, Any]) -> int:

@@ -31,6 +31,7 @@ import numpy.typing as npt
 from gwfollow.errors import CorruptSkyMapError, InvalidCellsError, InvalidValueError, SkyMapError
 from gwfollow.kernels import flatmap as kflat
 from gwfollow.skymaps.fitsio import locate_bintable
+from gwfollow.skymaps.inflate import MAX_MEMBERS, STEP_IN
 
 try:  # ISA-L inflate: the same DEFLATE streams, about 3x faster than zlib
     from isal import isal_zlib as _inflater
@@ -58,29 +59,40 @@ def inflate_chunks(data: bytes, source: str, limit: int, chunk: int = CHUNK) -> 
     CorruptSkyMapError
         Corrupt or truncated gzip data.
     """
+    # Input fed in bounded slices of a memoryview: the bytes after a member are never
+    # copied whole (n members would cost O(n * size)); members are bounded in number.
+    src = memoryview(data).cast("B")
+    pos = 0
+    members = 1
     d = _inflater.decompressobj(16 + zlib.MAX_WBITS)
     total = 0
-    buf = data
     try:
-        while True:
-            out = d.decompress(buf, chunk)
-            total += len(out)
-            if total > limit:
-                raise SkyMapError(
-                    f"decompresses to more than {limit // 2**20} MiB",
-                    source=source,
-                    hint="raise skymap.max_size_mib in the configuration if this map is genuine",
-                )
-            if out:
-                yield out
-            buf = d.unconsumed_tail
-            if not buf:
-                if d.eof and d.unused_data:
-                    # Concatenated gzip members: continue with the next one.
-                    buf = d.unused_data
-                    d = _inflater.decompressobj(16 + zlib.MAX_WBITS)
-                    continue
-                if d.eof or not out:
+        while pos < len(src):
+            piece = src[pos:pos + STEP_IN]
+            pos += len(piece)
+            buf: bytes | memoryview = piece
+            while True:
+                out = d.decompress(buf, chunk)
+                total += len(out)
+                if total > limit:
+                    raise SkyMapError(
+                        f"decompresses to more than {limit // 2**20} MiB",
+                        source=source,
+                        hint="raise skymap.max_size_mib in the configuration if this map is genuine",
+                    )
+                if out:
+                    yield out
+                if d.eof:
+                    pos -= len(d.unused_data)
+                    if pos < len(src):
+                        members += 1
+                        if members > MAX_MEMBERS:
+                            raise CorruptSkyMapError(f"more than {MAX_MEMBERS} gzip members", source=source,
+                                                     hint="a sky map is one gzip member; this is not one")
+                        d = _inflater.decompressobj(16 + zlib.MAX_WBITS)
+                    break
+                buf = d.unconsumed_tail
+                if not buf and len(out) < chunk:  # input used up and no output held back
                     break
         if not d.eof:
             raise CorruptSkyMapError(

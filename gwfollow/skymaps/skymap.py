@@ -277,20 +277,35 @@ def _table_astropy(buf: bytes, source: str) -> _Table:
 # ------------------------------------------------------------------------ metadata
 
 
-def _event_mjd(header: dict[str, Any]) -> float | None:
+#: MJD-OBS accepted: 1858-11-17 .. 2132-08-31, the span over which UTC and
+#: the leap-second table (ERFA) give a time; outside it nothing can use the date.
+_MJD_RANGE = (0.0, 100000.0)
+
+
+def _event_mjd(header: dict[str, Any], source: str) -> float | None:
     mjd = header.get("MJD-OBS")
-    if isinstance(mjd, (int, float)):
-        return float(mjd)
-    date = header.get("DATE-OBS")
-    if isinstance(date, str) and date:
+    if isinstance(mjd, (int, float)) and not isinstance(mjd, bool):
+        value = float(mjd)
+        what = f"MJD-OBS = {mjd!r}"
+    else:
+        date = header.get("DATE-OBS")
+        if not (isinstance(date, str) and date):
+            return None
         try:
             dt = datetime.fromisoformat(date.rstrip("Z"))
         except ValueError:
             return None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=timezone.utc)
-        return (dt - _MJD_EPOCH).total_seconds() / 86400.0
-    return None
+        try:
+            value = (dt - _MJD_EPOCH).total_seconds() / 86400.0
+        except OverflowError:
+            value = math.nan
+        what = f"DATE-OBS = {date!r}"
+    if not (math.isfinite(value) and _MJD_RANGE[0] <= value <= _MJD_RANGE[1]):
+        raise CorruptSkyMapError(f"{what} is not a date between 1858 and 2132", source=source,
+                                 hint="the sky map's event time is corrupt")
+    return value
 
 
 def _str_or_none(v: Any) -> str | None:
@@ -346,7 +361,10 @@ def _check_norm(total: float, cfg: SkyMapConfig, source: str, column: str) -> tu
 # --------------------------------------------------------------------------- build
 
 
-def _as_f8(a: np.ndarray) -> np.ndarray:
+def _as_f8(a: np.ndarray, source: str = "<bytes>", column: str | None = None) -> np.ndarray:
+    if a.dtype.kind not in "biuf":  # text or structured columns (a corrupt TFORM): not numbers
+        raise UnsupportedSkyMapError(f"column of type {a.dtype} where numbers are expected", source=source,
+                                     column=column)
     return np.ascontiguousarray(a, dtype=np.float64)
 
 
@@ -373,7 +391,7 @@ def _multiorder(t: _Table, source: str) -> tuple[np.ndarray, np.ndarray, dict[st
             f"UNIQ must be an integer scalar column, found {uraw.dtype}", source=source, column=ucol
         )
     uniq = np.ascontiguousarray(uraw, dtype=np.int64)
-    dens = _as_f8(t.get(pcol))
+    dens = _as_f8(t.get(pcol), source, pcol)
     if dens.ndim != 1:
         raise UnsupportedSkyMapError("PROBDENSITY must be a scalar column", source=source, column=pcol)
     code, where, *cells = khp.prepare_cells(uniq)
@@ -396,7 +414,7 @@ def _multiorder(t: _Table, source: str) -> tuple[np.ndarray, np.ndarray, dict[st
     for c in _DIST_COLUMNS:
         name = t.find(c)
         if name is not None:
-            extra[c] = _as_f8(t.get(name))
+            extra[c] = _as_f8(t.get(name), source, name)
     return uniq, dens, extra, tuple(cells)
 
 
@@ -438,7 +456,7 @@ def _flat(t: _Table, source: str, ordering: str) -> tuple[np.ndarray, np.ndarray
     for c in _DIST_COLUMNS:
         name = t.find(c)
         if name is not None:
-            cols.append(_as_f8(t.get(name).reshape(-1)))
+            cols.append(_as_f8(t.get(name).reshape(-1), source, name))
             names.append(c)
     if ordering == "RING":
         perm = khp.nest_to_ring_order(order)
@@ -485,6 +503,11 @@ def _build(t: _Table, raw: bytes, source: str, cfg: SkyMapConfig, flat: FlatCell
             source=source,
             hint="is this a HEALPix sky map?",
         )
+    present = [c for c in _DIST_COLUMNS if c in extra]
+    if present and len(present) != len(_DIST_COLUMNS):
+        missing = next(c for c in _DIST_COLUMNS if c not in extra)
+        raise MissingColumnError(f"{', '.join(present)} without {missing}", source=source, column=missing,
+                                 hint="a distance layer needs DISTMU, DISTSIGMA and DISTNORM together")
     order, ipix, ranges, by_start = cells
     prob = kcred.cell_probabilities(order, dens)
     total = float(prob.sum())
@@ -497,7 +520,7 @@ def _build(t: _Table, raw: bytes, source: str, cfg: SkyMapConfig, flat: FlatCell
         source=source,
         object_id=_str_or_none(h.get("OBJECT")),
         event_time=_str_or_none(h.get("DATE-OBS")),
-        event_mjd=_event_mjd(h),
+        event_mjd=_event_mjd(h, source),
         instruments=tuple(s.strip() for s in instr.split(",") if s.strip()) if instr else (),
         creator=_str_or_none(h.get("CREATOR")),
         origin=_str_or_none(h.get("ORIGIN")),
