@@ -88,7 +88,8 @@ COLUMNS: dict[str, ColumnMeta] = {
                         "Share of the ranked galaxies' total score (3-D density, optionally times luminosity)"),
     "cumscore": ColumnMeta("stat.probability;arith.sum", "", "Cumulative score down to this rank"),
     "field_id": ColumnMeta("meta.id;meta.main", "", "Field (tile) identifier in the telescope's grid"),
-    "prob": ColumnMeta("stat.probability", "", "GW probability enclosed by the field alone"),
+    "prob": ColumnMeta("stat.probability", "",
+                       "GW probability enclosed by the field alone (in a plan: added by this exposure)"),
     "marginal_prob": ColumnMeta("stat.probability", "",
                                 "Probability the field adds to the fields ranked before it"),
     "cumprob": ColumnMeta("stat.probability;arith.sum", "", "Probability of the union of the fields to this rank"),
@@ -102,6 +103,16 @@ COLUMNS: dict[str, ColumnMeta] = {
     "sun_alt_deg": ColumnMeta("pos.az.alt", "deg", "Altitude of the Sun at the middle of the slice"),
     "probability": ColumnMeta("stat.probability", "",
                               "GW probability observable from the site in the slice (airmass and twilight limits)"),
+    # observation plans (gwfollow.targets.plan): one row per exposure
+    "start_utc": ColumnMeta("time.start;obs.exposure", "", "Start of the exposure (UTC, ISO 8601)",
+                            xtype="timestamp", time=True),
+    "end_utc": ColumnMeta("time.end;obs.exposure", "", "End of the exposure (UTC, ISO 8601)",
+                          xtype="timestamp", time=True),
+    "filter": ColumnMeta("meta.id;instr.filter", "", "Filter of the exposure"),
+    "visit": ColumnMeta("meta.number;obs", "", "Visit number of the field (1 = first visit)"),
+    "airmass": ColumnMeta("obs.airMass", "", "Airmass of the field at the middle of the exposure"),
+    "telescope": ColumnMeta("meta.id;instr.tel", "", "Telescope that takes the exposure"),
+    "site": ColumnMeta("meta.id;instr.obsty", "", "Site (observatory) of the telescope"),
 }
 
 _WINDOWS = re.compile(r"^windows_(.+)$")
