@@ -122,3 +122,20 @@ def kafka_broker():
 
     with KafkaBroker() as broker:
         yield broker
+
+
+async def settle(store, n: int, timeout: float = 120.0) -> None:
+    """Wait until ``n`` raw messages are no longer pending (processed, ignored or dead).
+
+    ``timeout`` only guards against a hang (it is not a speed check): generous,
+    because a loaded 2-core machine can take tens of seconds per alert.
+    """
+    import asyncio
+    import time
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if store.query("SELECT COUNT(*) FROM raw_messages WHERE status != 'pending'")[0][0] >= n:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(store.counts())

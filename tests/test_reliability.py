@@ -18,7 +18,7 @@ from gwfollow.service.app import PIPELINE, STORE
 from gwfollow.service.auth import token_digest
 from gwfollow.store import Store
 
-from .conftest import shared_path
+from .conftest import settle, shared_path
 
 WRITE = "write-secret"
 
@@ -38,15 +38,6 @@ def _children(pid: int) -> list[int]:
             if b"spawn_main" in f.read():
                 out.append(k)
     return out
-
-
-async def _settle(store: Store, n: int, timeout: float = 120.0) -> None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if store.query("SELECT COUNT(*) FROM raw_messages WHERE status != 'pending'")[0][0] >= n:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(store.counts())
 
 
 async def _kill_worker_while_busy(pipe: Pipeline, body: bytes) -> None:
@@ -140,7 +131,7 @@ async def test_dead_letter_endpoint_lists_and_requeues(tmp_path, aiohttp_client)
     assert r.status == 422
     r = await client.post("/api/v1/deadletters/requeue", json={"transient": True}, headers=auth)
     assert r.status == 202 and (await r.json())["requeued_raw_ids"] == [acc.raw_id]
-    await _settle(store, 1)
+    await settle(store, 1)
     assert store.raw(acc.raw_id).status == "processed" and store.event("S241102br") is not None
     assert (await (await client.get("/api/v1/deadletters", headers=auth)).json())["total"] == 0
 
@@ -201,4 +192,4 @@ async def test_the_api_answers_while_a_backlog_drains(tmp_path, aiohttp_client) 
     assert r.status == 200
     pending = len(client.app[STORE].pending_raw_ids())
     assert pending > 100, (pending, time.monotonic() - t0)
-    await _settle(client.app[STORE], 400)
+    await settle(client.app[STORE], 400)

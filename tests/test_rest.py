@@ -84,6 +84,15 @@ async def test_event_and_moc_formats(client, tmp_path) -> None:
     assert r.status == 200
     p.write_bytes(await r.read())
     assert MOC.load(str(p), format="fits").sky_fraction < moc.sky_fraction
+    # ... and written by the same writer as the configured levels: the same provenance keywords.
+    from astropy.io import fits
+
+    with fits.open(p) as h07:
+        r09 = await client.get("/api/v1/events/S241102br/moc?level=0.9")
+        with fits.open(io.BytesIO(await r09.read())) as h09:
+            keys = ("OBJECT", "CREDBND", "SKYMAPSH", "GWFVERS")
+            assert [h07[1].header[k] for k in keys] == [h09[1].header[k] for k in keys]
+            assert h07[1].header["CREDLEV"] == 0.7
     assert (await client.get("/api/v1/events/S241102br/moc?level=x")).status == 400
     assert (await client.get("/api/v1/events/S241102br/moc?format=png")).status == 400
     assert (await client.get("/api/v1/events/S241102br/moc?duration=soon")).status == 400

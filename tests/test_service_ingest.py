@@ -19,7 +19,7 @@ from gwfollow.service import make_app
 from gwfollow.service.app import STORE
 from gwfollow.service.auth import token_digest
 
-from .conftest import shared_path
+from .conftest import settle, shared_path
 
 WRITE = "write-secret"
 READ = "read-secret"
@@ -30,15 +30,6 @@ def _cfg(tmp_path, **service) -> Config:
                **service)
     return packaged_defaults().updated(telescopes=(), sites=(), store=dict(path=str(tmp_path / "s.sqlite")),
                                        service=svc)
-
-
-async def _settle(store, n, timeout=60.0):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if store.query("SELECT COUNT(*) FROM raw_messages WHERE status != 'pending'")[0][0] >= n:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(store.counts())
 
 
 async def test_post_alert_auth_and_processing(tmp_path, aiohttp_client) -> None:
@@ -60,7 +51,7 @@ async def test_post_alert_auth_and_processing(tmp_path, aiohttp_client) -> None:
     garbage = await r.json()
     assert "neither IGWN alert JSON" in garbage["detail"]
     store = client.app[STORE]
-    await _settle(store, 2)
+    await settle(store, 2)
     # A redelivery is recognised and answered with the stored message's state.
     r = await client.post("/api/v1/alerts", data=body, headers={"Authorization": f"Bearer {WRITE}"})
     assert r.status == 202
@@ -99,7 +90,7 @@ async def test_spool_directory(tmp_path, aiohttp_client) -> None:
     assert (spool / "a.json.part").exists()  # still being written: left alone
     (spool / "a.json.part").rename(spool / "a.json")
     store = client.app[STORE]
-    await _settle(store, 2)
+    await settle(store, 2)
     assert sorted(p.name for p in (spool / "done").iterdir()) == ["a.json", "b.fits"]
     assert {e.superevent_id for e in store.events()} == {"MS181101ab", "G347305"}
 
@@ -151,7 +142,7 @@ async def test_webhooks_signed_retried_and_logged(tmp_path, aiohttp_client, aioh
     for name in ("MS181101ab-preliminary.json", "MS181101ab-retraction.json"):
         await client.post("/api/v1/alerts", data=shared_path("alerts", name).read_bytes(),
                           headers={"Authorization": f"Bearer {WRITE}"})
-        await _settle(client.app[STORE], 1 if "prelim" in name else 2)
+        await settle(client.app[STORE], 1 if "prelim" in name else 2)
     t0 = time.monotonic()
     while len(got) < 3 and time.monotonic() - t0 < 20:
         await asyncio.sleep(0.05)
@@ -180,13 +171,13 @@ async def test_response_cache_follows_new_products(tmp_path, aiohttp_client) -> 
     auth = {"Authorization": f"Bearer {WRITE}"}
     await client.post("/api/v1/alerts", data=shared_path("alerts", "S241102br-preliminary.json").read_bytes(),
                       headers=auth)
-    await _settle(store, 1)
+    await settle(store, 1)
     r1 = await client.get("/api/v1/events/S241102br")
     first = await r1.json()
     assert len(first["alerts"]) == 1
     assert (await client.get("/api/v1/events/S241102br", headers={"If-None-Match": r1.headers["ETag"]})).status == 304
     await client.post("/api/v1/alerts", data=shared_path("alerts", "S241102br-initial.json").read_bytes(),
                       headers=auth)
-    await _settle(store, 2)
+    await settle(store, 2)
     r2 = await client.get("/api/v1/events/S241102br", headers={"If-None-Match": r1.headers["ETag"]})
     assert r2.status == 200 and len((await r2.json())["alerts"]) == 2

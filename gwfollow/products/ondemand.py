@@ -2,26 +2,26 @@
 MOC at a level that is not configured (``/moc?level=0.95``).
 
 Each is computed once per (sky map, level, boundary) and kept in a bounded
-in-process cache; the sky map's bytes come from the store.
+in-process cache keyed by the sky map's SHA-256 (the map's bytes, which come
+from the store, are not kept).  The file is written by the same
+:func:`~gwfollow.regions.mocio.credible_moc_fits_bytes` as the pipeline's MOCs,
+so a MOC at any level carries the same provenance keywords.
 """
 
 from __future__ import annotations
 
-import functools
+import threading
+from collections import OrderedDict
 
 from gwfollow.config import SkyMapConfig
 from gwfollow.regions.moc import credible_ranges
-from gwfollow.regions.mocio import space_moc_fits_bytes
+from gwfollow.regions.mocio import credible_moc_fits_bytes
 from gwfollow.skymaps.skymap import read_skymap
+from gwfollow.version import __version__
 
-
-@functools.lru_cache(maxsize=256)
-def _moc_fits(sha256: str, skymap_bytes: bytes, level: float, boundary: str, config: SkyMapConfig) -> bytes:
-    # sha256 is part of the key so two maps never share an entry by accident.
-    sm = read_skymap(skymap_bytes, config=config)
-    r = credible_ranges(sm, [level], boundary)[0]
-    return space_moc_fits_bytes(r, sm.meta.moc_order, extra={"OBJECT": sm.meta.object_id or "", "CREDLEV": level,
-                                                             "SKYMAPSH": sm.sha256[:64]})
+_MAX_ENTRIES = 256
+_cache: OrderedDict[tuple[str, float, str], bytes] = OrderedDict()
+_lock = threading.Lock()
 
 
 def moc_fits_at_level(sha256: str, skymap_bytes: bytes, level: float, boundary: str,
@@ -39,4 +39,17 @@ def moc_fits_at_level(sha256: str, skymap_bytes: bytes, level: float, boundary: 
     boundary : {"split", "exclude", "include"}
     config : SkyMapConfig
     """
-    return _moc_fits(sha256, skymap_bytes, float(level), boundary, config)
+    key = (sha256, float(level), boundary)
+    with _lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    sm = read_skymap(skymap_bytes, config=config)
+    r = credible_ranges(sm, [float(level)], boundary)[0]
+    data = credible_moc_fits_bytes(r, sm.meta.moc_order, object_id=sm.meta.object_id, level=float(level),
+                                   boundary=boundary, skymap_sha256=sm.sha256, version=__version__)
+    with _lock:
+        _cache[key] = data
+        while len(_cache) > _MAX_ENTRIES:
+            _cache.popitem(last=False)
+    return data
