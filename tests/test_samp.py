@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import threading
-import time
 import urllib.request
 import warnings
 
@@ -39,31 +37,31 @@ def hub(tmp_path, monkeypatch):
 
 
 class Receiver:
-    """A client subscribed to the three message types; it loads each URL as it arrives."""
+    """A client subscribed to the three message types; it loads each URL as it arrives, then replies.
 
-    def __init__(self, hub) -> None:
+    With ``fail_on`` it answers calls of that message type with ``samp.error``,
+    as TOPCAT does for a table it cannot read.
+    """
+
+    def __init__(self, hub, fail_on: str | None = None) -> None:
         from pyvo.samp import SAMPIntegratedClient
 
         self.got: list[tuple[str, dict, bytes]] = []
-        self.done = threading.Condition()
+        self.fail_on = fail_on
         self.client = SAMPIntegratedClient(name="receiver")
         self.client.connect(hub=hub)
         for mt in MTYPES:
-            self.client.bind_receive_notification(mt, self._receive)
+            self.client.bind_receive_call(mt, self._receive)
 
-    def _receive(self, private_key, sender_id, mtype, params, extra) -> None:
+    def _receive(self, private_key, sender_id, msg_id, mtype, params, extra) -> None:
+        if mtype == self.fail_on:
+            self.client.reply(msg_id, {"samp.status": "samp.error",
+                                       "samp.error": {"samp.errortxt": "cannot read this"}})
+            return
         with urllib.request.urlopen(params["url"], timeout=10) as r:  # the URL must be loadable
             body = r.read()
-        with self.done:
-            self.got.append((mtype, params, body))
-            self.done.notify_all()
-
-    def wait(self, n: int, timeout: float = 30.0) -> list[tuple[str, dict, bytes]]:
-        end = time.monotonic() + timeout
-        with self.done:
-            while len(self.got) < n and time.monotonic() < end:
-                self.done.wait(0.2)
-        return list(self.got)
+        self.got.append((mtype, params, body))
+        self.client.reply(msg_id, {"samp.status": "samp.ok", "samp.result": {}})
 
     def close(self) -> None:
         self.client.disconnect()
@@ -95,12 +93,13 @@ def test_send_a_skymap_over_file_and_http_urls(hub, sim_path, tmp_path) -> None:
         assert [m["samp.mtype"] for m in sent] == [MOC_MTYPE, TABLE_MTYPE, TABLE_MTYPE, IMAGE_MTYPE]
         assert all(m["samp.params"]["url"].startswith("file://") for m in sent)
         assert all(rx.client.get_public_id() in m["recipients"] for m in sent)
-        got = rx.wait(4)
-        _check(got, 2)
+        # Synchronous calls: every file has been loaded, and acknowledged, when the send returns.
+        assert all(m["replies"] == {rx.client.get_public_id(): "ok"} for m in sent)
+        _check(rx.got, 2)
         rx.got.clear()
-        sent = send_products(products, hub_params=hub.params, serve_seconds=1.0)
+        sent = send_products(products, hub_params=hub.params, serve_seconds=0.1)
         assert all(m["samp.params"]["url"].startswith("http://127.0.0.1:") for m in sent)
-        _check(rx.wait(4), 2)
+        _check(rx.got, 2)
     finally:
         rx.close()
 
@@ -118,10 +117,9 @@ def test_cli_sends_a_stored_event(hub, tmp_path, capsys) -> None:
     rx = Receiver(hub)
     try:
         assert main(["samp", "--event", "S241102br", "--db", str(db), "--dir", str(tmp_path / "f")]) == 0
-        got = rx.wait(4)
-        _check(got, 2)  # OpenNGC galaxies and ZTF fields of the default configuration
+        _check(rx.got, 2)  # OpenNGC galaxies and ZTF fields of the default configuration
         out = capsys.readouterr().out
-        assert "coverage.load.moc.fits" in out and rx.client.get_public_id() in out
+        assert "coverage.load.moc.fits" in out and f"{rx.client.get_public_id()} (ok)" in out
     finally:
         rx.close()
     store = Store(db)
@@ -140,3 +138,16 @@ def test_no_hub_is_a_transient_error(tmp_path, monkeypatch, sim_path) -> None:
     with pytest.raises(SampError) as err:
         send_products(products, directory=tmp_path)
     assert err.value.transient and "TOPCAT" in str(err.value)
+
+
+def test_a_client_refusing_a_file_is_reported(hub, sim_path, tmp_path) -> None:
+    rx = Receiver(hub, fail_on=TABLE_MTYPE)
+    try:
+        products = products_from_skymap(sim_path, load_config(env={}), catalogs=[], telescopes=["ZTF"])
+        sent = send_products(products, directory=tmp_path, hub_params=hub.params, reply_seconds=5)
+        me = rx.client.get_public_id()
+        by_type = {m["samp.mtype"]: m["replies"][me] for m in sent}
+        assert by_type[MOC_MTYPE] == "ok" and by_type[IMAGE_MTYPE] == "ok"
+        assert by_type[TABLE_MTYPE] == "samp.error: cannot read this"
+    finally:
+        rx.close()

@@ -29,6 +29,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", default=None, help="directory for the files sent (default: a new temporary one)")
     p.add_argument("--serve", type=float, default=0.0, metavar="SECONDS",
                    help="serve the files over HTTP on 127.0.0.1 for this long and send http:// URLs")
+    p.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                   help="how long each client may take to load a file and reply (default 30)")
     p.add_argument("--json", action="store_true", help="print the messages sent as JSON")
     p.add_argument("--config", help="configuration file overriding config/default.toml")
 
@@ -57,12 +59,12 @@ def main(args: argparse.Namespace) -> int:
                                         telescopes=args.telescope or [], limit=args.limit)
     else:
         raise SampError("nothing to send", hint="give a sky map file, or --event ID --db FILE")
-    sent = send_products(products, directory=args.dir, serve_seconds=args.serve)
+    sent = send_products(products, directory=args.dir, serve_seconds=args.serve, reply_seconds=args.wait)
     if args.json:
         emit_json(sent)
     else:
         for m in sent:
-            to = ", ".join(m["recipients"]) or "no subscribed client"
+            to = ", ".join(f"{rid} ({m['replies'][rid]})" for rid in m["recipients"]) or "no subscribed client"
             print(f"{m['samp.mtype']:<24} {m['samp.params']['name']} -> {to}")
         print(f"files in {sent[0]['file'].rsplit('/', 1)[0]}" if sent else "nothing sent")
     return 0

@@ -8,8 +8,12 @@ one desktop pass data through a hub.  :func:`send_products` sends
   with the UCDs, units and provenance of :mod:`gwfollow.products.votable`),
 * the sky map as ``image.load.fits`` (Aladin shows the HEALPix map),
 
-to every client of the running hub that subscribes to the message type
-(``notify_all``).  The files are written to a directory and referenced by
+to every client of the running hub that subscribes to the message type,
+one synchronous call per client (``callAndWait``, SAMP 1.3 section 3.13):
+the call returns when the client has loaded the file, so its reply tells
+whether TOPCAT or Aladin took it.  Fire-and-forget notifications are not
+used: a hub drops a notification whose sender has disconnected before the
+hub forwards it, and the sender would not learn that a client failed.  The files are written to a directory and referenced by
 ``file://`` URLs, which desktop clients on the same machine read; with
 ``serve_seconds`` they are also served over HTTP on 127.0.0.1 for that long
 (for clients that only fetch ``http`` URLs) and the messages carry the HTTP
@@ -172,6 +176,15 @@ def write_products(products: SampProducts, directory: str | Path | None = None) 
     return d
 
 
+def _reply_text(answer: dict[str, Any]) -> str:
+    """``"ok"`` for a ``samp.ok`` response, else its status and error text (SAMP 1.3 section 3.9)."""
+    status = answer.get("samp.status", "")
+    if status == "samp.ok":
+        return "ok"
+    err = answer.get("samp.error") or {}
+    return f"{status or 'no status'}: {err.get('samp.errortxt', 'no error text')}"
+
+
 def _message(it: SampItem, url: str) -> dict[str, Any]:
     key = {MOC_MTYPE: None, TABLE_MTYPE: "table-id", IMAGE_MTYPE: "image-id"}[it.mtype]
     params = {"url": url, "name": it.name}
@@ -182,7 +195,7 @@ def _message(it: SampItem, url: str) -> dict[str, Any]:
 
 def send_products(products: SampProducts, *, directory: str | Path | None = None,
                   hub_params: dict[str, str] | None = None, serve_seconds: float = 0.0,
-                  name: str = "gwfollow") -> list[dict[str, Any]]:
+                  reply_seconds: float = 30.0, name: str = "gwfollow") -> list[dict[str, Any]]:
     """Send the products to the clients of the running SAMP hub.
 
     Parameters
@@ -197,6 +210,8 @@ def send_products(products: SampProducts, *, directory: str | Path | None = None
     serve_seconds : float
         With a positive value, serve the directory over HTTP on 127.0.0.1
         and send HTTP URLs, keeping the server up this long after sending.
+    reply_seconds : float
+        How long each client may take to load a file and reply.
     name : str
         The client name shown by the hub.
 
@@ -204,7 +219,8 @@ def send_products(products: SampProducts, *, directory: str | Path | None = None
     -------
     list of dict
         The messages sent (``samp.mtype``, ``samp.params``), each with the
-        ids of the clients subscribed to it under ``recipients``.
+        ids of the clients subscribed to it under ``recipients`` and each
+        client's answer under ``replies`` (``"ok"``, or what went wrong).
 
     Raises
     ------
@@ -212,7 +228,7 @@ def send_products(products: SampProducts, *, directory: str | Path | None = None
         No hub is running (transient: start TOPCAT or Aladin, which run one).
     """
     # The SAMP client is needed only by this command; pyvo.samp starts threads on import use.
-    from pyvo.samp import SAMPHubError, SAMPIntegratedClient, SAMPProxyError
+    from pyvo.samp import SAMPClientError, SAMPHubError, SAMPIntegratedClient, SAMPProxyError
 
     d = write_products(products, directory)
     client = SAMPIntegratedClient(name=name, description=f"gwfollow {__version__}: gravitational-wave follow-up")
@@ -230,8 +246,15 @@ def send_products(products: SampProducts, *, directory: str | Path | None = None
                 url = base + it.filename if base else path.resolve().as_uri()
                 msg = _message(it, url)
                 recipients = sorted(client.get_subscribed_clients(it.mtype))
-                client.notify_all(msg)
-                sent.append({**msg, "recipients": recipients, "file": str(path)})
+                replies = {}
+                for rid in recipients:
+                    try:
+                        answer = client.call_and_wait(rid, msg, str(max(1, round(reply_seconds))))
+                    except (SAMPProxyError, SAMPClientError, OSError) as exc:
+                        replies[rid] = f"no reply: {exc}"
+                    else:
+                        replies[rid] = _reply_text(answer)
+                sent.append({**msg, "recipients": recipients, "replies": replies, "file": str(path)})
             if base:
                 time.sleep(serve_seconds)
     finally:

@@ -94,8 +94,9 @@ document.getElementById("samp-send").addEventListener("click", async () => {
   const out = document.getElementById("samp-status");
   out.textContent = "sending…";
   try {
-    const n = await sendAll(layers.samp);
-    out.textContent = `${n} product(s) sent to the SAMP hub's clients`;
+    const r = await sendAll(layers.samp);
+    out.textContent = `${r.sent} product(s) sent to the SAMP hub's clients, ${r.loaded} loaded`
+      + (r.failed.length ? `; not loaded: ${r.failed.join("; ")}` : "");
   } catch (err) {
     out.textContent = "no SAMP hub with the Web Profile answered (start TOPCAT or Aladin): " + err.message;
   }

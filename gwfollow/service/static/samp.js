@@ -1,5 +1,7 @@
 // A minimal SAMP Web Profile client (IVOA SAMP 1.3, section 5): XML-RPC over HTTP to the
-// hub on localhost:21012. Registers, sends each product with notifyAll, unregisters.
+// hub on localhost:21012. Registers, sends each product to each subscribed client with
+// callAndWait (the reply says whether the client loaded the file; a notification could be
+// dropped by the hub once the sender has unregistered), unregisters.
 const HUB = "http://localhost:21012/";
 
 function esc(s) {
@@ -39,20 +41,32 @@ async function call(method, params) {
   return parse(doc.querySelector("params param value"));
 }
 
-/** Send [{mtype, url, name}] to every subscribed client; returns the number of messages sent. */
-export async function sendAll(items) {
+/** Send [{mtype, url, name}] to every subscribed client.
+ *  Returns {sent: messages sent, loaded: replies "samp.ok", failed: ["client: error", ...]}. */
+export async function sendAll(items, timeoutSeconds = 30) {
   const reg = await call("samp.webhub.register", [{ "samp.name": "gwfollow" }]);
   const key = reg["samp.private-key"];
+  const out = { sent: 0, loaded: 0, failed: [] };
   try {
     await call("samp.webhub.declareMetadata", [key, { "samp.name": "gwfollow",
       "samp.description.text": "gravitational-wave follow-up products" }]);
     for (const it of items) {
       const url = new URL(it.url, window.location.href).href;
-      await call("samp.webhub.notifyAll", [key, { "samp.mtype": it.mtype,
-        "samp.params": { url, name: it.name } }]);
+      const msg = { "samp.mtype": it.mtype, "samp.params": { url, name: it.name } };
+      const clients = Object.keys(await call("samp.webhub.getSubscribedClients", [key, it.mtype]));
+      out.sent += 1;
+      for (const id of clients) {
+        try {
+          const r = await call("samp.webhub.callAndWait", [key, id, msg, String(timeoutSeconds)]);
+          if (r["samp.status"] === "samp.ok") out.loaded += 1;
+          else out.failed.push(`${id}: ${(r["samp.error"] || {})["samp.errortxt"] || r["samp.status"]}`);
+        } catch (err) {
+          out.failed.push(`${id}: ${err.message}`);
+        }
+      }
     }
   } finally {
     await call("samp.webhub.unregister", [key]);
   }
-  return items.length;
+  return out;
 }
