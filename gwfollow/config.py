@@ -95,6 +95,9 @@ class ServiceConfig:
     max_body_mib: float
     body_timeout_s: float
     crash_retries: int
+    defer_slow_products: bool
+    deferred_workers: int
+    deferred_nice: int
     write_tokens_sha256: tuple[str, ...]
     read_tokens_sha256: tuple[str, ...]
     read_open: bool
@@ -119,6 +122,10 @@ class ServiceConfig:
             raise ConfigError("service.queue_size must be >= 1")
         if self.crash_retries < 0:
             raise ConfigError("service.crash_retries must be >= 0")
+        if self.deferred_workers < 1:
+            raise ConfigError("service.deferred_workers must be >= 1")
+        if not 0 <= self.deferred_nice <= 19:
+            raise ConfigError(f"service.deferred_nice {self.deferred_nice} is not in 0..19")
         if self.body_timeout_s <= 0:
             raise ConfigError("service.body_timeout_s must be positive")
         for t in self.write_tokens_sha256 + self.read_tokens_sha256:

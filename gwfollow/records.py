@@ -155,6 +155,9 @@ class ProcessedAlert:
         False when the configured filters rejected the alert (it is stored, not acted on).
     note : str or None
         Why it was not acted on.
+    deferred : DeferredParts or None
+        What the second step still has to compute (see
+        :func:`gwfollow.products.core.process_deferred`); None when nothing is left.
     """
 
     alert: AlertSummary
@@ -162,6 +165,43 @@ class ProcessedAlert:
     timings: dict[str, float] = field(default_factory=dict)
     acted: bool = True
     note: str | None = None
+    deferred: DeferredParts | None = None
+
+
+@dataclass(frozen=True)
+class DeferredParts:
+    """The slow products of an alert, left for the second processing step.
+
+    Attributes
+    ----------
+    parts : tuple of str
+        ``gw`` (observability, coverages and plans of the GW sky map) and/or
+        ``combined`` (every product of the combined GW+GRB sky map).
+    start : str
+        ISO 8601 UTC start of the observing window the first step used (the
+        event time, or the processing time for a map without one), so both
+        steps plan over the same window.
+    """
+
+    parts: tuple[str, ...]
+    start: str
+
+
+@dataclass(frozen=True)
+class ProcessedDeferred:
+    """What the second step made of an alert (see :class:`DeferredParts`).
+
+    Attributes
+    ----------
+    skymaps : list of ProcessedSkyMap
+        The GW map with only its slow products (the map itself is stored by
+        the first step), and the combined map with every product.
+    timings : dict
+        Seconds per stage.
+    """
+
+    skymaps: list[ProcessedSkyMap]
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -180,6 +220,8 @@ class Outcome:
     reason : str or None
     seconds : float
         Wall time from intake to stored.
+    deferred_id : int or None
+        The pending second-step work of this alert (see ``Store.deferred``), if any.
     """
 
     raw_id: int
@@ -189,6 +231,7 @@ class Outcome:
     alert_id: int | None = None
     reason: str | None = None
     seconds: float = 0.0
+    deferred_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,11 @@ What is kept (see ``MIGRATIONS``):
 * ``dead_letters``: messages that could not be parsed or processed, with
   the reason; the raw bytes stay in ``raw_messages``.
 * ``timings``: seconds spent in each pipeline stage per message.
+* ``deferred_work``: the second processing step of an alert (observability,
+  coverages, plans, the combined sky map's products), inserted in the
+  transaction that stores the first step's products and ``pending`` until
+  the transaction that stores the slow ones marks it ``done``: a crash in
+  between leaves it pending, and the next start does it.
 
 The store is synchronous (``sqlite3``) and owned by one thread at a time;
 the asynchronous service calls it through a single-thread executor
@@ -24,6 +29,7 @@ disk write.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -36,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from gwfollow.errors import StoreError
-from gwfollow.records import EventRecord, ProcessedAlert
+from gwfollow.records import DeferredParts, EventRecord, ProcessedAlert, ProcessedDeferred
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the initial schema.
@@ -191,6 +197,24 @@ MIGRATIONS: tuple[str, ...] = (
         done_at TEXT
     );
     CREATE INDEX webhook_outbox_pending ON webhook_outbox(url, state, id);
+    """,
+    # 6: the second processing step of an alert (slow products), pending until done.
+    """
+    CREATE TABLE deferred_work (
+        id INTEGER PRIMARY KEY,
+        alert_id INTEGER NOT NULL UNIQUE REFERENCES alerts(id),
+        raw_id INTEGER NOT NULL REFERENCES raw_messages(id),
+        superevent_id TEXT NOT NULL,
+        parts TEXT NOT NULL,
+        start TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        created_at TEXT NOT NULL,
+        done_at TEXT
+    );
+    CREATE INDEX deferred_work_state ON deferred_work(state);
+    CREATE INDEX deferred_work_event ON deferred_work(superevent_id);
     """,
 )
 
@@ -586,9 +610,130 @@ class Store:
                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             (a.superevent_id, sid, str(p.kind), p.name, p.level, p.boundary, p.format, p.data,
                              p.area_deg2, p.probability, p.n_cells, json.dumps(p.provenance), now))
+            deferred_id = None
+            if acted and result.deferred is not None and result.deferred.parts:
+                cur = db.execute(
+                    "INSERT INTO deferred_work (alert_id, raw_id, superevent_id, parts, start, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", (alert_id, raw_id, a.superevent_id,
+                                                  json.dumps(list(result.deferred.parts)), result.deferred.start,
+                                                  now))
+                deferred_id = int(cur.lastrowid)
             db.execute("UPDATE raw_messages SET status = ?, status_reason = ? WHERE id = ?",
                        (status, note, raw_id))
-            return Recorded(alert_id, status, note)
+            return Recorded(alert_id, status, note, deferred_id)
+
+    # ----------------------------------------------------- the second step
+
+    def deferred(self, work_id: int) -> DeferredWork:
+        """One second-step work item."""
+        rows = self.query("SELECT * FROM deferred_work WHERE id = ?", (work_id,))
+        if not rows:
+            raise StoreError(f"no deferred work {work_id}")
+        return _deferred(rows[0])
+
+    def pending_deferred_ids(self) -> list[int]:
+        """Second steps not done yet (to resume after a restart), oldest first."""
+        return [r[0] for r in self.query("SELECT id FROM deferred_work WHERE state = 'pending' ORDER BY id")]
+
+    def deferred_of(self, superevent_id: str) -> list[DeferredWork]:
+        """The second steps of an event's alerts, oldest first."""
+        return [_deferred(r) for r in self.query("SELECT * FROM deferred_work WHERE superevent_id = ? ORDER BY id",
+                                                 (superevent_id,))]
+
+    def start_deferred(self, work_id: int) -> int:
+        """Count an attempt at a second step (before it runs); returns the attempts so far, this one included.
+
+        Counted durably, so a second step that kills its worker every time is
+        given up after a bounded number of restarts too.
+        """
+        with self.transaction() as db:
+            db.execute("UPDATE deferred_work SET attempts = attempts + 1 WHERE id = ?", (work_id,))
+            row = db.execute("SELECT attempts FROM deferred_work WHERE id = ?", (work_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no deferred work {work_id}")
+            return int(row[0])
+
+    def fail_deferred(self, work_id: int, error: str) -> None:
+        """The second step cannot be done: ``failed`` with the reason (the first step's products stay)."""
+        with self.transaction() as db:
+            db.execute("UPDATE deferred_work SET state = 'failed', error = ?, done_at = ? WHERE id = ?",
+                       (error, utcnow(), work_id))
+
+    def record_deferred(self, work_id: int, result: ProcessedDeferred) -> DeferredWork:
+        """Store the slow products of a second step and mark it done, in one transaction.
+
+        Products of the GW map join its stored version; a combined map is
+        stored as a new version with its products.  When the event was
+        retracted meanwhile they are stored withdrawn.  Recording a step
+        that is no longer pending changes nothing.
+        """
+        now = utcnow()
+        with self.transaction() as db:
+            cur = db.execute("SELECT * FROM deferred_work WHERE id = ?", (work_id,))
+            cur.row_factory = sqlite3.Row  # type: ignore[assignment]
+            row = cur.fetchone()
+            if row is None:
+                raise StoreError(f"no deferred work {work_id}")
+            work = _deferred(row)
+            if work.state != "pending":
+                return work
+            ev = db.execute("SELECT state FROM events WHERE superevent_id = ?", (work.superevent_id,)).fetchone()
+            withdrawn = int(ev is not None and ev[0] == "retracted")
+            for sm in result.skymaps:
+                found = db.execute("SELECT id FROM skymaps WHERE alert_id = ? AND role = ?",
+                                   (work.alert_id, sm.role)).fetchone()
+                if found is not None:
+                    sid = int(found[0])
+                else:
+                    sid = int(db.execute(
+                        "INSERT INTO skymaps (superevent_id, alert_id, role, sha256, data, meta, stored_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (work.superevent_id, work.alert_id, sm.role, sm.sha256, sm.data, json.dumps(sm.meta),
+                         now)).lastrowid)
+                db.executemany(
+                    "INSERT INTO products (superevent_id, skymap_id, kind, name, level, boundary, format, data, "
+                    "area_deg2, probability, n_cells, provenance, created_at, withdrawn) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(work.superevent_id, sid, str(p.kind), p.name, p.level, p.boundary, p.format, p.data,
+                      p.area_deg2, p.probability, p.n_cells, json.dumps(p.provenance), now, withdrawn)
+                     for p in sm.products])
+            if not withdrawn:
+                db.execute("UPDATE events SET updated_at = ? WHERE superevent_id = ?", (now, work.superevent_id))
+            db.execute("UPDATE deferred_work SET state = 'done', error = NULL, done_at = ? WHERE id = ?",
+                       (now, work_id))
+            return dataclasses.replace(work, state="done", done_at=now)
+
+
+@dataclass(frozen=True)
+class DeferredWork:
+    """A second processing step (see ``deferred_work`` in the schema).
+
+    ``state`` is ``pending``, ``done`` or ``failed``; ``parts`` and
+    ``start`` are the :class:`~gwfollow.records.DeferredParts` of the alert.
+    """
+
+    id: int
+    alert_id: int
+    raw_id: int
+    superevent_id: str
+    parts: DeferredParts
+    state: str
+    attempts: int
+    error: str | None
+    created_at: str
+    done_at: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"parts": list(self.parts.parts), "state": self.state, "attempts": self.attempts,
+                "error": self.error, "created_at": self.created_at, "done_at": self.done_at}
+
+
+def _deferred(row: Any) -> DeferredWork:
+    return DeferredWork(id=int(row["id"]), alert_id=int(row["alert_id"]), raw_id=int(row["raw_id"]),
+                        superevent_id=row["superevent_id"],
+                        parts=DeferredParts(tuple(json.loads(row["parts"])), row["start"]), state=row["state"],
+                        attempts=int(row["attempts"]), error=row["error"], created_at=row["created_at"],
+                        done_at=row["done_at"])
 
 
 def _event(row: Any) -> EventRecord:
@@ -611,11 +756,14 @@ class Recorded:
         ``duplicate`` (nothing added).
     note : str or None
         Why, when not simply processed.
+    deferred_id : int or None
+        The second-step work queued in the same transaction (see :meth:`Store.deferred`).
     """
 
     alert_id: int | None
     status: str
     note: str | None = None
+    deferred_id: int | None = None
 
 
 def _bool(v: Any) -> int | None:

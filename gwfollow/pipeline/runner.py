@@ -13,6 +13,13 @@ Stages, each timed and recorded in the store:
 4. **store** — one transaction: alert, event state, sky-map version,
    products; idempotent on (superevent id, alert type, time created,
    content hash).  Failures go to dead letters with the reason.
+   With ``service.defer_slow_products`` (the default) this first step holds
+   the sky map, its MOCs and ranked targets, and the same transaction
+   queues a ``deferred_work`` row; the alert is then announced (hooks).
+5. **second step** — observability, coverages, plans and the combined
+   map's products, in their own (niced) worker processes so that they never
+   delay a first step; stored in one transaction that marks the row done.
+   Rows still pending at start-up are resumed.
 
 The database is touched from one dedicated thread, the CPU-heavy work from a
 process pool: the event loop only schedules.
@@ -25,6 +32,7 @@ import dataclasses
 import hashlib
 import logging
 import multiprocessing
+import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -46,11 +54,11 @@ from gwfollow.errors import (
 from gwfollow.ingest.fetch import checked_session, fetch_bytes
 from gwfollow.ingest.parse import sniff
 from gwfollow.kernels import warm_up
-from gwfollow.products.core import NeedsFetch, process_alert, process_message
+from gwfollow.products.core import NeedsFetch, process_alert, process_deferred, process_message
 from gwfollow.products.resources import Resources
 from gwfollow.pipeline.worker import die_with_parent, run_and_release
-from gwfollow.records import Outcome, ProcessedAlert
-from gwfollow.store import Accepted, Recorded, Store
+from gwfollow.records import DeferredParts, Outcome, ProcessedAlert, ProcessedDeferred
+from gwfollow.store import Accepted, DeferredWork, Recorded, Store
 
 log = logging.getLogger("gwfollow.pipeline.runner")
 T = TypeVar("T")
@@ -61,13 +69,16 @@ _WORKER_RESOURCES: Resources | None = None
 pool gives its initializer no other way to hand state to the tasks)."""
 
 
-def _init_worker(config: Config | None = None) -> None:
+def _init_worker(config: Config | None = None, nice: int = 0) -> None:
     """Worker-process start: load the numba kernels from their cache and, with
     a configuration, prepare what the first alert would otherwise wait for
-    (catalogue indexes are built on first use, telescopes and their footprints now)."""
+    (catalogue indexes are built on first use, telescopes and their footprints now);
+    ``nice`` lowers the process's CPU priority (second-step workers)."""
     global _WORKER_RESOURCES
 
     die_with_parent()
+    if nice:
+        os.nice(nice)
     warm_up()
     if config is not None:
         _WORKER_RESOURCES = Resources(config)
@@ -80,12 +91,19 @@ def _ping() -> bool:
 
 def _process_in_worker(body: bytes, source: str, config: Config, apply_filters: bool,
                        resources: Resources | None = None) -> ProcessedAlert | NeedsFetch:
-    return process_message(body, source, config, None, apply_filters, resources or _WORKER_RESOURCES)
+    return process_message(body, source, config, None, apply_filters, resources or _WORKER_RESOURCES,
+                           defer=config.service.defer_slow_products)
 
 
 def _process_fetched_in_worker(needs: NeedsFetch, source: str, config: Config, data: bytes, apply_filters: bool,
                                resources: Resources | None = None) -> ProcessedAlert | NeedsFetch:
-    return process_alert(needs.alert, source, config, data, apply_filters, resources or _WORKER_RESOURCES)
+    return process_alert(needs.alert, source, config, data, apply_filters, resources or _WORKER_RESOURCES,
+                         defer=config.service.defer_slow_products)
+
+
+def _process_deferred_in_worker(body: bytes, source: str, config: Config, gw_skymap: bytes,
+                                parts: DeferredParts, resources: Resources | None = None) -> ProcessedDeferred:
+    return process_deferred(body, source, config, gw_skymap, parts, resources or _WORKER_RESOURCES)
 
 
 def outcome_of(raw_id: int, result: ProcessedAlert, recorded: Recorded, seconds: float = 0.0) -> Outcome:
@@ -93,7 +111,7 @@ def outcome_of(raw_id: int, result: ProcessedAlert, recorded: Recorded, seconds:
     a = result.alert
     reason = recorded.note if recorded.note is not None else result.note
     return Outcome(raw_id, recorded.status, a.superevent_id, a.alert_type, recorded.alert_id,
-                   reason=reason, seconds=seconds)
+                   reason=reason, seconds=seconds, deferred_id=recorded.deferred_id)
 
 
 def record_result(store: Store, raw_id: int, source: str, result: ProcessedAlert | BaseException,
@@ -123,6 +141,7 @@ def resolve_skymap_url(url: str, source: str) -> str:
 
 
 ProductHook = Callable[[Outcome], Awaitable[None]]
+DeferredHook = Callable[[DeferredWork], Awaitable[None]]
 
 
 class Pipeline:
@@ -133,8 +152,10 @@ class Pipeline:
     config : Config
     store : Store
     executor : concurrent.futures.Executor, optional
-        Where :func:`process_message` runs; a process pool of
-        ``config.service.workers`` spawned workers by default.
+        Where :func:`process_message` runs, and the second step too; by
+        default a process pool of ``config.service.workers`` spawned workers
+        for the first step and one of ``config.service.deferred_workers``
+        (niced by ``deferred_nice``) for the second.
     apply_filters : bool
         Apply ``config.filters`` (replay processes everything by default).
 
@@ -152,9 +173,12 @@ class Pipeline:
         # A pool given by the caller (threads, in tests) has no initializer: its
         # tasks share this process's resources instead.
         self._resources = None if executor is None else Resources(config)
+        self._slow_executor = executor
         self._db = ThreadPoolExecutor(1, thread_name_prefix="gwfollow-db")
         self._queue: asyncio.Queue[int] | None = None
+        self._deferred_queue: asyncio.Queue[int] | None = None
         self._workers: list[asyncio.Task[None]] = []
+        self._deferred_hooks: list[DeferredHook] = []
         self._session: Any = None
         self._resume_task: asyncio.Task[None] | None = None
         self._hooks: list[ProductHook] = []
@@ -165,25 +189,38 @@ class Pipeline:
 
     # ------------------------------------------------------------ lifetime
 
-    def _make_executor(self) -> Executor:
+    def _make_executor(self, slow: bool = False) -> Executor:
         ctx = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(self.config.service.workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(self.config,))
+        svc = self.config.service
+        if slow:
+            return ProcessPoolExecutor(svc.deferred_workers, mp_context=ctx, initializer=_init_worker,
+                                       initargs=(self.config, svc.deferred_nice))
+        return ProcessPoolExecutor(svc.workers, mp_context=ctx, initializer=_init_worker, initargs=(self.config,))
 
     async def start(self, resume: bool = True) -> None:
-        """Start the workers; resume messages accepted before a crash."""
+        """Start the workers; resume messages accepted before a crash, and second steps not done."""
+        svc = self.config.service
         if self._executor is None:
             self._executor = self._make_executor()
+        if self._slow_executor is None:
+            self._slow_executor = self._make_executor(slow=True)
         loop = asyncio.get_running_loop()
         # Make sure every worker has started (and warmed its kernels) now,
         # not when the first alert arrives.
-        await asyncio.gather(*(loop.run_in_executor(self._executor, _ping)
-                               for _ in range(self.config.service.workers)))
-        self._queue = asyncio.Queue(self.config.service.queue_size)
+        pings = [loop.run_in_executor(self._executor, _ping) for _ in range(svc.workers)]
+        if self._own_executor:
+            pings += [loop.run_in_executor(self._slow_executor, _ping) for _ in range(svc.deferred_workers)]
+        await asyncio.gather(*pings)
+        self._queue = asyncio.Queue(svc.queue_size)
+        self._deferred_queue = asyncio.Queue()
         self._session = checked_session(self.config.fetch)
         self._workers = [asyncio.create_task(self._worker(i), name=f"gwfollow-worker-{i}")
-                         for i in range(self.config.service.workers)]
+                         for i in range(svc.workers)]
+        self._workers += [asyncio.create_task(self._deferred_worker(), name=f"gwfollow-deferred-{i}")
+                          for i in range(svc.deferred_workers)]
         self.started = True
+        for work_id in await self.db(self.store.pending_deferred_ids):
+            self._deferred_queue.put_nowait(work_id)  # ids only: unbounded is fine
         if resume:
             pending = await self.db(self.store.pending_raw_ids)
             if pending:
@@ -208,11 +245,15 @@ class Pipeline:
             await asyncio.gather(self._resume_task, return_exceptions=True)
             self._resume_task = None
         if self._queue is not None and self.started:
+            t_end = time.monotonic() + timeout
             try:
                 await asyncio.wait_for(self._queue.join(), timeout)
+                if self._deferred_queue is not None:
+                    await asyncio.wait_for(self._deferred_queue.join(), max(0.0, t_end - time.monotonic()))
             except asyncio.TimeoutError:
-                log.warning("stopping with %d message(s) still queued; they resume at the next start",
-                            self._queue.qsize())
+                log.warning("stopping with %d message(s) and %d second step(s) still queued; they resume at "
+                            "the next start", self._queue.qsize(),
+                            self._deferred_queue.qsize() if self._deferred_queue is not None else 0)
         self.started = False
         for w in self._workers:
             w.cancel()
@@ -221,9 +262,11 @@ class Pipeline:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        if self._own_executor and self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        if self._own_executor:
+            for ex in (self._executor, self._slow_executor):
+                if ex is not None:
+                    ex.shutdown(wait=True, cancel_futures=True)
+            self._executor = self._slow_executor = None
         self._db.shutdown(wait=True)
 
     async def __aenter__(self) -> Pipeline:
@@ -250,8 +293,12 @@ class Pipeline:
         return o
 
     def add_hook(self, hook: ProductHook) -> None:
-        """Call ``await hook(outcome)`` after each message is stored."""
+        """Call ``await hook(outcome)`` after each message is stored (its first step)."""
         self._hooks.append(hook)
+
+    def add_deferred_hook(self, hook: DeferredHook) -> None:
+        """Call ``await hook(work)`` after each second step is stored (``done``) or given up (``failed``)."""
+        self._deferred_hooks.append(hook)
 
     # ------------------------------------------------------------- helpers
 
@@ -286,11 +333,13 @@ class Pipeline:
         return acc
 
     async def join(self) -> None:
-        """Wait until every queued message is processed."""
+        """Wait until every queued message is processed, second steps included."""
         if self._resume_task is not None:
             await asyncio.shield(self._resume_task)
         if self._queue is not None:
             await self._queue.join()
+        if self._deferred_queue is not None:
+            await self._deferred_queue.join()
 
     # ---------------------------------------------------------- processing
 
@@ -298,9 +347,10 @@ class Pipeline:
         assert self._queue is not None
         while True:
             raw_id = await self._queue.get()
+            timings: dict[str, float] | None = None
             try:
                 try:
-                    outcome = await self.process(raw_id)
+                    outcome, timings = await self._process(raw_id)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -320,16 +370,88 @@ class Pipeline:
                         await hook(outcome)
                     except Exception:  # a hook must never stop the pipeline
                         log.exception("product hook failed for raw message %d", raw_id)
+                if timings:  # after the announcement: nobody waits for these
+                    await self.db(self.store.record_timings, raw_id, timings)
             except asyncio.CancelledError:
                 raise
             finally:
                 self._queue.task_done()
 
-    async def _run(self, fn: Callable[..., ProcessedAlert | NeedsFetch], *args: Any) -> ProcessedAlert | NeedsFetch:
+    async def _deferred_worker(self) -> None:
+        assert self._deferred_queue is not None
+        while True:
+            work_id = await self._deferred_queue.get()
+            try:
+                try:
+                    work = await self.process_deferred(work_id)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a bug: record it, never retry for ever
+                    log.exception("unexpected failure in the second step %d", work_id)
+                    await self.db(self.store.fail_deferred, work_id, f"internal error: {type(exc).__name__}: {exc}")
+                    work = await self.db(self.store.deferred, work_id)
+                for hook in self._deferred_hooks:
+                    try:
+                        await hook(work)
+                    except Exception:  # a hook must never stop the pipeline
+                        log.exception("second-step hook failed for work %d", work_id)
+            except asyncio.CancelledError:
+                raise
+            finally:
+                self._deferred_queue.task_done()
+
+    async def process_deferred(self, work_id: int) -> DeferredWork:
+        """Run and store one second step (idempotent: a step no longer pending is left alone)."""
+        t_start = time.perf_counter()
+        work = await self.db(self.store.deferred, work_id)
+        if work.state != "pending":
+            return work
+        limit = self.config.service.crash_retries + 1
+        attempts = await self.db(self.store.start_deferred, work_id)
+        if attempts > limit:  # it killed its worker at every try, restarts included
+            msg = f"the second step was started {attempts - 1} time(s) without finishing (worker killed?)"
+            await self.db(self.store.fail_deferred, work_id, msg)
+            return await self.db(self.store.deferred, work_id)
+        raw = await self.db(self.store.raw, work.raw_id)
+        gw = ""
+        if "gw" in work.parts.parts:
+            maps = await self.db(self.store.skymaps_of, work.superevent_id)
+            gw_id = next((m["id"] for m in maps if m["alert_id"] == work.alert_id and m["role"] == "gw"), None)
+            gw = await self.db(self.store.skymap_bytes, gw_id) if gw_id is not None else b""
+        try:
+            result = await self._run(_process_deferred_in_worker, raw.body, raw.source, self.config, gw,
+                                     work.parts, self._resources, slow=True)
+        except (GwfollowError, BrokenProcessPool) as exc:
+            reason = str(exc) if isinstance(exc, GwfollowError) else \
+                f"a worker process died in the second step {limit} time(s) (out of memory?)"
+            await self.db(self.store.fail_deferred, work_id, reason)
+            self.stats["deferred_failed"] += 1
+            log.warning("second step %d of %s failed: %s", work_id, work.superevent_id, reason)
+            return await self.db(self.store.deferred, work_id)
+        assert isinstance(result, ProcessedDeferred)
+        done = await self.db(self._record_deferred, work, result)
+        self.stats["deferred_done"] += 1
+        self.stage_seconds["deferred.total"] += time.perf_counter() - t_start
+        for k, v in result.timings.items():
+            self.stage_seconds[f"deferred.worker.{k}"] += v
+        return done
+
+    def _record_deferred(self, work: DeferredWork, result: ProcessedDeferred) -> DeferredWork:
+        done = self.store.record_deferred(work.id, result)
+        o = Outcome(work.raw_id, "processed", work.superevent_id, alert_id=work.alert_id)
+        for fn in self._commit_listeners:
+            try:
+                fn(o)
+            except Exception:  # a listener must never stop the pipeline
+                log.exception("commit listener failed for second step %d", work.id)
+        return done
+
+    async def _run(self, fn: Callable[..., Any], *args: Any, slow: bool = False) -> Any:
         loop = asyncio.get_running_loop()
+        attr = "_slow_executor" if slow else "_executor"
         for attempt in range(self.config.service.crash_retries + 1):
-            assert self._executor is not None
-            executor = self._executor
+            executor = getattr(self, attr)
+            assert executor is not None
             try:
                 return await loop.run_in_executor(executor, run_and_release, fn, *args)
             except BrokenProcessPool:
@@ -338,8 +460,8 @@ class Pipeline:
                 self.stats["worker_crashes"] += 1
                 if not self._own_executor:
                     raise
-                if self._executor is executor:
-                    self._executor = self._make_executor()
+                if getattr(self, attr) is executor:
+                    setattr(self, attr, self._make_executor(slow=slow))
                 if attempt >= self.config.service.crash_retries:
                     raise
                 log.warning("a worker process died; trying the message again (%d of %d)", attempt + 1,
@@ -348,10 +470,17 @@ class Pipeline:
 
     async def process(self, raw_id: int) -> Outcome:
         """Process one stored raw message (idempotent)."""
+        outcome, timings = await self._process(raw_id)
+        if timings:
+            await self.db(self.store.record_timings, raw_id, timings)
+        return outcome
+
+    async def _process(self, raw_id: int) -> tuple[Outcome, dict[str, float] | None]:
+        """:meth:`process` without recording its timings (returned, for after the announcement)."""
         t_start = time.perf_counter()
         raw = await self.db(self.store.raw, raw_id)
         if raw.status != "pending":
-            return Outcome(raw_id, "duplicate", reason=f"already {raw.status}")
+            return Outcome(raw_id, "duplicate", reason=f"already {raw.status}"), None
         timings: dict[str, float] = {}
         try:
             t = time.perf_counter()
@@ -378,21 +507,22 @@ class Pipeline:
             await self.db(self._record, raw_id, raw.source, err, 0.0, None, transient)
             self.stats["dead"] += 1
             log.warning("dead letter %d: %s", raw_id, err)
-            return Outcome(raw_id, "dead", reason=str(err), seconds=time.perf_counter() - t_start)
+            return Outcome(raw_id, "dead", reason=str(err), seconds=time.perf_counter() - t_start), None
         t = time.perf_counter()
         o = await self.db(self._record, raw_id, raw.source, result)
         timings["store"] = time.perf_counter() - t
         if o.status == "dead":
             self.stats["dead"] += 1
             log.warning("dead letter %d: %s", raw_id, o.reason)
-            return dataclasses.replace(o, seconds=time.perf_counter() - t_start)
+            return dataclasses.replace(o, seconds=time.perf_counter() - t_start), None
         timings.update({f"worker.{k}": v for k, v in result.timings.items()})
         total = time.perf_counter() - t_start
         timings["total"] = total
-        await self.db(self.store.record_timings, raw_id, timings)
         for k, v in timings.items():
             self.stage_seconds[k] += v
         o = dataclasses.replace(o, seconds=total)
         self.stats[o.status] += 1
         self.stats[f"type.{o.alert_type}"] += 1
-        return o
+        if o.deferred_id is not None and self._deferred_queue is not None:
+            self._deferred_queue.put_nowait(o.deferred_id)
+        return o, timings

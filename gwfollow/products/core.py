@@ -35,7 +35,9 @@ from gwfollow.products.report import table_bytes
 from gwfollow.products.resources import Resources, resources_for
 from gwfollow.records import (
     AlertSummary,
+    DeferredParts,
     ProcessedAlert,
+    ProcessedDeferred,
     ProcessedSkyMap,
     Product,
     ProductKind,
@@ -95,18 +97,19 @@ def filter_reason(alert: AlertSummary, config: Config) -> str | None:
 
 
 def process_message(body: bytes, source: str, config: Config, fetched_skymap: bytes | None = None,
-                    apply_filters: bool = True, resources: Resources | None = None) -> ProcessedAlert | NeedsFetch:
+                    apply_filters: bool = True, resources: Resources | None = None,
+                    defer: bool = False) -> ProcessedAlert | NeedsFetch:
     """Parse a raw message and compute its products (see :func:`process_alert`)."""
     t0 = time.perf_counter()
     alert = parse_alert(body, source, config.skymap)
     return process_alert(alert, source, config, fetched_skymap, apply_filters, resources,
-                         parse_seconds=time.perf_counter() - t0)
+                         parse_seconds=time.perf_counter() - t0, defer=defer)
 
 
 def process_alert(alert: Alert, source: str, config: Config, fetched_skymap: bytes | None = None,
                   apply_filters: bool = True, resources: Resources | None = None,
-                  parse_seconds: float = 0.0) -> ProcessedAlert | NeedsFetch:
-    """Compute every product of a parsed alert.
+                  parse_seconds: float = 0.0, defer: bool = False) -> ProcessedAlert | NeedsFetch:
+    """Compute every product of a parsed alert (or, with ``defer``, the first step's).
 
     Parameters
     ----------
@@ -122,6 +125,13 @@ def process_alert(alert: Alert, source: str, config: Config, fetched_skymap: byt
     resources : Resources, optional
         Catalogues, telescopes, coverages of ``config``, prepared once per worker;
         made for this call when omitted.
+    parse_seconds : float
+        Time the caller spent parsing, for ``timings``.
+    defer : bool
+        Only the first step: the GW sky map, its MOCs and ranked targets (what
+        a follow-up team needs at once); observability, coverages, plans and
+        the combined map's products are named in ``ProcessedAlert.deferred``
+        for :func:`process_deferred`.
 
     Raises
     ------
@@ -142,31 +152,92 @@ def process_alert(alert: Alert, source: str, config: Config, fetched_skymap: byt
             return NeedsFetch(url=alert.skymap_url, alert=alert)
         raise AlertSchemaError(f"{alert.alert_type} alert without a sky map", source=source)
     res = resources_for(config, resources)
-    maps = [_skymap_products(data, alert.decoded_skymap, "gw", f"{source} (sky map)", config, res, timings)]
-    if alert.combined_skymap is not None:
-        maps.append(_skymap_products(alert.combined_skymap, None, "combined", f"{source} (combined sky map)",
-                                     config, res, timings))
-    return ProcessedAlert(alert=summary, skymaps=maps, timings=timings)
+    sm = alert.decoded_skymap or read_skymap(data, name=f"{source} (sky map)", config=config.skymap)
+    start = sm.event_t0 or Time.now()  # the observing window starts at the event time
+    maps = [_skymap_products(data, sm, "gw", config, res, timings, start, FAST if defer else ALL)]
+    if alert.combined_skymap is not None and not defer:
+        maps.append(_skymap_products(alert.combined_skymap, None, "combined", config, res, timings, start, ALL,
+                                     f"{source} (combined sky map)"))
+    deferred = None
+    if defer:
+        parts = ("gw",) if _has_slow_products(config) else ()
+        parts += ("combined",) if alert.combined_skymap is not None else ()
+        deferred = DeferredParts(parts, start.utc.isot + "Z") if parts else None
+    return ProcessedAlert(alert=summary, skymaps=maps, timings=timings, deferred=deferred)
 
 
-def _skymap_products(data: bytes, decoded: SkyMap | None, role: str, name: str, config: Config,
-                     res: Resources, timings: dict[str, float]) -> ProcessedSkyMap:
-    """One sky-map version: read once, ranked once, every product from its regions."""
+def process_deferred(body: bytes, source: str, config: Config, gw_skymap: bytes, deferred: DeferredParts,
+                     resources: Resources | None = None) -> ProcessedDeferred:
+    """The second step of an alert processed with ``defer=True``: its slow products.
+
+    Parameters
+    ----------
+    body : bytes
+        The raw message (parsed again for a combined sky map).
+    source : str
+    config : Config
+    gw_skymap : bytes
+        The GW sky map stored by the first step.
+    deferred : DeferredParts
+        What the first step left (``ProcessedAlert.deferred``).
+    resources : Resources, optional
+
+    Returns
+    -------
+    ProcessedDeferred
+    """
+    t0 = time.perf_counter()
+    alert = parse_alert(body, source, config.skymap) if "combined" in deferred.parts else None
+    timings = {"parse": time.perf_counter() - t0}
+    res = resources_for(config, resources)
+    start = Time(deferred.start.removesuffix("Z"), scale="utc")
+    maps = []
+    if "gw" in deferred.parts:
+        sm = read_skymap(gw_skymap, name=f"{source} (sky map)", config=config.skymap)
+        maps.append(_skymap_products(gw_skymap, sm, "gw", config, res, timings, sm.event_t0 or start, SLOW))
+    if alert is not None and alert.combined_skymap is not None:
+        maps.append(_skymap_products(alert.combined_skymap, None, "combined", config, res, timings, start, ALL,
+                                     f"{source} (combined sky map)"))
+    return ProcessedDeferred(skymaps=maps, timings=timings)
+
+
+FAST = ("moc", "galaxies", "fields")
+"""Products of the first step: what a follow-up team acts on at once."""
+SLOW = ("observability", "coverage", "plan")
+"""Products of the second step (``defer=True``)."""
+ALL = FAST + SLOW
+
+
+def _has_slow_products(config: Config) -> bool:
+    return bool(config.sites or config.coverages or (config.plan.enabled and config.telescopes and config.sites))
+
+
+def _skymap_products(data: bytes, decoded: SkyMap | None, role: str, config: Config, res: Resources,
+                     timings: dict[str, float], start: Time, kinds: tuple[str, ...],
+                     name: str = "") -> ProcessedSkyMap:
+    """One sky-map version: read once, ranked once, the products of ``kinds`` from its regions."""
     t0 = time.perf_counter()
     sm = decoded if decoded is not None else read_skymap(data, name=name, config=config.skymap)
     t1 = time.perf_counter()
     levels = list(config.skymap.levels)
     regions = CredibleRegions(sm, max(levels + [FIELDS_LEVEL, SITES_LEVEL, config.targets.galaxy_level]))
-    products = [_moc_product(sm, regions, level, config.skymap.boundary) for level in levels]
+    products = [_moc_product(sm, regions, level, config.skymap.boundary) for level in levels] \
+        if "moc" in kinds else []
     t2 = time.perf_counter()
     # Every sky map of an alert (the GW map and a combined GW+GRB map) gets every product.
-    start = sm.event_t0 or Time.now()  # the observing window starts at the event time
+    if role == "combined":
+        start = sm.event_t0 or start
     region90 = regions.ranges(SITES_LEVEL, "include")
-    products.extend(_galaxy_products(sm, regions, config, res, start))
-    products.extend(_field_products(sm, regions, config, res, start))
-    products.extend(_site_products(sm, config, start, region90))
-    products.extend(_coverage_products(sm, config, res, start, region90))
-    products.extend(_plan_products(sm, config, res, start))
+    if "galaxies" in kinds:
+        products.extend(_galaxy_products(sm, regions, config, res, start))
+    if "fields" in kinds:
+        products.extend(_field_products(sm, regions, config, res, start))
+    if "observability" in kinds:
+        products.extend(_site_products(sm, config, start, region90))
+    if "coverage" in kinds:
+        products.extend(_coverage_products(sm, config, res, start, region90))
+    if "plan" in kinds:
+        products.extend(_plan_products(sm, config, res, start))
     t3 = time.perf_counter()
     m = sm.meta
     meta = {

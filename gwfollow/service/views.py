@@ -78,6 +78,29 @@ async def _event_or_404(request: web.Request) -> EventRecord:
     return ev
 
 
+#: ``Retry-After`` of a product still being computed by the second step, seconds.
+RETRY_AFTER_S = 2
+
+
+async def _second_step_problem(request: web.Request, ev: EventRecord, alert_id: int | None, part: str,
+                               what: str) -> Problem | None:
+    """503 + ``Retry-After`` while the alert's second step (``part``: ``gw`` or ``combined``)
+    is pending, 409 when it failed; None when it is done or there is none
+    (``alert_id`` None: the event's latest alert)."""
+    works = await _db(request, request.app[STORE].deferred_of, ev.superevent_id)
+    work = next((w for w in works if w.alert_id == alert_id), None) if alert_id is not None else \
+        (works[-1] if works else None)
+    if work is None or part not in work.parts.parts or work.state == "done":
+        return None
+    if work.state == "failed":
+        return Problem(409, "products-failed", f"the {what} of {ev.superevent_id} could not be made: {work.error}",
+                       processing=work.as_json())
+    p = Problem(503, "products-pending", f"the {what} of {ev.superevent_id} is being computed (second step, "
+                f"queued {work.created_at}); try again shortly", processing=work.as_json())
+    p.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return p
+
+
 def _gone_if_retracted(ev: EventRecord) -> None:
     if ev.retracted:
         raise Problem(410, "event-retracted", f"{ev.superevent_id} was retracted; its products are withdrawn",
@@ -144,7 +167,12 @@ async def get_event(request: web.Request) -> web.Response:
     links["plan"] = [f"{base}/plan?" + ("telescope=joint" if n == "joint" else "telescope={}&site={}".format(
         *n.split("@", 1))) for n in sorted({p["name"] for p in products if p["kind"] == "plan" and "@" in p["name"]
                                             or p["kind"] == "plan" and p["name"] == "joint"})]
-    body = {**summary, "updated_at": ev.updated_at, "links": links}
+    works = await _db(request, store.deferred_of, sid)
+    states = {w.state for w in works}
+    body = {**summary, "updated_at": ev.updated_at, "links": links,
+            "processing": {"state": "pending" if "pending" in states else "failed" if "failed" in states
+                           else "complete",
+                           "second_steps": [{"alert_id": w.alert_id, **w.as_json()} for w in works]}}
     return conditional(request, _json(body), "application/json", last_modified=ev.updated_at)
 
 
@@ -156,6 +184,9 @@ async def _latest_map(request: web.Request, ev: EventRecord) -> dict[str, Any]:
     if latest is None:
         if not maps:
             raise Problem(404, "no-products", f"{ev.superevent_id} has no sky map yet")
+        pending = await _second_step_problem(request, ev, None, role, f"{role} sky map")
+        if pending is not None:
+            raise pending
         roles = sorted({m["role"] for m in maps})
         raise Problem(404, "no-such-map", f"{ev.superevent_id} has no {role!r} sky map; it has: "
                       + ", ".join(roles), parameter="role", available=roles)
@@ -276,8 +307,12 @@ async def get_plan(request: web.Request) -> web.Response:
     fmt = _choice(request, "format", tuple(TABLE_FORMATS), "json")
     limit = _int_param(request, "limit", 0, 0, 1_000_000) or None
     tel, site = request.query.get("telescope"), request.query.get("site")
+    latest = await _latest_map(request, ev)
     prods = [p for p in await _latest_products(request, ev) if p["kind"] == "plan"]
     if not prods:
+        pending = await _second_step_problem(request, ev, latest["alert_id"], latest["role"], "observation plan")
+        if pending is not None:
+            raise pending
         raise Problem(404, "no-plan", f"no observation plan for {ev.superevent_id}",
                       hint="configure [telescopes.NAME] and [sites.NAME] with [plan] enabled = true")
 
@@ -305,7 +340,12 @@ async def get_coverage(request: web.Request) -> web.Response:
 
     ev = await _event_or_404(request)
     _gone_if_retracted(ev)
+    latest = await _latest_map(request, ev)
     prods = [p for p in await _latest_products(request, ev) if p["kind"] == "coverage"]
+    if not prods and request.app[CONFIG].coverages:
+        pending = await _second_step_problem(request, ev, latest["alert_id"], latest["role"], "coverages")
+        if pending is not None:
+            raise pending
     items = []
     for p in prods:
         items.append(json.loads(await _db(request, request.app[STORE].product_data, p["id"])))
@@ -320,7 +360,12 @@ async def get_observability(request: web.Request) -> web.Response:
 
     ev = await _event_or_404(request)
     _gone_if_retracted(ev)
+    latest = await _latest_map(request, ev)
     prods = [p for p in await _latest_products(request, ev) if p["kind"] == "observability"]
+    if not prods:
+        pending = await _second_step_problem(request, ev, latest["alert_id"], latest["role"], "observability")
+        if pending is not None:
+            raise pending
     site = request.query.get("site")
     match = prods[0] if prods and site is None else next((p for p in prods if p["name"] == site), None)
     if match is None:
