@@ -26,8 +26,9 @@ def _cfg(tmp_path) -> Config:
 
 
 async def _settled(store, n: int) -> None:
-    async def wait() -> None:
-        while store.query("SELECT COUNT(*) FROM raw_messages WHERE status != 'pending'")[0][0] < n:
+    async def wait() -> None:  # both steps: first products, then the slow ones (coverage)
+        while store.query("SELECT COUNT(*) FROM raw_messages WHERE status != 'pending'")[0][0] < n or \
+                store.query("SELECT COUNT(*) FROM deferred_work WHERE state = 'pending'")[0][0]:
             await asyncio.sleep(0.1)
 
     await asyncio.wait_for(wait(), STEP)

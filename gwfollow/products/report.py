@@ -57,6 +57,26 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def _json_column(col: Any) -> list[Any]:
+    """A table column as JSON-ready Python values (what :func:`_jsonable` gives cell by cell),
+    converted as one array: NaN and infinities become None."""
+    if np.any(getattr(col, "mask", False)):  # masked cells: the cell-by-cell path
+        return [_jsonable(x.value if hasattr(x, "value") else x) for x in col]
+    v = np.asarray(col)
+    if v.ndim == 1 and v.dtype.kind in "biu":
+        return v.tolist()
+    if v.ndim == 1 and v.dtype.kind == "f":
+        out = v.tolist()
+        bad = ~np.isfinite(v)
+        if bad.any():
+            for i in np.flatnonzero(bad).tolist():
+                out[i] = None
+        return out
+    if v.ndim == 1 and v.dtype.kind == "U":
+        return v.tolist()
+    return [_jsonable(x) for x in v]
+
+
 def table_bytes(table: Any, fmt: str, provenance: dict[str, Any] | None = None) -> bytes:
     """Serialise an astropy Table as JSON, CSV or VOTable bytes.
 
@@ -67,11 +87,11 @@ def table_bytes(table: Any, fmt: str, provenance: dict[str, Any] | None = None) 
     """
     if fmt == "json":
         cols = table.colnames
-        rows = [{c: _jsonable(table[c][i].value if hasattr(table[c][i], "value") else table[c][i]) for c in cols}
-                for i in range(len(table))]
+        values = [_json_column(table[c]) for c in cols]
+        rows = [dict(zip(cols, r)) for r in zip(*values)] if cols else [{} for _ in range(len(table))]
         units = {c: str(table[c].unit) for c in cols if getattr(table[c], "unit", None) is not None}
         meta = {k: _jsonable(v) for k, v in {**table.meta, **(provenance or {})}.items()}
-        return (json.dumps({"columns": cols, "units": units, "provenance": meta, "rows": rows}, indent=1) + "\n").encode()
+        return (json.dumps({"columns": cols, "units": units, "provenance": meta, "rows": rows}) + "\n").encode()
     if fmt == "csv":
         t = table.copy(copy_data=False)
         for c in t.colnames:

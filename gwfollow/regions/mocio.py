@@ -13,6 +13,7 @@ chooses among them and builds the :class:`~gwfollow.regions.coverage.Coverage`.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import json
@@ -57,27 +58,53 @@ def space_moc_fits_bytes(ranges: npt.NDArray[np.int64], max_order: int, extra: d
     max_order : int
         ``MOCORD_S``: the MOC's resolution (cells deeper are not expected).
     extra : dict, optional
-        More header cards (e.g. provenance: ``OBJECT``, ``SKYMAP``).
-    """
+        More header cards (e.g. provenance: ``OBJECT``, ``SKYMAP``): a value
+        or a ``(value, comment)`` pair.
 
+    Notes
+    -----
+    The file is assembled directly (FITS 4.0: 2880-byte blocks of 80-character
+    cards, the big-endian column, zero padding), each card formatted by
+    astropy's :class:`~astropy.io.fits.Card`; it is byte for byte what
+    ``BinTableHDU.from_columns`` + ``HDUList.writeto`` write (tested), at a
+    fraction of the cost: this runs for every level of every alert.
+    """
     uniq = kr.to_uniq(ranges) if ranges.shape[0] else np.empty(0, dtype=np.int64)
-    col = fits.Column(name="UNIQ", format="K", array=uniq)
-    hdu = fits.BinTableHDU.from_columns([col])
-    h = hdu.header
-    h["MOCVERS"] = ("2.0", "MOC version")
-    h["MOCDIM"] = ("SPACE", "Physical dimension")
-    h["ORDERING"] = ("NUNIQ", "Coding method")
-    h["COORDSYS"] = ("C", "Space reference frame")
-    h["MOCORD_S"] = (int(max_order), "MOC resolution (best order)")
-    h["MOCORDER"] = (int(max_order), "MOC resolution (MOC 1.x keyword)")
-    h["MOCTOOL"] = ("gwfollow", "Name of the MOC generator")
-    h["EXTNAME"] = ("MOC", "MOC name")
-    h["PIXTYPE"] = "HEALPIX"
+    cards = [("XTENSION", "BINTABLE", "binary table extension"), ("BITPIX", 8, "array data type"),
+             ("NAXIS", 2, "number of array dimensions"), ("NAXIS1", 8, "length of dimension 1"),
+             ("NAXIS2", int(uniq.shape[0]), "length of dimension 2"), ("PCOUNT", 0, "number of group parameters"),
+             ("GCOUNT", 1, "number of groups"), ("TFIELDS", 1, "number of table fields"),
+             ("TTYPE1", "UNIQ", None), ("TFORM1", "K", None),
+             ("MOCVERS", "2.0", "MOC version"), ("MOCDIM", "SPACE", "Physical dimension"),
+             ("ORDERING", "NUNIQ", "Coding method"), ("COORDSYS", "C", "Space reference frame"),
+             ("MOCORD_S", int(max_order), "MOC resolution (best order)"),
+             ("MOCORDER", int(max_order), "MOC resolution (MOC 1.x keyword)"),
+             ("MOCTOOL", "gwfollow", "Name of the MOC generator"), ("EXTNAME", "MOC", "MOC name"),
+             ("PIXTYPE", "HEALPIX", None)]
     for k, v in (extra or {}).items():
-        h[k] = v
-    buf = io.BytesIO()
-    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buf)
-    return buf.getvalue()
+        cards.append((k, *v) if isinstance(v, tuple) else (k, v, None))
+    data = uniq.astype(">i8").tobytes()
+    return (_PRIMARY_HEADER + _header_block([_card(*c) for c in cards]) + data
+            + b"\0" * (-len(data) % _FITS_BLOCK))
+
+
+_FITS_BLOCK = 2880
+
+
+@functools.lru_cache(maxsize=256, typed=True)  # typed: True and 1 are different cards
+def _card(key: str, value: object, comment: str | None) -> str:
+    return fits.Card(key, value, comment).image
+
+
+def _header_block(images: list[str]) -> bytes:
+    text = "".join(images) + "END".ljust(80)
+    return (text + " " * (-len(text) % _FITS_BLOCK)).encode("ascii")
+
+
+_PRIMARY_HEADER = _header_block([fits.Card("SIMPLE", True, "conforms to FITS standard").image,
+                                 fits.Card("BITPIX", 8, "array data type").image,
+                                 fits.Card("NAXIS", 0, "number of array dimensions").image,
+                                 fits.Card("EXTEND", True).image])
 
 
 def credible_moc_fits_bytes(ranges: npt.NDArray[np.int64], max_order: int, *, object_id: str | None,

@@ -393,6 +393,25 @@ def _slices(start: object, hours: object, step_minutes: object) -> _Slices:
     return _Slices(start=edges[:-1], end=edges[1:], mid=mid, edges=edges)
 
 
+def _slices_and_sky(site: Site, start: object, hours: object, step_minutes: object) -> tuple[_Slices, _Sky]:
+    """:func:`_slices` and the site's sky at their midpoints, remembered for the last few windows:
+    an alert's galaxies, fields, observability and plan all ask for the same one."""
+    t0 = _as_time(start, "start")
+    return _cached_slices_and_sky(site, float(t0.jd1), float(t0.jd2), _positive(hours, "hours", "hours"),
+                                  _positive(step_minutes, "step_minutes", "minutes"))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_slices_and_sky(site: Site, jd1: float, jd2: float, hours: float,
+                           step_minutes: float) -> tuple[_Slices, _Sky]:
+    sl = _slices(Time(jd1, jd2, format="jd", scale="utc"), hours, step_minutes)
+    sky = _sky(site, sl.mid, site.min_moon_sep_deg is not None)
+    for a in (sky.zenith, sky.sun_alt_deg, sky.moon):
+        if a is not None:
+            a.flags.writeable = False  # shared by every caller of the cache
+    return sl, sky
+
+
 def _cells(skymap_or_cells: CellsInput) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(skymap_or_cells, SkyMap):
         return skymap_or_cells.ranges, skymap_or_cells.prob
@@ -626,8 +645,7 @@ def observability(
     _check_site(site)
     order = _check_order(order)
     cells = _cells(skymap_or_cells)
-    sl = _slices(start, hours, step_minutes)
-    sky = _sky(site, sl.mid, site.min_moon_sep_deg is not None)
+    sl, sky = _slices_and_sky(site, start, hours, step_minutes)
     ranges = tuple(_observable_ranges(site, sky, k, order) for k in range(len(sl.mid)))
     if isinstance(skymap_or_cells, SkyMap):
         prob = [probability_in_ranges(skymap_or_cells, r) if r.shape[0] else 0.0 for r in ranges]
@@ -684,8 +702,7 @@ def target_observable(
     """
     _check_site(site)
     vec = _target_vectors(ra_deg, dec_deg)
-    sl = _slices(start, hours, step_minutes)
-    sky = _sky(site, sl.mid, site.min_moon_sep_deg is not None)
+    sl, sky = _slices_and_sky(site, start, hours, step_minutes)
     dark = sky.sun_alt_deg <= site.max_sun_alt_deg
     cos_lim = 1.0 / site.max_airmass  # sin(min altitude)
     cos_moon = math.cos(math.radians(site.min_moon_sep_deg)) if sky.moon is not None else 0.0
@@ -703,8 +720,11 @@ def target_observable(
     return sl.edges, out
 
 
-def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    # Maximal runs of True per row: (row, first, end) with end exclusive, row-major.
+def observable_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maximal runs of True per row of ``mask`` (m, n): ``(row, first, end)``, end exclusive, row-major.
+
+    With :func:`target_observable`, the windows of each target as slice-edge indices.
+    """
     m, n = mask.shape
     pad = np.zeros((m, n + 2), dtype=np.int8)
     pad[:, 1:-1] = mask
@@ -755,7 +775,7 @@ def target_windows(
     (True, [])
     """
     edges, mask = target_observable(ra_deg, dec_deg, site, start, hours, step_minutes)
-    rows, first, end = _runs(mask)
+    rows, first, end = observable_runs(mask)
     edge = [edges[i] for i in range(len(edges))]
     out: list[list[tuple[Time, Time]]] = [[] for _ in range(mask.shape[0])]
     for r, a, b in zip(rows.tolist(), first.tolist(), end.tolist()):
@@ -771,6 +791,7 @@ __all__ = [
     "Site",
     "observability",
     "observable_moc_at",
+    "observable_runs",
     "sky_vectors",
     "target_observable",
     "target_windows",

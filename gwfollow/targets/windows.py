@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from gwfollow.config import SiteConfig
-from gwfollow.targets.observability import Site, observability, target_windows
+from gwfollow.targets.observability import Site, observability, observable_runs, target_observable
 
 
 def site_of(sc: SiteConfig) -> Site:
@@ -25,6 +25,11 @@ def site_of(sc: SiteConfig) -> Site:
 
 def _iso(t: Any) -> str:
     return t.utc.isot[:19] + "Z"
+
+
+def _isos(t: Any) -> list[str]:
+    """:func:`_iso` of every instant of an array, in one conversion."""
+    return [s[:19] + "Z" for s in t.utc.isot]
 
 
 def windows_text(windows: list[tuple[Any, Any]]) -> str:
@@ -46,8 +51,13 @@ def add_windows(table: Any, sites: tuple[SiteConfig, ...], start: Any) -> Any:
     ra = np.asarray(table["ra"], dtype=float)
     dec = np.asarray(table["dec"], dtype=float)
     for sc in sites:
-        w = target_windows(ra, dec, site_of(sc), start, hours=sc.hours, step_minutes=sc.step_minutes)
-        table[f"windows_{sc.name}"] = [windows_text(x) for x in w]
+        # target_windows, with each slice edge written once rather than once per window
+        edges, mask = target_observable(ra, dec, site_of(sc), start, hours=sc.hours, step_minutes=sc.step_minutes)
+        iso = _isos(edges)
+        text: list[list[str]] = [[] for _ in range(mask.shape[0])]
+        for r, a, b in zip(*(x.tolist() for x in observable_runs(mask))):
+            text[r].append(f"{iso[a]}/{iso[b]}")
+        table[f"windows_{sc.name}"] = [";".join(t) for t in text]
     return table
 
 
@@ -59,19 +69,20 @@ def site_summary(skymap: Any, sc: SiteConfig, start: Any, region: Any = None) ->
     """
     res = observability(skymap, site_of(sc), start, hours=sc.hours, step_minutes=sc.step_minutes)
     best = res.best_slice()
+    starts, ends = _isos(res.slice_start), _isos(res.slice_end)
     return {
         "site": sc.name,
         "max_airmass": sc.max_airmass,
         "max_sun_alt_deg": sc.max_sun_alt_deg,
-        "start": _iso(res.slice_start[0]),
+        "start": starts[0],
         "hours": sc.hours,
         "step_minutes": sc.step_minutes,
         "slices": [
-            {"start": _iso(a), "end": _iso(b), "sun_alt_deg": float(s), "probability": float(p)}
-            for a, b, s, p in zip(res.slice_start, res.slice_end, res.sun_alt_deg, res.probability)
+            {"start": a, "end": b, "sun_alt_deg": float(s), "probability": float(p)}
+            for a, b, s, p in zip(starts, ends, res.sun_alt_deg.tolist(), res.probability.tolist())
         ],
         "total_observable_probability": float(res.total_observable_probability()),
         "total_in_region": float(res.total_observable_probability(region)) if region is not None else None,
-        "best_slice": None if best is None else {"start": _iso(res.slice_start[best]),
+        "best_slice": None if best is None else {"start": starts[best],
                                                  "probability": float(res.probability[best])},
     }
