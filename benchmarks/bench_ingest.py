@@ -6,11 +6,12 @@ enabled, produces the real alerts of ../shared/data/alerts (each sent
 several times with a trailing space so every copy is a distinct message),
 and prints p50 / p99 / max of two latencies, from just before ``send``:
 
-* **stored** (what the goal is about): the pipeline has committed, in one
-  SQLite transaction, the raw message, the alert, its GW sky map, the
-  credible-region MOCs, the ranked galaxies and fields (with their
-  observing windows) and the row queuing the second step, and has called
-  its product hooks (the moment webhooks and pollers can see the event);
+* **stored** (what the goal is about): the raw message is committed at
+  intake (before the Kafka offset), then the pipeline has committed, in one
+  SQLite transaction, the alert, its GW sky map, the credible-region MOCs,
+  the ranked galaxies and fields (with their observing windows) and the row
+  queuing the second step, and has called its product hooks (the moment
+  webhooks and pollers can see the event);
 * **all products**: the second step (observability, coverages,
   observation plans, the combined GW+GRB map's products) is committed too.
 
@@ -20,6 +21,8 @@ both moments are the same.  Peak memory is the largest resident set of the
 service process and of its worker processes, sampled every 50 ms.
 
 Usage: ``python benchmarks/bench_ingest.py [--rounds N] [--interval S] [--no-reference]``
+"""
+
 from __future__ import annotations
 
 import argparse

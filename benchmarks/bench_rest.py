@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "--log-level", "WARNING"], start_new_session=True)
         base = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(300):
+            for _ in range(3000):  # start-up spawns and warms the workers: a minute on a loaded machine
                 try:
                     urllib.request.urlopen(f"{base}/api/v1/health", timeout=1)
                     break

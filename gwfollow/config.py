@@ -98,6 +98,7 @@ class ServiceConfig:
     defer_slow_products: bool
     deferred_workers: int
     deferred_nice: int
+    uvloop: bool
     write_tokens_sha256: tuple[str, ...]
     read_tokens_sha256: tuple[str, ...]
     read_open: bool

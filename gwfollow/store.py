@@ -261,7 +261,13 @@ class Store:
     One connection, guarded by a lock: methods may be called from any one
     thread at a time (the service uses a dedicated thread).  Every write is
     a transaction committed before the method returns (``synchronous=FULL``
-    in WAL mode survives a process kill and a power cut).
+    in WAL mode survives a process kill and a power cut).  Transactions that
+    only hold what can be computed again from a durable raw message (an
+    alert's products, with the status that marks the message processed) are
+    committed with ``synchronous=NORMAL``: they survive a process kill; a
+    power cut may undo the last of them, never partly, and the message is
+    then ``pending`` again and processed at the next start.  The next
+    ``FULL`` commit (the next accepted message) makes them durable too.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -287,20 +293,27 @@ class Store:
             self._db.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error)."""
+    def transaction(self, derived: bool = False) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error); ``derived``: only data
+        that a durable raw message can give again, committed without a sync (see the class notes)."""
         with self._lock:
+            if derived:
+                self._db.execute("PRAGMA synchronous=NORMAL")
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: cannot start a transaction ({exc})") from None
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
-                self._db.execute("COMMIT")
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    raise StoreError(f"{self.path}: cannot start a transaction ({exc})") from None
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                else:
+                    self._db.execute("COMMIT")
+            finally:
+                if derived:
+                    self._db.execute("PRAGMA synchronous=FULL")
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -388,7 +401,7 @@ class Store:
 
     def record_timings(self, raw_id: int, timings: dict[str, float]) -> None:
         now = utcnow()
-        with self.transaction() as db:
+        with self.transaction(derived=True) as db:
             db.executemany("INSERT INTO timings (raw_id, stage, seconds, at) VALUES (?, ?, ?, ?)",
                            [(raw_id, k, float(v), now) for k, v in timings.items()])
 
@@ -550,7 +563,7 @@ class Store:
         """
         a = result.alert
         now = utcnow()
-        with self.transaction() as db:
+        with self.transaction(derived=True) as db:  # the raw message is durable; see the class notes
             exists = db.execute(
                 "SELECT id FROM alerts WHERE superevent_id = ? AND alert_type = ? AND time_created = ? "
                 "AND content_hash = ?", (a.superevent_id, a.alert_type, a.time_created, a.content_hash),
@@ -668,7 +681,7 @@ class Store:
         that is no longer pending changes nothing.
         """
         now = utcnow()
-        with self.transaction() as db:
+        with self.transaction(derived=True) as db:  # pending again if a power cut undoes it
             cur = db.execute("SELECT * FROM deferred_work WHERE id = ?", (work_id,))
             cur.row_factory = sqlite3.Row  # type: ignore[assignment]
             row = cur.fetchone()

@@ -32,6 +32,15 @@ def main(args: argparse.Namespace) -> int:
     if args.host or args.port is not None:
         svc = dataclasses.replace(svc, host=args.host or svc.host, port=svc.port if args.port is None else args.port)
         cfg = dataclasses.replace(cfg, service=svc)
+    loop = None
+    if svc.uvloop:
+        try:
+            import uvloop  # optional: the faster event loop (libuv); asyncio's own otherwise
+        except ImportError:
+            logging.getLogger("gwfollow").warning("service.uvloop = true but uvloop is not installed; "
+                                                  "using asyncio's event loop (pip install uvloop)")
+        else:
+            loop = uvloop.new_event_loop()
     web.run_app(make_app(cfg), host=svc.host, port=svc.port, print=lambda s: logging.getLogger("gwfollow").info(s),
-                shutdown_timeout=30.0)
+                shutdown_timeout=30.0, loop=loop)
     return 0

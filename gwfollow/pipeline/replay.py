@@ -189,6 +189,7 @@ async def replay_messages(messages: Sequence[Message], config: Config, store: St
             outcomes.append(o)
             if on_outcome:
                 on_outcome(m, o)
+        await pipe.join()  # the second steps too: a replay ends with every product stored
     finally:
         await pipe.stop()
     return outcomes

@@ -106,6 +106,12 @@ def _process_deferred_in_worker(body: bytes, source: str, config: Config, gw_sky
     return process_deferred(body, source, config, gw_skymap, parts, resources or _WORKER_RESOURCES)
 
 
+def _ignore_result(fut: Any) -> None:
+    """Done-callback of a fire-and-forget warm-up: fetch its exception so asyncio does not log it."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 def outcome_of(raw_id: int, result: ProcessedAlert, recorded: Recorded, seconds: float = 0.0) -> Outcome:
     """The outcome of a message whose alert the store has recorded."""
     a = result.alert
@@ -207,10 +213,11 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         # Make sure every worker has started (and warmed its kernels) now,
         # not when the first alert arrives.
-        pings = [loop.run_in_executor(self._executor, _ping) for _ in range(svc.workers)]
-        if self._own_executor:
-            pings += [loop.run_in_executor(self._slow_executor, _ping) for _ in range(svc.deferred_workers)]
-        await asyncio.gather(*pings)
+        await asyncio.gather(*(loop.run_in_executor(self._executor, _ping) for _ in range(svc.workers)))
+        if self._own_executor:  # the second step's workers warm up meanwhile; start-up does not wait for them
+            slow = self._slow_executor
+            for _ in range(svc.deferred_workers):
+                loop.run_in_executor(slow, _ping).add_done_callback(_ignore_result)
         self._queue = asyncio.Queue(svc.queue_size)
         self._deferred_queue = asyncio.Queue()
         self._session = checked_session(self.config.fetch)

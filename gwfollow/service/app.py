@@ -19,6 +19,7 @@ from gwfollow.config import Config
 from gwfollow.pipeline.listeners import KafkaListener, SpoolListener
 from gwfollow.pipeline.runner import Pipeline
 from gwfollow.service.caching import install_cache
+from gwfollow.service.fastpath import cached_get
 from gwfollow.service.keys import CONFIG, LISTENERS, PIPELINE, RESPONSE_CACHE, STORE
 from gwfollow.service.middleware import cors_middleware, error_middleware
 from gwfollow.service.responsecache import ResponseCache
@@ -41,7 +42,7 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
         opened at start-up and closed at shutdown.
     """
     app = web.Application(client_max_size=int(config.service.max_body_mib * 2**20),
-                          middlewares=[security_headers, cors_middleware, error_middleware])
+                          middlewares=[cached_get, security_headers, cors_middleware, error_middleware])
     app[CONFIG] = config
     app[LISTENERS] = []
     app[RESPONSE_CACHE] = ResponseCache()

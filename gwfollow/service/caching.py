@@ -15,8 +15,10 @@ from email.utils import format_datetime, parsedate_to_datetime
 
 from aiohttp import web
 
+from gwfollow.service.fastpath import etag_matches
 from gwfollow.service.keys import PIPELINE, RESPONSE_CACHE
 from gwfollow.service.middleware import require_read
+from gwfollow.service.safety import CONTENT_SECURITY_POLICY
 
 
 def _etag(body: bytes) -> str:
@@ -36,7 +38,7 @@ def conditional(request: web.Request, body: bytes, content_type: str, *, last_mo
     inm = request.headers.get("If-None-Match")
     if inm is not None:
         # Weak comparison (RFC 9110, 13.1.2): a proxy that gzips turns the tag into W/"...".
-        if tag in [t.strip().removeprefix("W/") for t in inm.split(",")] or inm.strip() == "*":
+        if etag_matches(tag, inm):
             return web.Response(status=304, headers=h)
     elif lm is not None and "If-Modified-Since" in request.headers:
         try:
@@ -66,13 +68,19 @@ def cached(handler):  # type: ignore[no-untyped-def]
         generation = cache.generation
         hit = cache.get(request.path_qs)
         if hit is not None:
-            body, ctype, lm, headers = hit
+            body, ctype, lm, headers = hit[:4]
             return conditional(request, body, ctype, last_modified=lm, headers=headers)
         resp = await handler(request)
         if resp.status == 200 and isinstance(resp, web.Response) and resp.body is not None:
             lm_hdr = getattr(resp, "_gwfollow_lm", None)
             extra = {k: v for k, v in resp.headers.items() if k == "Content-Disposition"}
-            cache.put(request.path_qs, (bytes(resp.body), resp.content_type, lm_hdr, extra), generation)
+            # The headers as sent, for the fast path (gwfollow.service.fastpath): the
+            # security headers are added here because their middleware runs after this.
+            sent = {k: v for k, v in resp.headers.items() if k != "Content-Length"}
+            sent.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+            sent.setdefault("X-Content-Type-Options", "nosniff")
+            cache.put(request.path_qs, (bytes(resp.body), resp.content_type, lm_hdr, extra, resp.headers["ETag"],
+                                        sent), generation)
         return resp
 
     return wrapper
