@@ -1,10 +1,17 @@
-"""REST benchmark with wrk: cached target lists, and latency while an alert is processed.
+"""REST benchmark with wrk: cached target lists, and latency while alerts are processed.
 
 Installs Debian's ``wrk`` when missing (apt-get), fills a database by replaying
 real alerts, starts ``gwfollow serve`` on 127.0.0.1 (2 worker processes),
 then runs wrk (2 threads, 50 connections, 15 s) against a VOTable target
 list, first idle and then while alerts are POSTed (the pipeline busy), and
 prints requests/s and latency percentiles.
+
+The reference is the floor of the stack on this machine: a bare aiohttp
+application, on the same event loop as ``gwfollow serve`` (uvloop when
+installed), whose one handler returns the same bytes with the same headers,
+measured the same way; the ratio is gwfollow over it.  Peak memory is the
+largest resident set of the service and its workers, sampled each 0.2 s.
+The load average is printed with each figure (the machine may be shared).
 
 Usage: ``python benchmarks/bench_rest.py [--seconds 15]``
 """
@@ -46,12 +53,89 @@ def _wrk() -> str:
     return shutil.which("wrk") or "wrk"
 
 
-def _run_wrk(wrk: str, url: str, seconds: int) -> str:
+def _run_wrk(wrk: str, url: str, seconds: int) -> tuple[str, float]:
     out = subprocess.run([wrk, "-t2", "-c50", f"-d{seconds}s", "--latency", url], capture_output=True,
                          text=True, check=True).stdout
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = dict(re.findall(r"\s+(50|75|90|99)%\s+([\d.]+\w+)", out))
-    return f"{float(rps):8.0f} req/s, p50 {lat.get('50')}, p90 {lat.get('90')}, p99 {lat.get('99')}"
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = f", {bad.group(1)} non-2xx" if bad else ""
+    return f"{rps:8.0f} req/s, p50 {lat.get('50')}, p90 {lat.get('90')}, p99 {lat.get('99')}{errors}", rps
+
+
+REFERENCE_APP = """
+import sys
+from aiohttp import web
+body = open(sys.argv[2], "rb").read()
+headers = dict(line.split(": ", 1) for line in open(sys.argv[3]).read().splitlines() if line)
+async def handle(request):
+    return web.Response(body=body, headers=headers)
+app = web.Application()
+app.router.add_get("/{tail:.*}", handle)
+try:
+    import uvloop
+    loop = uvloop.new_event_loop()
+except ImportError:
+    loop = None
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, loop=loop)
+"""
+
+
+def _load() -> str:
+    return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+class _PeakRSS:
+    """Largest resident set of a process and its children, sampled in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self.proc = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                procs = [self.proc] + self.proc.children(recursive=True)
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs))
+            except psutil.Error:
+                pass
+            time.sleep(0.2)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._t.join()
+        return self.peak
+
+
+def _reference(wrk: str, url: str, seconds: int, tmp: str) -> tuple[str, float]:
+    """The same body and headers from a bare aiohttp app: (wrk summary, req/s)."""
+    with urllib.request.urlopen(url) as r:
+        body, headers = r.read(), {k: v for k, v in r.headers.items()
+                                   if k not in ("Content-Length", "Date", "Server")}
+    Path(tmp, "body").write_bytes(body)
+    Path(tmp, "headers").write_text("".join(f"{k}: {v}\n" for k, v in headers.items()))
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-c", REFERENCE_APP, str(port), str(Path(tmp, "body")),
+                             str(Path(tmp, "headers"))], start_new_session=True)
+    try:
+        ref_url = f"http://127.0.0.1:{port}/ref"
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(ref_url, timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        return _run_wrk(wrk, ref_url, seconds)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,8 +176,12 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(0.1)
             url = f"{base}/api/v1/events/S241102br/targets?kind=galaxies&format=votable&limit=100"
             urllib.request.urlopen(url).read()
-            print(f"cached VOTable target list (100 galaxies), idle:        {_run_wrk(wrk, url, args.seconds)}",
-                  flush=True)
+            peak = _PeakRSS(proc.pid)
+            ref, ref_rps = _reference(wrk, url, args.seconds, tmp)
+            print(f"reference (bare aiohttp, same bytes and headers), idle: {ref}  ({_load()})", flush=True)
+            got, rps = _run_wrk(wrk, url, args.seconds)
+            print(f"gwfollow, cached VOTable target list (100 galaxies), idle: {got}  ({_load()})", flush=True)
+            print(f"ratio gwfollow / reference: {rps / ref_rps:.2f}", flush=True)
             stop = threading.Event()
 
             def push() -> None:
@@ -111,10 +199,12 @@ def main(argv: list[str] | None = None) -> int:
             t = threading.Thread(target=push)
             t.start()
             try:
-                print(f"same, while alerts are processed (1 alert/s pushed):  {_run_wrk(wrk, url, args.seconds)}")
+                got, _ = _run_wrk(wrk, url, args.seconds)
+                print(f"gwfollow, same, while alerts are processed (1 alert/s pushed): {got}  ({_load()})")
             finally:
                 stop.set()
                 t.join()
+            print(f"peak RSS of gwfollow serve and its workers: {peak.stop() / 2**20:.0f} MiB")
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(60)

@@ -1,6 +1,7 @@
 """Intake that answers at once whether a pushed message is usable (HTTP POST).
 
-The message is parsed before it is queued, off the event loop: one that is
+The message is parsed before it is queued, in a worker process (not a
+thread of the service's process, whose GIL the event loop needs): one that is
 not a valid alert (bad JSON, wrong schema, an identifier that is not a
 GraceDB id) is still stored byte for byte and dead-lettered with the reason,
 and the sender learns the reason now rather than finding a dead letter later.
@@ -10,10 +11,8 @@ is too heavy for the service process).
 
 from __future__ import annotations
 
-import asyncio
-
 from gwfollow.errors import AlertError
-from gwfollow.ingest.parse import parse_alert, sniff
+from gwfollow.ingest.parse import sniff
 from gwfollow.pipeline.runner import Pipeline
 from gwfollow.store import Accepted
 
@@ -36,7 +35,7 @@ async def submit_checked(pipe: Pipeline, body: bytes, source: str) -> Accepted:
     """
     if sniff(body) != "fits":
         try:
-            await asyncio.to_thread(parse_alert, body, source)
+            await pipe.check(body, source)
         except AlertError as exc:
             acc = await pipe.accept(body, source)
             if acc.new:

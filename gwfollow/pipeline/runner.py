@@ -52,7 +52,7 @@ from gwfollow.errors import (
     UnknownEventError,
 )
 from gwfollow.ingest.fetch import checked_session, fetch_bytes
-from gwfollow.ingest.parse import sniff
+from gwfollow.ingest.parse import parse_alert, sniff
 from gwfollow.kernels import warm_up
 from gwfollow.products.core import NeedsFetch, process_alert, process_deferred, process_message
 from gwfollow.products.resources import Resources
@@ -104,6 +104,11 @@ def _process_fetched_in_worker(needs: NeedsFetch, source: str, config: Config, d
 def _process_deferred_in_worker(body: bytes, source: str, config: Config, gw_skymap: bytes,
                                 parts: DeferredParts, resources: Resources | None = None) -> ProcessedDeferred:
     return process_deferred(body, source, config, gw_skymap, parts, resources or _WORKER_RESOURCES)
+
+
+def check_message(body: bytes, source: str) -> None:
+    """Parse a message and drop the result (intake checks in a worker: see :meth:`Pipeline.check`)."""
+    parse_alert(body, source)
 
 
 def _ignore_result(fut: Any) -> None:
@@ -321,10 +326,18 @@ class Pipeline:
 
     async def accept(self, body: bytes, source: str) -> Accepted:
         """Store a raw message durably; returns when committed."""
-        digest = hashlib.sha256(body).hexdigest()
-        acc = await self.db(self.store.accept_raw, body, source, sniff(body), digest)
+        acc = await self.db(self._accept, body, source)
         self.stats["accepted" if acc.new else "redelivered"] += 1
         return acc
+
+    def _accept(self, body: bytes, source: str) -> Accepted:
+        # On the database thread: hashing megabytes (hashlib lets go of the GIL) stays off the event loop.
+        return self.store.accept_raw(body, source, sniff(body), hashlib.sha256(body).hexdigest())
+
+    async def check(self, body: bytes, source: str) -> None:
+        """Parse ``body`` in a worker process (the event loop's process keeps its CPU and GIL for
+        requests); raises the parser's :class:`~gwfollow.errors.AlertError` when it is not an alert."""
+        await self._run(check_message, body, source)
 
     async def enqueue(self, acc: Accepted) -> None:
         """Queue an accepted message for processing (waits when the queue is full)."""
