@@ -117,8 +117,10 @@ class _PeakRSS:
 def _reference(wrk: str, url: str, seconds: int, tmp: str) -> tuple[str, float]:
     """The same body and headers from a bare aiohttp app: (wrk summary, req/s)."""
     with urllib.request.urlopen(url) as r:
+        # Not the hop-by-hop Connection (urllib asks to close, and a replayed "close" would
+        # make every wrk request open a new connection).
         body, headers = r.read(), {k: v for k, v in r.headers.items()
-                                   if k not in ("Content-Length", "Date", "Server")}
+                                   if k not in ("Content-Length", "Date", "Server", "Connection", "Keep-Alive")}
     Path(tmp, "body").write_bytes(body)
     Path(tmp, "headers").write_text("".join(f"{k}: {v}\n" for k, v in headers.items()))
     port = _free_port()

@@ -17,6 +17,8 @@ from typing import Any
 
 import astropy.coordinates  # noqa: F401  (imported here so the first alert does not wait for it)
 import mocpy  # noqa: F401
+from astropy.table import Table
+from astropy.time import Time
 
 from gwfollow.config import Config, CoverageConfig, TelescopeConfig
 from gwfollow.errors import ConfigError, GwfollowError
@@ -29,6 +31,7 @@ from gwfollow.targets.fields import (
     telescope_from_config,
 )
 from gwfollow.targets.sources import CatalogSource, open_catalog
+from gwfollow.targets.windows import add_windows
 
 log = logging.getLogger("gwfollow.products.resources")
 
@@ -81,7 +84,8 @@ class Resources:
 
     def warm(self) -> None:
         """Prepare each configured telescope with the footprint grid of all its
-        fields (computed together, about 0.5 s for ZTF's 1,778 fields) before the first alert.
+        fields (computed together, about 0.5 s for ZTF's 1,778 fields), and the
+        sites' sky, before the first alert.
 
         A telescope that cannot be prepared is logged; its error is reported
         again, per alert, where it is used.
@@ -92,6 +96,13 @@ class Resources:
                 footprint_grid(tel, tc.order)
             except (GwfollowError, OSError, ValueError) as exc:
                 log.warning("telescope %s not prepared: %s: %s", tc.name, type(exc).__name__, exc)
+        if self.config.sites:
+            # Observing windows of one target: loads the Earth-orientation table and the
+            # ephemerides the first alert's windows would otherwise wait for (about 1 s).
+            try:
+                add_windows(Table({"ra": [0.0], "dec": [0.0]}), self.config.sites, Time("2020-01-01T00:00:00"))
+            except (GwfollowError, OSError, ValueError) as exc:
+                log.warning("sites not prepared: %s: %s", type(exc).__name__, exc)
 
     def __repr__(self) -> str:
         return (f"Resources({len(self._catalogs)} catalogue(s), {len(self._telescopes)} telescope(s), "

@@ -8,10 +8,13 @@ pipeline stores something new.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
+import weakref
 from datetime import datetime, timezone
 from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -66,24 +69,54 @@ def cached(handler):  # type: ignore[no-untyped-def]
         require_read(request)
         cache = request.app[RESPONSE_CACHE]
         generation = cache.generation
-        hit = cache.get(request.path_qs)
+        key = request.path_qs
+        hit = cache.get(key)
         if hit is not None:
             body, ctype, lm, headers = hit[:4]
             return conditional(request, body, ctype, last_modified=lm, headers=headers)
-        resp = await handler(request)
-        if resp.status == 200 and isinstance(resp, web.Response) and resp.body is not None:
-            lm_hdr = getattr(resp, "_gwfollow_lm", None)
-            extra = {k: v for k, v in resp.headers.items() if k == "Content-Disposition"}
-            # The headers as sent, for the fast path (gwfollow.service.fastpath): the
-            # security headers are added here because their middleware runs after this.
-            sent = {k: v for k, v in resp.headers.items() if k != "Content-Length"}
-            sent.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-            sent.setdefault("X-Content-Type-Options", "nosniff")
-            cache.put(request.path_qs, (bytes(resp.body), resp.content_type, lm_hdr, extra, resp.headers["ETag"],
-                                        sent), generation)
+        # One computation per URL at a time: after an alert empties the cache, fifty
+        # pollers of the same list wait for the first one's answer instead of each
+        # converting it again (a stampede of CPU-bound threads in the event loop's process).
+        flights = _IN_FLIGHT.setdefault(cache, {})
+        leader = flights.get((key, generation))
+        if leader is not None:
+            await asyncio.shield(leader)
+            hit = cache.get(key)
+            if hit is not None:
+                body, ctype, lm, headers = hit[:4]
+                return conditional(request, body, ctype, last_modified=lm, headers=headers)
+            return await handler(request)  # the first one's answer was not cacheable
+        done = asyncio.get_running_loop().create_future()
+        flights[(key, generation)] = done
+        try:
+            resp = await handler(request)
+            _keep(cache, key, resp, generation)
+        finally:
+            flights.pop((key, generation), None)
+            done.set_result(None)
         return resp
 
     return wrapper
+
+
+_IN_FLIGHT: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], asyncio.Future[None]]] = \
+    weakref.WeakKeyDictionary()
+"""Per response cache: the computations under way, by (path and query, cache generation)."""
+
+
+def _keep(cache: Any, key: str, resp: web.StreamResponse, generation: int) -> None:
+    """Put a 200 response in the cache with what the fast path needs."""
+    if resp.status != 200 or not isinstance(resp, web.Response) or resp.body is None:
+        return
+    lm_hdr = getattr(resp, "_gwfollow_lm", None)
+    extra = {k: v for k, v in resp.headers.items() if k == "Content-Disposition"}
+    # The headers as sent, for the fast path (gwfollow.service.fastpath): the
+    # security headers are added here because their middleware runs after this.
+    sent = {k: v for k, v in resp.headers.items() if k != "Content-Length"}
+    sent.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    sent.setdefault("X-Content-Type-Options", "nosniff")
+    cache.put(key, (bytes(resp.body), resp.content_type, lm_hdr, extra, resp.headers["ETag"], sent),
+              generation)
 
 
 def install_cache(app: web.Application) -> None:
