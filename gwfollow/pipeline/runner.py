@@ -477,7 +477,7 @@ class Pipeline:
             except BrokenProcessPool:
                 # A worker died (out of memory, killed): every message in flight
                 # sees this. Replace the pool once, then try the message again.
-                self.stats["worker_crashes"] += 1
+                self.stats["deferred_worker_crashes" if slow else "worker_crashes"] += 1
                 if not self._own_executor:
                     raise
                 if getattr(self, attr) is executor:
