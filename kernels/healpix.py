@@ -62,19 +62,31 @@ def uniq_to_order_ipix(uniq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = uniq.shape[0]
     order = np.empty(n, dtype=np.int64)
     ipix = np.empty(n, dtype=np.int64)
+    # Cells of one order come in runs: while uniq stays in the last order's
+    # band [4**(o+1), 4**(o+2)) the order is known without computing it.
+    o = -1
+    lo = np.int64(0)
+    hi = np.int64(0)
     for i in range(n):
         u = np.int64(uniq[i])
+        if u >= lo and u < hi:
+            order[i] = o
+            ipix[i] = u - lo
+            continue
         if u < 4:
             order[i] = -1
             ipix[i] = -1
             continue
-        o = _order_of_uniq(u)
-        if o > MAX_ORDER:
+        oi = _order_of_uniq(u)
+        if oi > MAX_ORDER:
             order[i] = -1
             ipix[i] = -1
             continue
+        o = oi
+        lo = np.int64(4) << (2 * o)
+        hi = lo << 2  # at most 2**62 (order 29): no overflow
         order[i] = o
-        ipix[i] = u - (np.int64(4) << (2 * o))
+        ipix[i] = u - lo
     return order, ipix
 
 
@@ -310,6 +322,7 @@ def prepare_cells(uniq: np.ndarray):
     n = uniq.shape[0]
     order, ipix = uniq_to_order_ipix(uniq)
     rng = np.empty((n, 2), dtype=np.int64)
+    starts = np.empty(n, dtype=np.int64)
     empty = np.empty(0, dtype=np.int64)
     # Maps written in NUNIQ order (as LVK pipelines write them) are a few
     # runs, one per order, each ascending on the sky: a k-way merge of the
@@ -319,11 +332,13 @@ def prepare_cells(uniq: np.ndarray):
     nruns = 0
     for i in range(n):
         o = order[i]
-        if o < 0 or ipix[i] < 0 or ipix[i] >= 12 * (np.int64(1) << (2 * o)):
+        if o < 0:  # an order outside 0..29; within its band the pixel index is valid
             return 1, i, order, ipix, rng, empty
         s = 2 * (MAX_ORDER - o)
-        rng[i, 0] = ipix[i] << s
+        a = ipix[i] << s
+        rng[i, 0] = a
         rng[i, 1] = (ipix[i] + 1) << s
+        starts[i] = a
         if increasing and i > 0 and uniq[i] <= uniq[i - 1]:
             increasing = False
         if increasing and (i == 0 or o != order[i - 1]):
@@ -331,9 +346,9 @@ def prepare_cells(uniq: np.ndarray):
             nruns += 1
     if increasing and n > 0 and nruns <= 12:
         runs[nruns] = n
-        by_start = merge_sorted_runs(rng[:, 0].copy(), runs[: nruns + 1])
+        by_start = merge_sorted_runs(starts, runs[: nruns + 1])
     else:
-        by_start = argsort_nonneg_i64(rng[:, 0].copy())
+        by_start = argsort_nonneg_i64(starts)
     for k in range(1, n):
         if rng[by_start[k], 0] < rng[by_start[k - 1], 1]:
             return 2, by_start[k], order, ipix, rng, by_start
