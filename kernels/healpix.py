@@ -182,9 +182,11 @@ def _ang2pix_nest_one(order: int, z: float, sth: float, have_sth: bool, phi: flo
     # Górski et al. 2005, section 4 (equatorial and polar zones), NESTED scheme.
     nside = np.int64(1) << order
     za = abs(z)
-    tt = (phi * _INV_HALFPI) % 4.0
-    if tt < 0.0:
-        tt += 4.0
+    tt = phi * _INV_HALFPI
+    if not (0.0 <= tt < 4.0):  # x % 4.0 is x itself in [0, 4): skip the costly modulo there
+        tt = tt % 4.0
+        if tt < 0.0:
+            tt += 4.0
     if za <= _TWOTHIRD:
         temp1 = nside * (0.5 + tt)
         temp2 = nside * (z * 0.75)

@@ -111,10 +111,10 @@ def _pix29_deg(lon: float, lat: float) -> np.int64:
 
 
 @njit(cache=True, inline="always")
-def _cell_of(pix: np.int64, cell_starts: np.ndarray, cell_ends: np.ndarray, cell_rows: np.ndarray,
-             lut: np.ndarray, lut_order: int) -> np.int64:
-    """Map row of the cell holding depth-29 ``pix`` (-1: none); ``lut`` as in
-    :func:`evaluate_positions`."""
+def _cell_pos(pix: np.int64, cell_starts: np.ndarray, cell_ends: np.ndarray, lut: np.ndarray,
+              lut_order: int) -> np.int64:
+    """Sky-order position of the cell holding depth-29 ``pix`` (-1: none);
+    ``lut`` as in :func:`evaluate_positions`."""
     ncell = cell_starts.shape[0]
     if lut.shape[0] > 0:
         # The cells that can hold pix start at lut[q]: walk the few of them.
@@ -128,9 +128,61 @@ def _cell_of(pix: np.int64, cell_starts: np.ndarray, cell_ends: np.ndarray, cell
         else:
             while k < hi and cell_ends[k] <= pix:
                 k += 1
-        return cell_rows[k] if k < ncell and cell_starts[k] <= pix else -1
+        return k if k < ncell and cell_starts[k] <= pix else -1
     k = np.searchsorted(cell_starts, pix, side="right") - 1
-    return cell_rows[k] if k >= 0 and pix < cell_ends[k] else -1
+    return k if k >= 0 and pix < cell_ends[k] else -1
+
+
+@njit(cache=True, inline="always")
+def _cell_of(pix: np.int64, cell_starts: np.ndarray, cell_ends: np.ndarray, cell_rows: np.ndarray,
+             lut: np.ndarray, lut_order: int) -> np.int64:
+    """Map row of the cell holding depth-29 ``pix`` (-1: none)."""
+    k = _cell_pos(pix, cell_starts, cell_ends, lut, lut_order)
+    return cell_rows[k] if k >= 0 else -1
+
+
+@njit(cache=True)
+def density_table(cell_rows: np.ndarray, probdensity: np.ndarray, distmu: np.ndarray, distsigma: np.ndarray,
+                  distnorm: np.ndarray, has_distance: bool) -> np.ndarray:
+    """Per-cell factors of the 3-D density, in sky order (rows ``cell_rows``).
+
+    Row ``k``: ``(p, p * N / sqrt(2 pi) / sigma, mu, sigma)``, the first
+    factor formed in the order :func:`_densities` forms it (so the density
+    is the same double); ``sigma`` is -1 for a degenerate ansatz (infinite
+    or NaN parameters, ``sigma <= 0``).  One 32-byte row per cell: a galaxy
+    reads one cache line of the map instead of five.
+    """
+    m = cell_rows.shape[0]
+    t = np.zeros((m, 4), dtype=np.float64)
+    for k in range(m):
+        c = cell_rows[k]
+        d2 = probdensity[c]
+        t[k, 0] = d2
+        t[k, 3] = -1.0
+        if has_distance:
+            mu = distmu[c]
+            sg = distsigma[c]
+            nm = distnorm[c]
+            if np.isfinite(mu) and np.isfinite(sg) and np.isfinite(nm) and sg > 0.0:
+                t[k, 1] = d2 * nm * _INV_SQRT_2PI / sg
+                t[k, 2] = mu
+                t[k, 3] = sg
+    return t
+
+
+@njit(cache=True, inline="always")
+def _densities_tab(k: int, d: float, table: np.ndarray, has_distance: bool) -> tuple[float, float]:
+    """:func:`_densities` from a :func:`density_table` row (``k`` = -1: outside the map)."""
+    if k < 0:
+        return 0.0, (0.0 if has_distance and np.isfinite(d) else np.nan)
+    d2 = table[k, 0]
+    if not has_distance or not np.isfinite(d):
+        return d2, np.nan
+    sg = table[k, 3]
+    if sg < 0.0:
+        return d2, 0.0
+    x = (d - table[k, 2]) / sg
+    return d2, table[k, 1] * np.exp(-0.5 * x * x)
 
 
 @njit(cache=True, parallel=True)
@@ -391,11 +443,7 @@ def scan_top_sky(
     dist: np.ndarray,
     cell_starts: np.ndarray,
     cell_ends: np.ndarray,
-    cell_rows: np.ndarray,
-    probdensity: np.ndarray,
-    distmu: np.ndarray,
-    distsigma: np.ndarray,
-    distnorm: np.ndarray,
+    table: np.ndarray,
     has_distance: bool,
     lut: np.ndarray,
     lut_order: int,
@@ -405,7 +453,9 @@ def scan_top_sky(
     """Whole-sky ranking of a catalogue without an index, in one pass and
     without arrays the size of the catalogue.
 
-    Each galaxy's densities are those of :func:`evaluate_positions`; its
+    ``table`` from :func:`density_table` for the cells ``cell_starts`` /
+    ``cell_ends`` (sky order).  Each galaxy's densities are those of
+    :func:`evaluate_positions` (the same doubles); its
     score is the 3-D density (2-D without distances).  ``nchunks`` slices of
     the catalogue (threads over slices) each keep their best ``k`` galaxies
     in a bounded heap under the ranking's total order (score, 2-D density,
@@ -445,8 +495,8 @@ def scan_top_sky(
         size = 0
         for i in range(lo, up):
             pix = _pix29_deg(lon[i], lat[i])
-            cell = _cell_of(pix, cell_starts, cell_ends, cell_rows, lut, lut_order)
-            d2, d3 = _densities(cell, dist[i], probdensity, distmu, distsigma, distnorm, has_distance)
+            cell = _cell_pos(pix, cell_starts, cell_ends, lut, lut_order)
+            d2, d3 = _densities_tab(cell, dist[i], table, has_distance)
             raw = d3 if has_distance else d2
             if np.isfinite(raw):
                 cls, pv, sv = 0, raw, d2

@@ -230,9 +230,10 @@ def test_whole_sky_top_k_scan_is_the_prefix_of_the_full_ranking(seed, k, with_di
     bs = sm.by_start
     starts, ends = sm.ranges[bs, 0].copy(), sm.ranges[bs, 1].copy()
     e = np.empty(0)
-    args = (cat.ra, cat.dec, cat.dist, starts, ends, bs, sm.probdensity,
-            *((sm.distmu, sm.distsigma, sm.distnorm) if with_distance else (e, e, e)), with_distance,
-            krank.cell_lookup(ends, 5), 5, m)
+    table = krank.density_table(bs, sm.probdensity,
+                                *((sm.distmu, sm.distsigma, sm.distnorm) if with_distance else (e, e, e)),
+                                with_distance)
+    args = (cat.ra, cat.dec, cat.dist, starts, ends, table, with_distance, krank.cell_lookup(ends, 5), 5, m)
     one, many = krank.scan_top_sky(*args, 1), krank.scan_top_sky(*args, nchunks)
     for a, b in zip(one, many):
         np.testing.assert_array_equal(a, b)

@@ -196,8 +196,9 @@ def rank_galaxies(
             n = len(catalog)
             k = min(limit, n)
             nchunks = min(64, max(1, n // max(1, 8 * k)))
-            pos, p2k, p3k, limbs = krank.scan_top_sky(catalog.ra, catalog.dec, dist, starts, ends, bs,
-                                                      skymap.probdensity, mu, sg, nm, has_d, lut, 5, k, nchunks)
+            table = krank.density_table(bs, skymap.probdensity, mu, sg, nm, has_d)
+            pos, p2k, p3k, limbs = krank.scan_top_sky(catalog.ra, catalog.dec, dist, starts, ends, table, has_d,
+                                                      lut, 5, k, nchunks)
             score, cum = scores_and_cumulative(p3k if has_d else p2k, limbs_to_float(limbs))
             prov = ranking_provenance(skymap, catalog.name, catalog.version, None, None, "3d" if has_d else "2d")
             return RankedGalaxies(catalog, pos, p2k, p3k, score, cum, "3d" if has_d else "2d", n, prov)
