@@ -324,7 +324,6 @@ def prepare_cells(uniq: np.ndarray):
     n = uniq.shape[0]
     order, ipix = uniq_to_order_ipix(uniq)
     rng = np.empty((n, 2), dtype=np.int64)
-    starts = np.empty(n, dtype=np.int64)
     empty = np.empty(0, dtype=np.int64)
     # Maps written in NUNIQ order (as LVK pipelines write them) are a few
     # runs, one per order, each ascending on the sky: a k-way merge of the
@@ -337,10 +336,8 @@ def prepare_cells(uniq: np.ndarray):
         if o < 0:  # an order outside 0..29; within its band the pixel index is valid
             return 1, i, order, ipix, rng, empty
         s = 2 * (MAX_ORDER - o)
-        a = ipix[i] << s
-        rng[i, 0] = a
+        rng[i, 0] = ipix[i] << s
         rng[i, 1] = (ipix[i] + 1) << s
-        starts[i] = a
         if increasing and i > 0 and uniq[i] <= uniq[i - 1]:
             increasing = False
         if increasing and (i == 0 or o != order[i - 1]):
@@ -348,9 +345,9 @@ def prepare_cells(uniq: np.ndarray):
             nruns += 1
     if increasing and n > 0 and nruns <= 12:
         runs[nruns] = n
-        by_start = merge_sorted_runs(starts, runs[: nruns + 1])
+        by_start = merge_sorted_runs(rng[:, 0], runs[: nruns + 1])  # a strided view: no copy
     else:
-        by_start = argsort_nonneg_i64(starts)
+        by_start = argsort_nonneg_i64(rng[:, 0].copy())
     for k in range(1, n):
         if rng[by_start[k], 0] < rng[by_start[k - 1], 1]:
             return 2, by_start[k], order, ipix, rng, by_start
