@@ -96,19 +96,23 @@ def measure_pair(ref_fn: Callable[[], object], ours_fn: Callable[[], object],
     loaded machine both medians see the same load, so their ratio holds."""
     pr, po = peak_of(ref_fn), peak_of(ours_fn)
     tr, to = [], []
+    cr, co = [], []
     fr = fo = 0
     for _ in range(repeat):
         f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         ref_fn()
         tr.append(time.perf_counter() - t)
+        cr.append(time.process_time() - c)
         f1 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         ours_fn()
         to.append(time.perf_counter() - t)
+        co.append(time.process_time() - c)
         fr += f1 - f0
         fo += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f1
     FAULTS[:] = [fr / max(repeat, 1), fo / max(repeat, 1)]
+    CPU[:] = [statistics.median(cr), statistics.median(co)]
     return (statistics.median(tr), pr), (statistics.median(to), po)
 
 
@@ -116,6 +120,10 @@ def measure_pair(ref_fn: Callable[[], object], ours_fn: Callable[[], object],
 #: fresh pages the allocator had to map (glibc gives freed heap tops back to
 #: the kernel past its trim threshold), which cost a loaded machine ~2-3 us each.
 FAULTS: list[float] = [0.0, 0.0]
+#: Median CPU seconds per call of all threads (reference, gwfollow) of the
+#: last measure_pair: less sensitive to the load than wall time (mocpy's
+#: reader spreads over threads, which a loaded machine makes wait).
+CPU: list[float] = [0.0, 0.0]
 
 
 def steady_heap() -> None:
@@ -181,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             ref, ours = measure_pair(lambda: MOC.from_multiordermap_fits_file(str(mp), cumul_to=0.9),
                                      lambda: gwfollow.credible_moc(gwfollow.read_skymap(mp), 0.9), args.repeat)
             print(row(f"read + 90% MOC  {mp.name}", ref, ours)
-                  + f"  faults/call {FAULTS[0]:.0f} / {FAULTS[1]:.0f}", flush=True)
+                  + f"  faults/call {FAULTS[0]:.0f} / {FAULTS[1]:.0f}; CPU ms {CPU[0] * 1e3:.2f} / {CPU[1] * 1e3:.2f} "
+                  f"({CPU[0] / CPU[1]:.2f}x)", flush=True)
 
     if not args.quick and want("flat"):
         slim = SHARED / "skymaps" / "MS181101ab_bayestar.slim.fits.gz"
