@@ -601,7 +601,7 @@ def footprint_grid(telescope: Telescope, order: int = 10,
 
     Built on first use (the footprints of every field, then one sort of
     their bounds); a worker builds it before its first alert
-    (:func:`gwfollow.products.core.warm_worker`).  With ``cache_dir`` the
+    (:meth:`gwfollow.products.resources.Resources.warm`).  With ``cache_dir`` the
     grid is also kept on disk there, in a file named by the SHA-256 of the
     field centres, the field of view and the order
     (:func:`footprint_cache_path`), so a new process loads it instead of
