@@ -83,6 +83,7 @@ async def test_pages_are_escaped_and_carry_a_csp(page_db, aiohttp_client) -> Non
     assert r.status == 200 and "<h2>Facts</h2>" in page and "PRELIMINARY -&gt; INITIAL" in page
     assert "script-src 'self'" in r.headers["Content-Security-Policy"]
     assert "<script>" not in page  # no inline script: the CSP would block it
+    assert 'href="/api/v1/events/S241102br/plan?telescope=ZTF&amp;site=Palomar&amp;format=votable"' in page
     assert (await client.get("/events/S000000zz")).status == 404
     assert (await client.get("/static/event.js")).status == 200
     r = await client.get("/events/S241102br/coverage/allsky.json")
@@ -131,10 +132,24 @@ async def test_event_page_in_chromium(page_db, aiohttp_server, chromium, aladin)
             assert layers["mocs"] == ["90 % region", "50 % region", "coverage allsky"]
             assert layers["catalogs"][0]["name"] == "galaxies OpenNGC" and layers["catalogs"][0]["count"] > 10
             assert layers["overlays"][0]["name"] == "fields ZTF" and layers["overlays"][0]["count"] >= 1
+            # The observation plan: its footprints as an overlay (one per exposure) and its table.
+            plan = layers["plans"][0]
+            assert plan["name"] == "ZTF@Palomar" and plan["exposures"] >= 1
+            assert plan["footprints"] == plan["exposures"]
+            assert {"name": "plan ZTF@Palomar", "count": plan["exposures"]} in layers["overlays"]
+            rows = page.locator('details[data-plan="ZTF@Palomar"] table.plan-table tbody tr')
+            assert await rows.count() == plan["exposures"]
+            first = await rows.first.locator("td").all_text_contents()
+            assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", first[2]), first  # start (UTC)
+            summary = await page.locator('details[data-plan="ZTF@Palomar"] summary').text_content()
+            covered = re.search(r"(\d+) exposure\(s\) covering ([01]\.\d{3}) of the probability", summary)
+            assert covered and int(covered[1]) == plan["exposures"], summary
+            last = await rows.last.locator("td").all_text_contents()
+            assert abs(float(last[-1]) - float(covered[2])) <= 1e-3  # the last cumprob is what the plan covers
             # The layers are in Aladin Lite itself, not only in our bookkeeping.
             n_cat = await page.evaluate("window.aladin.view.catalogs.length")
             n_ovl = await page.evaluate("window.aladin.view.overlays.length")
-            assert n_cat >= 1 and n_ovl >= 1
+            assert n_cat >= 1 and n_ovl >= 2
             await page.wait_for_timeout(3000)  # let the WebGL canvas draw
             ARTEFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTEFACTS / "event-S241102br.png"), full_page=True)
@@ -198,13 +213,14 @@ async def test_send_to_samp_from_the_page(page_db, aiohttp_server, chromium, ala
                 await page.click("#samp-send")
                 await page.locator("#samp-status", has_text=re.compile("sent|no SAMP hub")).wait_for(timeout=30_000)
                 status = await page.locator("#samp-status").text_content()
-                # Two MOCs and two tables went to the receiver, which loaded them before replying.
-                assert status.startswith("4 product(s) sent to the SAMP hub's clients, 4 loaded"), status
+                # Two MOCs, two tables and the plan went to the receiver, which loaded them before replying.
+                assert status.startswith("5 product(s) sent to the SAMP hub's clients, 5 loaded"), status
             finally:
                 await browser.close()
     finally:
         rx.disconnect()
         hub.stop()
         consent.queue_request.put(None)
-    assert sorted(m for m, _, _ in got) == ["coverage.load.moc.fits"] * 2 + ["table.load.votable"] * 2
+    assert sorted(m for m, _, _ in got) == ["coverage.load.moc.fits"] * 2 + ["table.load.votable"] * 3
+    assert any("/plan?" in p["url"] and p["name"].endswith("plan (ZTF@Palomar)") for _, p, _ in got)
     assert all(n > 100 and p["url"].startswith(base) for _, p, n in got)

@@ -4,7 +4,8 @@ The event page shows the sky in Aladin Lite v3 (the npm package
 ``aladin-lite``, installed by ``make static`` and served from
 ``/static/vendor/aladin-lite/aladin.js``: no CDN at run time) with the
 50/90 % MOCs, the ranked galaxies (a catalogue layer, details on click) and
-the selected fields (their ``s_region`` footprints), the configured spatial
+the selected fields (their ``s_region`` footprints), the observation plans
+(footprints coloured by time, a time-ordered table), the configured spatial
 coverage MOCs cut to the event's region; the facts; the
 revision timeline with what changed; the observability chart (inline SVG);
 download links; and "send to TOPCAT / Aladin" through the SAMP Web Profile.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from aiohttp import web
@@ -91,6 +93,23 @@ def observability_bars(summary: dict[str, Any], width: int = 720, height: int = 
             "top": top, "total": summary.get("total_observable_probability")}
 
 
+def _plan_view(product: dict[str, Any], store: Any, base: str) -> dict[str, Any]:
+    """A stored plan as the page shows it: its URL, covered probability and time-ordered exposures."""
+    name = product["name"]
+    prov = product["provenance"]
+    if name == "joint":
+        query = "telescope=joint"
+    else:
+        tel, _, site = name.partition("@")
+        query = f"telescope={quote(tel)}&site={quote(site)}"
+    rows: list[dict[str, Any]] = []
+    if not prov.get("error"):
+        rows = json.loads(store.product_data(product["id"])).get("rows", [])
+    return {"name": name, "url": f"{base}/plan?{query}", "error": prov.get("error"),
+            "probability": prov.get("probability"), "rows": rows,
+            "telescopes": sorted({r.get("telescope", "") for r in rows})}
+
+
 def _event_context(store: Any, sid: str, config: Any) -> dict[str, Any]:
     """Everything the event page shows (runs in a worker thread: store reads and a MOC decode)."""
     summary = event_summary(store, sid, config)
@@ -107,18 +126,24 @@ def _event_context(store: Any, sid: str, config: Any) -> dict[str, Any]:
                       f"{p['name']}"} for p in prods if p["kind"] in ("galaxies", "fields")]
     charts = [observability_bars(json.loads(store.product_data(p["id"])))
               for p in prods if p["kind"] == "observability"]
+    plans = [_plan_view(p, store, base) for p in sorted((p for p in prods if p["kind"] == "plan"),
+                                                        key=lambda p: (p["name"] == "joint", p["name"]))]
     layers = {"event": base, "mocs": [{"level": p["level"], "url": f"{base}/moc?level={p['level']:g}&format=json"} for p in mocs],
               "galaxies": [t["url"] + "&limit=200" for t in tables if t["kind"] == "galaxies"],
               "fields": [t["url"] for t in tables if t["kind"] == "fields"],
+              "plans": [{"name": p["name"], "url": p["url"]} for p in plans if not p["error"]],
               "coverages": [{"name": c.name, "url": f"/events/{sid}/coverage/{c.name}.json"}
                             for c in config.coverages],
               "ra": frame[0], "dec": frame[1], "fov": min(180.0, max(2.5 * frame[2], 1.0)),
               "samp": [{"mtype": "coverage.load.moc.fits", "url": f"{base}/moc?level={p['level']:g}",
                         "name": f"{sid} {p['level']:.0%} region"} for p in mocs]
               + [{"mtype": "table.load.votable", "url": t["url"] + "&format=votable",
-                  "name": f"{sid} {t['kind']} ({t['name']})"} for t in tables]}
+                  "name": f"{sid} {t['kind']} ({t['name']})"} for t in tables]
+              + [{"mtype": "table.load.votable", "url": p["url"] + "&format=votable",
+                  "name": f"{sid} plan ({p['name']})"} for p in plans if not p["error"]]}
     return {"sid": sid, "summary": summary, "facts": facts_lines(summary.get("facts") or {}),
             "changes": [change_lines(c) for c in summary.get("changes") or []], "mocs": mocs, "tables": tables,
+            "plans": plans,
             "charts": charts, "base": base, "layers": json.dumps(layers), "retracted": summary["retracted"]}
 
 
