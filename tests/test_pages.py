@@ -19,6 +19,7 @@ from gwfollow.kernels import ranges as kr
 from gwfollow.regions.mocio import space_moc_fits_bytes
 from gwfollow.pipeline.replay import order_messages, replay_messages
 from gwfollow.service import make_app
+from gwfollow.service.auth import new_token, token_digest
 from gwfollow.service.pages import ALADIN_JS, CSP, TEMPLATES
 from gwfollow.store import Store
 
@@ -157,6 +158,69 @@ async def test_event_page_in_chromium(page_db, aiohttp_server, chromium, aladin)
             await browser.close()
     unexpected = [e for e in errors if not OFFLINE.search(e)]
     assert unexpected == []
+
+
+async def test_signin_with_a_read_token_in_chromium(page_db, aiohttp_server, chromium, aladin) -> None:
+    """``read_open = false``: without a token the page says what to do; signed in, every layer loads;
+    the token is kept in an HttpOnly SameSite=Strict cookie that grants reading, never writing."""
+    from playwright.async_api import async_playwright
+
+    token = new_token()
+    cfg = dataclasses.replace(page_db, service=dataclasses.replace(
+        page_db.service, read_open=False, read_tokens_sha256=(token_digest(token),)))
+    server = await aiohttp_server(make_app(cfg), host="127.0.0.1")
+    base = f"http://127.0.0.1:{server.port}"
+    errors: list[str] = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=FLAGS, headless=True)
+        try:
+            context = await browser.new_context()
+            page = await context.new_page()
+            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+            r = await page.goto(f"{base}/events/S241102br", wait_until="load")
+            assert r.status == 401
+            assert "read token" in await page.locator("main").text_content()
+            assert await page.locator("#aladin").count() == 0  # no data before signing in
+            await page.fill("input[name=token]", "not-a-token")
+            await page.click("#signin button")
+            await page.locator("#signin-error", has_text="unknown token").wait_for()
+            ARTEFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTEFACTS / "signin.png"))
+            await page.fill("input[name=token]", token)
+            await page.click("#signin button")
+            await page.wait_for_url(f"{base}/events/S241102br")
+            await page.wait_for_selector("body[data-ready]", state="attached", timeout=60_000)
+            assert await page.evaluate("document.body.dataset.ready") == "true", errors
+            layers = await page.evaluate("window.gwfollowLayers")
+            assert layers["mocs"][:2] == ["90 % region", "50 % region"] and layers["catalogs"] and layers["plans"]
+            assert await page.evaluate("document.cookie") == ""  # no script can read the token
+            (cookie,) = await context.cookies()
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["value"] == token
+            # The cookie reads the API, but never writes.
+            r = await page.request.get(f"{base}/api/v1/events/S241102br/moc?level=0.9&format=json")
+            assert r.status == 200
+            r = await page.request.post(f"{base}/api/v1/alerts", data=b"{}", headers={"Content-Type": "application/json"})
+            assert r.status == 401
+            await page.click("form.signout button")
+            await page.wait_for_url(f"{base}/")
+            assert await context.cookies() == []
+            assert "read token" in await page.locator("main").text_content()
+        finally:
+            await browser.close()
+
+
+async def test_signin_refuses_other_sites_and_keeps_next_local(page_db, aiohttp_client) -> None:
+    token = new_token()
+    cfg = dataclasses.replace(page_db, service=dataclasses.replace(
+        page_db.service, read_open=False, read_tokens_sha256=(token_digest(token),)))
+    client = await aiohttp_client(make_app(cfg))
+    r = await client.post("/signin", data={"token": token, "next": "/"}, headers={"Origin": "https://evil.example"},
+                          allow_redirects=False)
+    assert r.status == 403 and "gwfollow_read" not in r.cookies
+    r = await client.post("/signin", data={"token": token, "next": "//evil.example/x"}, allow_redirects=False)
+    assert r.status == 303 and r.headers["Location"] == "/"
+    r = await client.get("/api/v1/events/S241102br/moc?level=0.9", headers={"Authorization": "Bearer wrong"})
+    assert r.status == 401  # a wrong bearer token is not rescued by the cookie
 
 
 class _AcceptAll:

@@ -11,6 +11,7 @@ const MOC_COLOURS = ["#e67e22", "#2980b9", "#8e44ad"];
 
 async function json(url) {
   const r = await fetch(url, { headers: { Accept: "application/json" } });
+  if (r.status === 401) throw new Error("not signed in any more: reload the page and sign in with a read token");
   if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
   return r.json();
 }
