@@ -95,6 +95,7 @@ def test_send_a_skymap_over_file_and_http_urls(hub, sim_path, tmp_path) -> None:
         assert all(rx.client.get_public_id() in m["recipients"] for m in sent)
         # Synchronous calls: every file has been loaded, and acknowledged, when the send returns.
         assert all(m["replies"] == {rx.client.get_public_id(): "ok"} for m in sent)
+        assert all(m["names"] == {rx.client.get_public_id(): "receiver"} for m in sent)
         _check(rx.got, 2)
         rx.got.clear()
         sent = send_products(products, hub_params=hub.params, serve_seconds=0.1)
@@ -119,7 +120,8 @@ def test_cli_sends_a_stored_event(hub, tmp_path, capsys) -> None:
         assert main(["samp", "--event", "S241102br", "--db", str(db), "--dir", str(tmp_path / "f")]) == 0
         _check(rx.got, 2)  # OpenNGC galaxies and ZTF fields of the default configuration
         out = capsys.readouterr().out
-        assert "coverage.load.moc.fits" in out and f"{rx.client.get_public_id()} (ok)" in out
+        # The client's id and its name from the hub's metadata, with its reply.
+        assert "coverage.load.moc.fits" in out and f"{rx.client.get_public_id()} receiver (ok)" in out
     finally:
         rx.close()
     store = Store(db)

@@ -185,6 +185,16 @@ def _reply_text(answer: dict[str, Any]) -> str:
     return f"{status or 'no status'}: {err.get('samp.errortxt', 'no error text')}"
 
 
+def _client_name(client: Any, client_id: str) -> str:
+    """A client's ``samp.name`` from the hub's metadata ("" when it declared none or the hub cannot tell)."""
+    from pyvo.samp import SAMPClientError, SAMPHubError, SAMPProxyError  # as in send_products
+
+    try:
+        return str(client.get_metadata(client_id).get("samp.name", ""))
+    except (SAMPProxyError, SAMPClientError, SAMPHubError, OSError):
+        return ""
+
+
 def _message(it: SampItem, url: str) -> dict[str, Any]:
     key = {MOC_MTYPE: None, TABLE_MTYPE: "table-id", IMAGE_MTYPE: "image-id"}[it.mtype]
     params = {"url": url, "name": it.name}
@@ -219,8 +229,10 @@ def send_products(products: SampProducts, *, directory: str | Path | None = None
     -------
     list of dict
         The messages sent (``samp.mtype``, ``samp.params``), each with the
-        ids of the clients subscribed to it under ``recipients`` and each
-        client's answer under ``replies`` (``"ok"``, or what went wrong).
+        ids of the clients subscribed to it under ``recipients``, their names
+        (``samp.name`` of the hub's metadata, e.g. ``"topcat"``) under
+        ``names`` and each client's answer under ``replies`` (``"ok"``, or
+        what went wrong).
 
     Raises
     ------
@@ -238,6 +250,7 @@ def send_products(products: SampProducts, *, directory: str | Path | None = None
         raise SampError(f"no SAMP hub answered: {exc}", transient=True,
                         hint="start TOPCAT or Aladin (each runs a hub), or `python -m pyvo.samp.hub`") from exc
     sent = []
+    names: dict[str, str] = {}
     try:
         with contextlib.ExitStack() as stack:
             base = stack.enter_context(serve_directory(d)) if serve_seconds > 0 else None
@@ -246,6 +259,9 @@ def send_products(products: SampProducts, *, directory: str | Path | None = None
                 url = base + it.filename if base else path.resolve().as_uri()
                 msg = _message(it, url)
                 recipients = sorted(client.get_subscribed_clients(it.mtype))
+                for rid in recipients:
+                    if rid not in names:
+                        names[rid] = _client_name(client, rid)
                 replies = {}
                 for rid in recipients:
                     try:
@@ -254,7 +270,8 @@ def send_products(products: SampProducts, *, directory: str | Path | None = None
                         replies[rid] = f"no reply: {exc}"
                     else:
                         replies[rid] = _reply_text(answer)
-                sent.append({**msg, "recipients": recipients, "replies": replies, "file": str(path)})
+                sent.append({**msg, "recipients": recipients, "names": {r: names[r] for r in recipients},
+                             "replies": replies, "file": str(path)})
             if base:
                 time.sleep(serve_seconds)
     finally:
