@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import re
 import threading
 import time
@@ -259,15 +260,27 @@ async def test_send_to_samp_from_the_page(page_db, aiohttp_server, chromium, ala
     consent.start()
     got: list[tuple[str, dict, int]] = []
 
+    got_aladin: list[tuple[str, dict, bytes]] = []
+
     def receive(private_key, sender_id, msg_id, mtype, params, extra) -> None:
         with urllib.request.urlopen(params["url"], timeout=20) as r:
             got.append((mtype, params, len(r.read())))
         rx.reply(msg_id, {"samp.status": "samp.ok", "samp.result": {}})
 
+    def receive_aladin(private_key, sender_id, msg_id, mtype, params, extra) -> None:
+        with urllib.request.urlopen(params["url"], timeout=20) as r:
+            got_aladin.append((mtype, params, r.read()))
+        aladin_rx.reply(msg_id, {"samp.status": "samp.ok", "samp.result": {}})
+
     rx = SAMPIntegratedClient(name="receiver")
     rx.connect(hub=hub)
     rx.bind_receive_call("coverage.load.moc.fits", receive)
     rx.bind_receive_call("table.load.votable", receive)
+    # Subscribed as Aladin Desktop 12.0 is: no coverage.load.moc.fits, so the MOCs come as FITS images.
+    aladin_rx = SAMPIntegratedClient(name="Aladin")
+    aladin_rx.connect(hub=hub)
+    aladin_rx.bind_receive_call("image.load.fits", receive_aladin)
+    aladin_rx.bind_receive_call("table.load.votable", receive_aladin)
     try:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=chromium, args=FLAGS, headless=True)
@@ -277,14 +290,19 @@ async def test_send_to_samp_from_the_page(page_db, aiohttp_server, chromium, ala
                 await page.click("#samp-send")
                 await page.locator("#samp-status", has_text=re.compile("sent|no SAMP hub")).wait_for(timeout=30_000)
                 status = await page.locator("#samp-status").text_content()
-                # Two MOCs, two tables and the plan went to the receiver, which loaded them before replying.
-                assert status.startswith("5 product(s) sent to the SAMP hub's clients, 5 loaded"), status
+                # Two MOCs, two tables and the plan went to each receiver, which loaded them before replying.
+                assert status.startswith("5 product(s) sent to the SAMP hub's clients, 10 loaded"), status
             finally:
                 await browser.close()
     finally:
         rx.disconnect()
+        aladin_rx.disconnect()
         hub.stop()
         consent.queue_request.put(None)
     assert sorted(m for m, _, _ in got) == ["coverage.load.moc.fits"] * 2 + ["table.load.votable"] * 3
     assert any("/plan?" in p["url"] and p["name"].endswith("plan (ZTF@Palomar)") for _, p, _ in got)
     assert all(n > 100 and p["url"].startswith(base) for _, p, n in got)
+    assert sorted(m for m, _, _ in got_aladin) == ["image.load.fits"] * 2 + ["table.load.votable"] * 3
+    from astropy.io import fits
+
+    assert all(fits.getheader(io.BytesIO(b), 1)["MOCDIM"] == "SPACE" for m, _, b in got_aladin if m == "image.load.fits")
