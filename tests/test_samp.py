@@ -121,7 +121,9 @@ def test_cli_sends_a_stored_event(hub, tmp_path, capsys) -> None:
     rx = Receiver(hub)
     try:
         assert main(["samp", "--event", "S241102br", "--db", str(db), "--dir", str(tmp_path / "f")]) == 0
-        _check(rx.got, 2)  # OpenNGC galaxies and ZTF fields of the default configuration
+        _check(rx.got, 3)  # OpenNGC galaxies, ZTF fields and the ZTF@Palomar plan of the default configuration
+        plan = next(b for mt, p, b in rx.got if p["name"] == "S241102br plan (ZTF@Palomar)")
+        assert "s_region" in votable.parse(io.BytesIO(plan)).get_first_table().to_table().colnames
         out = capsys.readouterr().out
         # The client's id and its name from the hub's metadata, with its reply.
         assert "coverage.load.moc.fits" in out and f"{rx.client.get_public_id()} receiver (ok)" in out

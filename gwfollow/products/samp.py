@@ -115,7 +115,7 @@ def products_from_skymap(path: str | Path, config: Config, *, level: float = 0.9
 
 def products_from_store(store: Store, superevent_id: str, *, level: float = 0.9) -> SampProducts:
     """The stored products of an event's latest sky map: MOC at ``level``, every
-    ranked table (galaxies, fields), and the sky map.
+    ranked table (galaxies, fields), each observation plan, and the sky map.
 
     Raises
     ------
@@ -144,6 +144,11 @@ def products_from_store(store: Store, superevent_id: str, *, level: float = 0.9)
             body = convert_table(store.product_data(p["id"]), "votable", None, None, prov)
             out.items.append(SampItem(TABLE_MTYPE, f"{superevent_id}-{p['kind']}-{p['name']}.xml",
                                       f"{superevent_id} {p['kind']} ({p['name']})", body))
+    for p in prods:  # observation plans (one row per exposure, with its footprint as s_region)
+        if p["kind"] == "plan" and not p["provenance"].get("error"):
+            body = convert_table(store.product_data(p["id"]), "votable", None, None, prov)
+            out.items.append(SampItem(TABLE_MTYPE, f"{superevent_id}-plan-{p['name'].replace('@', '-')}.xml",
+                                      f"{superevent_id} plan ({p['name']})", body))
     out.items.append(SampItem(IMAGE_MTYPE, f"{superevent_id}-skymap.fits", f"{superevent_id} sky map",
                               store.skymap_bytes(latest["id"])))
     return out
