@@ -262,7 +262,7 @@ def send_products(products: SampProducts, *, directory: str | Path | None = None
     sent = []
     names: dict[str, str] = {}
     wait = str(max(1, round(reply_seconds)))
-    tag = uuid.uuid4().hex[:8]  # TOPCAT refuses a table-id it has already received: one per send
+    tag = uuid.uuid4().hex[:8]  # TOPCAT 4.8 refuses an id it already holds twice ("Duplicate table-id")
 
     def ask(rid: str, msg: dict[str, Any]) -> str:
         try:
