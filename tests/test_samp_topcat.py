@@ -64,7 +64,9 @@ def topcat_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
     log = open(tmp_path / "topcat.log", "wb")  # noqa: SIM115 -- closed below
     env = dict(os.environ, DISPLAY=f":{display}", HOME=str(home))
     # Java takes its home from the password file, not $HOME: the lock file goes where we say.
-    tc = subprocess.Popen([topcat, f"-Duser.home={home}", "-Djsamp.hostname=127.0.0.1", "-hub"], env=env,
+    # Standard profile only: the Web Profile would take port 21012 from test_pages.py running alongside.
+    tc = subprocess.Popen([topcat, f"-Duser.home={home}", "-Djsamp.hostname=127.0.0.1", "-Djsamp.hub.profiles=std",
+                           "-hub"], env=env,
                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     lock = home / ".samp"
     monkeypatch.setenv("SAMP_HUB", f"std-lockurl:{lock.as_uri()}")
