@@ -1,16 +1,16 @@
 """SAMP with a real receiver: TOPCAT (Debian ``topcat``) under a virtual X server (Xvfb), on 127.0.0.1.
 
-Optional: skipped when ``topcat`` or ``Xvfb`` is not installed (``apt-get
-install topcat xvfb``), and skipped under ``CI=true``, whose set-up does not
-install them (TOPCAT is a Java desktop application of a few hundred MB with
-its JRE; the protocol itself is covered by ``test_samp.py`` with pyvo's hub
-and clients).  TOPCAT starts, runs its own hub and subscribes in about 3 s.
+TOPCAT and Xvfb are installed by the test set-up when missing, as Chromium
+and STILTS are (:mod:`tests.system_tools`, as root); elsewhere the test skips
+with the reason, and under ``CI=true`` it must run.  The protocol itself is
+covered by ``test_samp.py`` with pyvo's hub and clients; this test catches
+what only a real client does (TOPCAT refuses a duplicate table-id).
+TOPCAT starts, runs its own hub and subscribes in about 3 s.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -22,18 +22,13 @@ import pytest
 from gwfollow.config import load_config
 from gwfollow.products.samp import TABLE_MTYPE, products_from_skymap, send_products
 
-from .system_tools import IN_CI
+from .system_tools import require_tool
 
 STARTUP_S = 60.0
 
 
 def _tools() -> tuple[str, str]:
-    if IN_CI:
-        pytest.skip("CI=true: the test set-up does not install TOPCAT (a Java desktop application)")
-    topcat, xvfb = shutil.which("topcat"), shutil.which("Xvfb")
-    if not (topcat and xvfb):
-        pytest.skip("TOPCAT or Xvfb is not installed (apt-get install topcat xvfb)")
-    return topcat, xvfb
+    return require_tool("topcat", "topcat"), require_tool("Xvfb", "xvfb")
 
 
 def _stop(proc: subprocess.Popen) -> None:
