@@ -173,12 +173,15 @@ def footprint_outline(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike, fov: FieldO
     return np.degrees(ra), np.degrees(dec)
 
 
-def footprint_polygons(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike, fov: FieldOfView) -> npt.NDArray[np.float64]:
+def footprint_polygons(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike, fov: FieldOfView,
+                       samples_per_side: int = 1) -> npt.NDArray[np.float64]:
     """Field footprints as DALI polygons: rows ``ra1 dec1 ra2 dec2 ...`` in degrees, RA in [0, 360).
 
-    The value of an ObsCore / DALI ``s_region`` column of ``xtype="polygon"``.
+    The value of an ObsCore / DALI ``s_region`` column of ``xtype="polygon"``;
+    ``samples_per_side`` as in :func:`footprint_outline` (more vertices on the
+    same great-circle sides, so that boxes and circles can share one column).
     """
-    ra, dec = footprint_outline(ra_deg, dec_deg, fov)
+    ra, dec = footprint_outline(ra_deg, dec_deg, fov, samples_per_side)
     out = np.empty((ra.shape[0], 2 * ra.shape[1]), dtype=np.float64)
     out[:, 0::2] = np.round(ra % 360.0, 7) % 360.0
     out[:, 1::2] = np.round(dec, 7)
