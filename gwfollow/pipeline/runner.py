@@ -111,12 +111,6 @@ def check_message(body: bytes, source: str) -> None:
     parse_alert(body, source)
 
 
-def _ignore_result(fut: Any) -> None:
-    """Done-callback of a fire-and-forget warm-up: fetch its exception so asyncio does not log it."""
-    if not fut.cancelled():
-        fut.exception()
-
-
 def outcome_of(raw_id: int, result: ProcessedAlert, recorded: Recorded, seconds: float = 0.0) -> Outcome:
     """The outcome of a message whose alert the store has recorded."""
     a = result.alert
@@ -218,11 +212,12 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         # Make sure every worker has started (and warmed its kernels) now,
         # not when the first alert arrives.
-        await asyncio.gather(*(loop.run_in_executor(self._executor, _ping) for _ in range(svc.workers)))
-        if self._own_executor:  # the second step's workers warm up meanwhile; start-up does not wait for them
-            slow = self._slow_executor
-            for _ in range(svc.deferred_workers):
-                loop.run_in_executor(slow, _ping).add_done_callback(_ignore_result)
+        pings = [loop.run_in_executor(self._executor, _ping) for _ in range(svc.workers)]
+        if self._own_executor:
+            # The second step's workers too: until its initializer has run, a worker
+            # would not die with this process (die_with_parent).
+            pings += [loop.run_in_executor(self._slow_executor, _ping) for _ in range(svc.deferred_workers)]
+        await asyncio.gather(*pings)
         self._queue = asyncio.Queue(svc.queue_size)
         self._deferred_queue = asyncio.Queue()
         self._session = checked_session(self.config.fetch)
