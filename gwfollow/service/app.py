@@ -44,7 +44,7 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
                           middlewares=[security_headers, cors_middleware, error_middleware])
     app[CONFIG] = config
     app[LISTENERS] = []
-    app[RESPONSE_CACHE] = ResponseCache()
+    app[RESPONSE_CACHE] = ResponseCache(int(config.service.response_cache_mib * 2**20))
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         own = store is None
