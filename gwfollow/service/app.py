@@ -19,8 +19,9 @@ from gwfollow.config import Config
 from gwfollow.pipeline.listeners import KafkaListener, SpoolListener
 from gwfollow.pipeline.runner import Pipeline
 from gwfollow.service.caching import install_cache
-from gwfollow.service.keys import CONFIG, LISTENERS, PIPELINE, RESPONSE_CACHE, STORE
+from gwfollow.service.keys import CONFIG, LISTENERS, PIPELINE, REPORTS, RESPONSE_CACHE, STORE
 from gwfollow.service.middleware import cors_middleware, error_middleware
+from gwfollow.service.reports import ReportCache
 from gwfollow.service.responsecache import ResponseCache
 from gwfollow.service.routes import add_routes
 from gwfollow.service.safety import security_headers
@@ -45,6 +46,7 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
     app[CONFIG] = config
     app[LISTENERS] = []
     app[RESPONSE_CACHE] = ResponseCache(int(config.service.response_cache_mib * 2**20))
+    app[REPORTS] = ReportCache(int(config.service.report_cache_mib * 2**20))
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         own = store is None
