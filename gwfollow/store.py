@@ -254,6 +254,7 @@ class Store:
             raise StoreError(f"{self.path}: cannot open the database ({exc})",
                              hint="check the path and its permissions") from None
         self._lock = threading.RLock()
+        self._depth = 0  # transactions open on the connection (see transaction)
         self.migrate()
 
     # ----------------------------------------------------------------- basics
@@ -264,12 +265,33 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error)."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error).
+
+        Nested in another transaction (on the same thread), it is a ``SAVEPOINT``
+        of the outer one: its writes commit (or roll back) with the outer
+        transaction, and an error inside it undoes only its own writes.
+        """
         with self._lock:
+            if self._depth:
+                name = f"gwfollow_sp{self._depth}"
+                self._db.execute(f"SAVEPOINT {name}")
+                self._depth += 1
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute(f"ROLLBACK TO {name}")
+                    self._db.execute(f"RELEASE {name}")
+                    raise
+                else:
+                    self._db.execute(f"RELEASE {name}")
+                finally:
+                    self._depth -= 1
+                return
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: cannot start a transaction ({exc})") from None
+            self._depth = 1
             try:
                 yield self._db
             except BaseException:
@@ -277,6 +299,8 @@ class Store:
                 raise
             else:
                 self._db.execute("COMMIT")
+            finally:
+                self._depth = 0
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:

@@ -159,6 +159,7 @@ class Pipeline:
         self._resume_task: asyncio.Task[None] | None = None
         self._hooks: list[ProductHook] = []
         self._commit_listeners: list[Callable[[Outcome], None]] = []
+        self._record_hooks: list[Callable[[Outcome], None]] = []
         self.stats: Counter[str] = Counter()
         self.stage_seconds: Counter[str] = Counter()
         self.started = False
@@ -239,9 +240,19 @@ class Pipeline:
         must never outlive the data they were computed from."""
         self._commit_listeners.append(fn)
 
+    def add_record_hook(self, fn: Callable[[Outcome], None]) -> None:
+        """Call ``fn(outcome)`` on the database thread *inside* the transaction that
+        records each message's outcome: what ``fn`` writes to the store commits
+        with the alert or not at all (the webhook outbox).  An error in ``fn``
+        rolls the alert back; the message becomes a dead letter to requeue."""
+        self._record_hooks.append(fn)
+
     def _record(self, raw_id: int, source: str, result: ProcessedAlert | BaseException,
                 seconds: float = 0.0, error_type: str | None = None, transient: bool | None = None) -> Outcome:
-        o = record_result(self.store, raw_id, source, result, seconds, error_type, transient)
+        with self.store.transaction():
+            o = record_result(self.store, raw_id, source, result, seconds, error_type, transient)
+            for hook in self._record_hooks:
+                hook(o)
         for fn in self._commit_listeners:
             try:
                 fn(o)

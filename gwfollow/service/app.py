@@ -55,8 +55,13 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
         if own:
             app[STORE].close()
 
+    dispatcher: list[WebhookDispatcher] = []
+
     async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         pipe = Pipeline(config, app[STORE])
+        if config.service.webhook_urls:  # announcements are written with the alerts, resumed ones too
+            dispatcher.append(WebhookDispatcher(config.service, pipe))
+            dispatcher[0].attach()
         await pipe.start()
         app[PIPELINE] = pipe
         install_cache(app)
@@ -64,13 +69,12 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
         await pipe.stop()
 
     async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
-        if not config.service.webhook_urls:
+        if not dispatcher:
             yield
             return
-        d = WebhookDispatcher(config.service, app[PIPELINE])
-        await d.start()
+        await dispatcher[0].start()
         yield
-        await d.stop()
+        await dispatcher[0].stop()
 
     async def listeners_ctx(app: web.Application) -> AsyncIterator[None]:
         tasks = []
