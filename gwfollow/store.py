@@ -337,19 +337,29 @@ class Store:
 
         Returns once the row is committed: only then may the message be
         acknowledged to its sender (Kafka offset commit, HTTP 202).
+
+        Raises
+        ------
+        StoreError
+            The message could not be stored (disk full, database locked...):
+            the sender must not be acknowledged.
         """
-        with self.transaction() as db:
-            row = db.execute("SELECT id, status FROM raw_messages WHERE content_hash = ?",
-                             (content_hash,)).fetchone()
-            if row is not None:
-                db.execute("UPDATE raw_messages SET deliveries = deliveries + 1 WHERE id = ?", (row[0],))
-                return Accepted(int(row[0]), False, row[1])
-            cur = db.execute(
-                "INSERT INTO raw_messages (received_at, source, kind, content_hash, size, body) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (utcnow(), source, kind, content_hash, len(body), bytes(body)),
-            )
-            return Accepted(int(cur.lastrowid), True, "pending")
+        try:
+            with self.transaction() as db:
+                row = db.execute("SELECT id, status FROM raw_messages WHERE content_hash = ?",
+                                 (content_hash,)).fetchone()
+                if row is not None:
+                    db.execute("UPDATE raw_messages SET deliveries = deliveries + 1 WHERE id = ?", (row[0],))
+                    return Accepted(int(row[0]), False, row[1])
+                cur = db.execute(
+                    "INSERT INTO raw_messages (received_at, source, kind, content_hash, size, body) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (utcnow(), source, kind, content_hash, len(body), bytes(body)),
+                )
+                return Accepted(int(cur.lastrowid), True, "pending")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot store a message from {source} ({exc})",
+                             hint="check the disk and the database; the sender should retry") from exc
 
     def raw(self, raw_id: int) -> RawMessage:
         rows = self.query("SELECT * FROM raw_messages WHERE id = ?", (raw_id,))
@@ -362,6 +372,11 @@ class Store:
     def pending_raw_ids(self) -> list[int]:
         """Messages accepted but not yet processed (to resume after a crash)."""
         return [r[0] for r in self.query("SELECT id FROM raw_messages WHERE status = 'pending' ORDER BY id")]
+
+    def requeued_raw_ids(self) -> list[int]:
+        """Messages made pending again by :meth:`requeue` and not processed since (oldest first)."""
+        return [int(r[0]) for r in self.query(
+            "SELECT id FROM raw_messages WHERE status = 'pending' AND status_reason = 'requeued' ORDER BY id")]
 
     def set_raw_status(self, raw_id: int, status: str, reason: str | None = None) -> None:
         with self.transaction() as db:

@@ -160,6 +160,7 @@ class Pipeline:
         self._hooks: list[ProductHook] = []
         self._commit_listeners: list[Callable[[Outcome], None]] = []
         self._record_hooks: list[Callable[[Outcome], None]] = []
+        self._owned: set[int] = set()  # raw ids queued or being processed here
         self.stats: Counter[str] = Counter()
         self.stage_seconds: Counter[str] = Counter()
         self.started = False
@@ -194,9 +195,8 @@ class Pipeline:
                 self._resume_task = asyncio.create_task(self._enqueue_all(pending), name="gwfollow-resume")
 
     async def _enqueue_all(self, raw_ids: list[int]) -> None:
-        assert self._queue is not None
         for raw_id in raw_ids:
-            await self._queue.put(raw_id)
+            await self.enqueue(Accepted(raw_id, True, "pending"))
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Finish queued work (up to ``timeout`` s), then stop.
@@ -287,8 +287,17 @@ class Pipeline:
         """Queue an accepted message for processing (waits when the queue is full)."""
         if self._queue is None:
             raise RuntimeError("pipeline not started")
-        if acc.new:
+        if acc.new and acc.raw_id not in self._owned:  # never twice at once (see enqueue_requeued)
+            self._owned.add(acc.raw_id)
             await self._queue.put(acc.raw_id)
+
+    async def enqueue_requeued(self) -> list[int]:
+        """Queue the messages requeued from outside (``gwfollow deadletters requeue`` on the
+        database while the service runs) that this pipeline does not hold yet."""
+        ids = [i for i in await self.db(self.store.requeued_raw_ids) if i not in self._owned]
+        for raw_id in ids:
+            await self.enqueue(Accepted(raw_id, True, "pending"))
+        return ids
 
     async def submit(self, body: bytes, source: str) -> Accepted:
         """:meth:`accept` then :meth:`enqueue`."""
@@ -334,6 +343,7 @@ class Pipeline:
             except asyncio.CancelledError:
                 raise
             finally:
+                self._owned.discard(raw_id)
                 self._queue.task_done()
 
     async def _run(self, fn: Callable[..., ProcessedAlert | NeedsFetch], *args: Any) -> ProcessedAlert | NeedsFetch:

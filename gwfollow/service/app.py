@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gwfollow.config import Config
+from gwfollow.pipeline.deadletters import watch_requeued
 from gwfollow.pipeline.listeners import KafkaListener, SpoolListener
 from gwfollow.pipeline.runner import Pipeline
 from gwfollow.service.caching import install_cache
@@ -65,7 +66,14 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
         await pipe.start()
         app[PIPELINE] = pipe
         install_cache(app)
+        watch = None
+        if config.service.requeue_poll_s > 0:
+            watch = asyncio.create_task(watch_requeued(pipe, config.service.requeue_poll_s),
+                                        name="gwfollow-requeued")
         yield
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
         await pipe.stop()
 
     async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:

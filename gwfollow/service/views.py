@@ -25,7 +25,8 @@ from gwfollow.products.summary import event_summary, render_report, report_input
 from gwfollow.records import EventRecord
 from gwfollow.regions.mocio import convert_space_moc
 from gwfollow.service.caching import cached, conditional
-from gwfollow.service.keys import CONFIG, PIPELINE, REPORTS, STORE
+from gwfollow.service.health import listener_metrics
+from gwfollow.service.keys import CONFIG, LISTENERS, PIPELINE, REPORTS, STORE
 from gwfollow.service.middleware import Problem, require_read, require_write
 from gwfollow.service.reports import revision_key
 from gwfollow.service.openapi import spec
@@ -382,6 +383,7 @@ async def metrics(request: web.Request) -> web.Response:
               "# HELP gwfollow_store_rows Rows per table.", "# TYPE gwfollow_store_rows gauge"]
     for k, v in sorted(counts.items()):
         lines.append(f'gwfollow_store_rows{{table="{k}"}} {v}')
+    lines += listener_metrics(request.app[LISTENERS])
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 
