@@ -53,7 +53,9 @@ def _config(tmp_path: Path, port: int, **service: object) -> tuple[Path, Path]:
     db = tmp_path / "k.sqlite"
     cfg = tmp_path / "site.toml"
     extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in service.items())
-    cfg.write_text(f'[store]\npath = "{db}"\n[service]\nport = {port}\nworkers = 1\nqueue_size = 2\n'
+    # No catalogue and no plan: these tests are about intake and crashes (starts and drains are quicker).
+    cfg.write_text(f'[store]\npath = "{db}"\n[targets]\ncatalogs = []\n[plan]\nenabled = false\n'
+                   f'[service]\nport = {port}\nworkers = 1\nqueue_size = 2\n'
                    f'write_tokens_sha256 = ["{token_digest(TOKEN)}"]\n{extra}')
     return cfg, db
 
