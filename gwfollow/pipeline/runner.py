@@ -289,7 +289,11 @@ class Pipeline:
             raise RuntimeError("pipeline not started")
         if acc.new and acc.raw_id not in self._owned:  # never twice at once (see enqueue_requeued)
             self._owned.add(acc.raw_id)
-            await self._queue.put(acc.raw_id)
+            try:
+                await self._queue.put(acc.raw_id)
+            except BaseException:  # cancelled while the queue was full: not held here after all
+                self._owned.discard(acc.raw_id)
+                raise
 
     async def enqueue_requeued(self) -> list[int]:
         """Queue the messages requeued from outside (``gwfollow deadletters requeue`` on the
