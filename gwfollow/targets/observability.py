@@ -703,8 +703,14 @@ def target_observable(
     return sl.edges, out
 
 
-def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    # Maximal runs of True per row: (row, first, end) with end exclusive, row-major.
+def mask_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maximal runs of True in each row of a 2-D mask: ``(row, first, end)``, ``end`` exclusive, row-major.
+
+    Examples
+    --------
+    >>> [a.tolist() for a in mask_runs(np.array([[1, 1, 0, 1], [0, 0, 0, 0]], dtype=bool))]
+    [[0, 0], [0, 3], [2, 4]]
+    """
     m, n = mask.shape
     pad = np.zeros((m, n + 2), dtype=np.int8)
     pad[:, 1:-1] = mask
@@ -755,7 +761,7 @@ def target_windows(
     (True, [])
     """
     edges, mask = target_observable(ra_deg, dec_deg, site, start, hours, step_minutes)
-    rows, first, end = _runs(mask)
+    rows, first, end = mask_runs(mask)
     edge = [edges[i] for i in range(len(edges))]
     out: list[list[tuple[Time, Time]]] = [[] for _ in range(mask.shape[0])]
     for r, a, b in zip(rows.tolist(), first.tolist(), end.tolist()):
@@ -769,6 +775,7 @@ __all__ = [
     "ObservabilityError",
     "ObservabilityResult",
     "Site",
+    "mask_runs",
     "observability",
     "observable_moc_at",
     "sky_vectors",

@@ -294,6 +294,48 @@ def _visibility(vec: np.ndarray, site: Site, t0: Any, begin_s: np.ndarray, expos
     return _Visibility(ok, airmass)
 
 
+def slot_starts(params: PlanParameters) -> npt.NDArray[np.float64]:
+    """Start of every slot of the window, seconds from its start (one exposure plus overhead each)."""
+    n_slots = int(math.floor((params.hours * 3600.0 - params.exposure_s) / params.slot_s)) + 1
+    return np.arange(n_slots, dtype=np.float64) * params.slot_s
+
+
+def observable_exposures(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike, site: Site, start: object,
+                         params: PlanParameters) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """When fields can be observed for a whole exposure: the plan's notion of observability.
+
+    Parameters
+    ----------
+    ra_deg, dec_deg : array_like, shape (n,)
+        Field centres (ICRS), degrees.
+    site : Site
+    start : astropy.time.Time or str
+        Start of the window (UTC when a string).
+    params : PlanParameters
+        The window (``hours``), ``exposure_s``, the slot length and ``margin_deg``.
+
+    Returns
+    -------
+    begin_s : (J,) float64
+        Start of each slot's exposure, seconds from ``start`` (:func:`slot_starts`).
+    ok : (n, J) bool
+        Field ``i`` observable over the whole exposure of slot ``j``: at its
+        start and end the airmass is ``<= site.max_airmass``, the Sun at or
+        below ``site.max_sun_alt_deg`` and (when set) the Moon farther than
+        ``site.min_moon_sep_deg``, each limit tightened by ``margin_deg``.
+        :func:`plan_observations` places exposures only in such slots.
+    """
+    p = params.validate()
+    site.validate()
+    t0 = _as_time(start)
+    offs = slot_starts(p)
+    vec = _unit_vectors(np.atleast_1d(np.asarray(ra_deg, dtype=np.float64)),
+                        np.atleast_1d(np.asarray(dec_deg, dtype=np.float64)))
+    if vec.shape[0] == 0:
+        return offs, np.zeros((0, offs.shape[0]), dtype=bool)
+    return offs, _visibility(vec, site, t0, offs, p.exposure_s, p.margin_deg).ok
+
+
 SKY_STEP_S = 300.0
 """The site's sky (zenith, Sun, Moon) is computed every 5 minutes and interpolated:
 the normalised chord between two zeniths 1.25 deg apart (in hour angle) strays
@@ -486,8 +528,8 @@ def plan_observations(skymap: SkyMap, telescope: Telescope, site: Site, start: o
     covered = (np.empty((0, 2), dtype=np.int64) if covered_before is None
                else np.ascontiguousarray(covered_before, dtype=np.int64))
     slot = p.slot_s
-    n_slots = int(math.floor((p.hours * 3600.0 - p.exposure_s) / slot)) + 1
-    offs = np.arange(n_slots, dtype=np.float64) * slot
+    offs = slot_starts(p)
+    n_slots = offs.shape[0]
     region = credible_ranges(skymap, [p.level], "include")[0]
     cand = candidate_fields(telescope, region)
     vec = _unit_vectors(telescope.ra[cand], telescope.dec[cand])
@@ -623,4 +665,5 @@ def with_overrides(params: PlanParameters, **kw: Any) -> PlanParameters:
     return replace(params, **{k: v for k, v in kw.items() if v is not None}).validate()
 
 
-__all__ = ["STRATEGIES", "Plan", "PlanParameters", "plan_joint", "params_from_config", "plan_observations", "with_overrides"]
+__all__ = ["STRATEGIES", "Plan", "PlanParameters", "observable_exposures", "params_from_config", "plan_joint",
+           "plan_observations", "slot_starts", "with_overrides"]
