@@ -206,8 +206,8 @@ async def get_moc(request: web.Request) -> web.Response:
         data, created = await _moc_on_request(request, ev, level)
     event_mjd = None
     if duration is not None:
-        latest = await _db(request, request.app[STORE].latest_skymap, ev.superevent_id)
-        et = latest["meta"].get("event_time") if latest else None
+        latest = await _latest_map(request, ev)  # the event time of the map of the role asked for
+        et = latest["meta"].get("event_time")
         if not et:
             raise Problem(409, "no-event-time", "the sky map has no event time for a space-time MOC")
         event_mjd = Time(et, scale="utc").mjd
