@@ -63,11 +63,13 @@ from scipy.optimize import linear_sum_assignment
 
 from gwfollow.config import PlanConfig, packaged_defaults
 from gwfollow.errors import PlanError
+from gwfollow.kernels import footprints as kfp
 from gwfollow.kernels import ranges as kr
 from gwfollow.kernels.schedule import edf_assign, longest_run
-from gwfollow.regions.moc import credible_ranges, probability_in_ranges
+from gwfollow.regions.moc import credible_ranges
 from gwfollow.skymaps.skymap import SkyMap
 from gwfollow.targets.fields import Telescope, candidate_fields, field_footprints
+from gwfollow.targets.footprints import FootprintGrid
 from gwfollow.targets.observability import Site, sky_vectors
 from gwfollow.version import __version__
 
@@ -272,11 +274,11 @@ class _Visibility:
     airmass: npt.NDArray[np.float64]  # (n, J)
 
 
-def _visibility(vec: np.ndarray, site: Site, t0: Any, begin_s: np.ndarray, exposure_s: float,
+def _visibility(vec: np.ndarray, site: Site, sky: _SkyGrid, begin_s: np.ndarray, exposure_s: float,
                 margin: float) -> _Visibility:
     """Observability of unit vectors ``vec`` over exposures [t0 + begin_s[j], + exposure_s]."""
     n = begin_s.shape[0]
-    zen, sun, moon = _sky_at(site, t0, np.concatenate([begin_s, begin_s + exposure_s]))
+    zen, sun, moon = sky.at(np.concatenate([begin_s, begin_s + exposure_s]))
     sin_lim = math.sin(math.radians(site.min_alt_deg + margin))
     dark = np.flatnonzero((sun[:n] <= site.max_sun_alt_deg - margin) & (sun[n:] <= site.max_sun_alt_deg - margin))
     ok = np.zeros((vec.shape[0], n), dtype=bool)
@@ -333,7 +335,8 @@ def observable_exposures(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike, site: Si
                         np.atleast_1d(np.asarray(dec_deg, dtype=np.float64)))
     if vec.shape[0] == 0:
         return offs, np.zeros((0, offs.shape[0]), dtype=bool)
-    return offs, _visibility(vec, site, t0, offs, p.exposure_s, p.margin_deg).ok
+    sky = _SkyGrid(site, t0, 0.0, float(offs[-1]) + p.exposure_s)
+    return offs, _visibility(vec, site, sky, offs, p.exposure_s, p.margin_deg).ok
 
 
 SKY_STEP_S = 300.0
@@ -343,38 +346,59 @@ from the zenith's small circle by less than 0.002 deg, the Sun's altitude from
 its curve by less than 0.001 deg, both well inside ``margin_deg``."""
 
 
-def _sky_at(site: Site, t0: Any, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Zenith, Sun altitude and Moon at ``t0 + seconds``, interpolated from a grid every :data:`SKY_STEP_S`."""
-    lo, hi = float(seconds.min()), float(seconds.max())
-    n = max(2, int(math.ceil((hi - lo) / SKY_STEP_S)) + 1)
-    grid = lo + np.arange(n) * SKY_STEP_S
-    zen, sun, moon = sky_vectors(site, t0 + TimeDelta(grid, format="sec"))
-    k = np.clip(((seconds - lo) // SKY_STEP_S).astype(np.int64), 0, n - 2)
-    w = ((seconds - grid[k]) / SKY_STEP_S)[:, None]
+class _SkyGrid:
+    """The site's sky (zenith, Sun altitude, Moon) every :data:`SKY_STEP_S` over
+    ``[lo_s, hi_s]`` from ``t0``, computed once and interpolated at any instant;
+    instants outside are computed on a grid of their own."""
 
-    def lerp(v: np.ndarray) -> np.ndarray:
-        out = v[k] * (1.0 - w) + v[k + 1] * w
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
+    def __init__(self, site: Site, t0: Any, lo_s: float, hi_s: float) -> None:
+        self.site, self.t0, self.lo = site, t0, float(lo_s)
+        n = max(2, int(math.ceil((float(hi_s) - self.lo) / SKY_STEP_S)) + 1)
+        self.n = n
+        self.hi = self.lo + (n - 1) * SKY_STEP_S
+        self.zen, self.sun, self.moon = sky_vectors(site, t0 + TimeDelta(self.lo + np.arange(n) * SKY_STEP_S,
+                                                                          format="sec"))
 
-    sun_i = sun[k] * (1.0 - w[:, 0]) + sun[k + 1] * w[:, 0]
-    return lerp(zen), sun_i, None if moon is None else lerp(moon)
+    def at(self, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Zenith, Sun altitude and Moon at ``t0 + seconds``."""
+        if seconds.size and (float(seconds.min()) < self.lo or float(seconds.max()) > self.hi):
+            return _SkyGrid(self.site, self.t0, float(seconds.min()), float(seconds.max())).at(seconds)
+        k = np.clip(((seconds - self.lo) // SKY_STEP_S).astype(np.int64), 0, self.n - 2)
+        w = ((seconds - (self.lo + k * SKY_STEP_S)) / SKY_STEP_S)[:, None]
+
+        def lerp(v: np.ndarray) -> np.ndarray:
+            out = v[k] * (1.0 - w) + v[k + 1] * w
+            return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+        sun_i = self.sun[k] * (1.0 - w[:, 0]) + self.sun[k + 1] * w[:, 0]
+        return lerp(self.zen), sun_i, None if self.moon is None else lerp(self.moon)
 
 
 class _Gains:
-    """Marginal probability of footprints against a growing covered region (lazy)."""
+    """Marginal probability of footprints against a growing covered region (lazy).
+
+    The footprints and what was covered before are laid on one atom grid
+    (:class:`~gwfollow.targets.footprints.FootprintGrid`: the intervals
+    between consecutive boundaries), so what a field adds is a sum over its
+    atoms not yet covered, with no set algebra; each atom's probability
+    comes from one merge with the map (pro rata of depth-29 pixels for cells
+    it cuts, as :func:`~gwfollow.regions.moc.probability_in_ranges`).
+    """
 
     def __init__(self, skymap: SkyMap, feet: list[npt.NDArray[np.int64]], covered: npt.NDArray[np.int64]) -> None:
-        self.skymap = skymap
-        self.feet = feet
-        self.covered = covered
+        self.n = len(feet)
+        grid = FootprintGrid.from_footprints(list(feet) + [covered], 29)
+        self.ia, self.ib, self.off = grid.ia, grid.ib, grid.offsets
+        self.atom_prob = kfp.atom_probabilities(*grid.cumulative(skymap))
+        self.done = np.zeros(self.atom_prob.shape[0], dtype=np.bool_)
+        kfp.cover(self.done, self.ia, self.ib, int(self.off[self.n]), int(self.off[self.n + 1]))
         self.version = 0
-        self.bound = np.array([self._exact(i) for i in range(len(feet))], dtype=np.float64)
-        self.at = np.zeros(len(feet), dtype=np.int64)
+        self.bound = np.array([self._exact(i) for i in range(self.n)], dtype=np.float64)
+        self.at = np.zeros(self.n, dtype=np.int64)
 
     def _exact(self, i: int) -> float:
-        f = self.feet[i]
-        new = kr.difference(f, self.covered) if self.covered.shape[0] else f
-        return probability_in_ranges(self.skymap, new) if new.shape[0] else 0.0
+        return float(kfp.uncovered_gain(self.atom_prob, self.done, self.ia, self.ib, int(self.off[i]),
+                                        int(self.off[i + 1])))
 
     def fresh(self, i: int) -> bool:
         """Make ``bound[i]`` exact; True if it already was."""
@@ -385,8 +409,9 @@ class _Gains:
         return False
 
     def take(self, i: int) -> float:
-        gain = float(self.bound[i])
-        self.covered = kr.union(self.covered, self.feet[i]) if self.covered.shape[0] else self.feet[i]
+        """Cover field ``i``; the probability it added."""
+        gain = self._exact(i)
+        kfp.cover(self.done, self.ia, self.ib, int(self.off[i]), int(self.off[i + 1]))
         self.version += 1
         return gain
 
@@ -533,7 +558,9 @@ def plan_observations(skymap: SkyMap, telescope: Telescope, site: Site, start: o
     region = credible_ranges(skymap, [p.level], "include")[0]
     cand = candidate_fields(telescope, region)
     vec = _unit_vectors(telescope.ra[cand], telescope.dec[cand])
-    vis = _visibility(vec, site, t0, offs, p.exposure_s, p.margin_deg) if cand.size else _Visibility(
+    # One sky for the whole window (and exposures a slew delays past its end).
+    sky = _SkyGrid(site, t0, 0.0, float(offs[-1]) + p.exposure_s + p.slot_s)
+    vis = _visibility(vec, site, sky, offs, p.exposure_s, p.margin_deg) if cand.size else _Visibility(
         np.zeros((0, n_slots), bool), np.zeros((0, n_slots)))
     keep = vis.ok.any(axis=1)
     rows = cand[keep]
@@ -547,11 +574,12 @@ def plan_observations(skymap: SkyMap, telescope: Telescope, site: Site, start: o
             "strategy": p.strategy, "start": _iso(t0.reshape(1))[0], "hours": p.hours, "exposure_s": p.exposure_s,
             "visits": p.visits, "max_airmass": site.max_airmass, "max_sun_alt_deg": site.max_sun_alt_deg,
             "gwfollow": __version__}
-    return _lay_out(skymap, telescope, site, t0, p, rows, feet, vis, covered, job_field, job_visit, job_slot,
+    return _lay_out(skymap, telescope, site, sky, t0, p, rows, feet, vis, covered, job_field, job_visit, job_slot,
                     n_candidates=int(cand.size), provenance=prov)
 
 
-def _lay_out(skymap: SkyMap, telescope: Telescope, site: Site, t0: Any, p: PlanParameters, rows: np.ndarray,
+def _lay_out(skymap: SkyMap, telescope: Telescope, site: Site, sky: _SkyGrid, t0: Any, p: PlanParameters,
+             rows: np.ndarray,
              feet: list[np.ndarray], vis: _Visibility, covered: np.ndarray, job_field: list[int],
              job_visit: list[int], job_slot: list[int], *, n_candidates: int, provenance: dict[str, Any]) -> Plan:
     """Exposures in time order with slews; recheck delayed ones; probability in time order."""
@@ -575,7 +603,7 @@ def _lay_out(skymap: SkyMap, telescope: Telescope, site: Site, t0: Any, p: PlanP
     keep = np.ones(jf.shape[0], dtype=bool)
     late = np.flatnonzero(begin > start_s + 1e-9)
     if late.size:
-        v = _visibility(vec[late], site, t0, begin[late], p.exposure_s, p.margin_deg)
+        v = _visibility(vec[late], site, sky, begin[late], p.exposure_s, p.margin_deg)
         idx = np.arange(late.size)
         keep[late] = v.ok[idx, idx]
         airmass = airmass.copy()
@@ -593,17 +621,19 @@ def _lay_out(skymap: SkyMap, telescope: Telescope, site: Site, t0: Any, p: PlanP
     n_dropped = int((~keep).sum())
     jf, jv, begin, airmass, ra, dec = jf[keep], jv[keep], begin[keep], airmass[keep], ra[keep], dec[keep]
     # Probability in time order: each field counts once, at its first kept exposure.
-    cov = covered
+    kept = list(dict.fromkeys(jf.tolist()))  # fields in order of first exposure
+    order_gains = _Gains(skymap, [feet[i] for i in kept], covered)
     prob = np.zeros(jf.shape[0])
     seen: set[int] = set()
     for k, i in enumerate(jf.tolist()):
         if i in seen:
             continue
+        prob[k] = order_gains.take(len(seen))
         seen.add(i)
-        f = feet[i]
-        new = kr.difference(f, cov) if cov.shape[0] else f
-        prob[k] = probability_in_ranges(skymap, new) if new.shape[0] else 0.0
-        cov = kr.union(cov, f) if cov.shape[0] else f
+    cov = covered
+    if seen:
+        parts = [feet[i] for i in sorted(seen)] + ([covered] if covered.shape[0] else [])
+        cov = kr.normalize(np.concatenate(parts))
     filters = np.array([p.filters[(v - 1) % len(p.filters)] for v in jv.tolist()], dtype=str)
     return Plan(
         telescope=telescope.name, site=site.name, strategy=p.strategy, start=t0, params=p,
