@@ -289,11 +289,16 @@ def _utc_with_ut1(times: Time) -> Time:
 
 @dataclass(frozen=True)
 class _Sky:
-    """Per instant: directions as ICRS unit vectors (n, 3), Sun altitude in degrees."""
+    """Per instant: directions as ICRS unit vectors (n, 3), Sun altitude in degrees;
+    and in the apparent (GCRS) frame the zenith, the Sun and the celestial
+    intermediate pole, about which the zenith turns."""
 
     zenith: npt.NDArray[np.float64]
     sun_alt_deg: npt.NDArray[np.float64]
     moon: npt.NDArray[np.float64] | None
+    zenith_app: npt.NDArray[np.float64]
+    sun_app: npt.NDArray[np.float64]
+    pole_app: npt.NDArray[np.float64]
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -333,7 +338,7 @@ def _sky(site: Site, times: Time, moon: bool) -> _Sky:
         obs = itrs_to_gcrs @ np.array([q.to_value(u.m) for q in loc.geocentric])
         m = np.asarray(get_body("moon", t).cartesian.xyz.to_value(u.m), dtype=np.float64).T
         moon_icrs = _apparent_to_icrs(_unit(m - obs), t)
-    return _Sky(_apparent_to_icrs(zen_app, t), sun_alt, moon_icrs)
+    return _Sky(_apparent_to_icrs(zen_app, t), sun_alt, moon_icrs, zen_app, sun, itrs_to_gcrs[:, :, 2].copy())
 
 
 def sky_vectors(site: Site, times: Time) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64],
@@ -359,6 +364,36 @@ def sky_vectors(site: Site, times: Time) -> tuple[npt.NDArray[np.float64], npt.N
     _check_site(site)
     sky = _sky(site, times.reshape(-1), site.min_moon_sep_deg is not None)
     return sky.zenith, sky.sun_alt_deg, sky.moon
+
+
+@dataclass(frozen=True)
+class SkyStates:
+    """The site's sky at instants, with what is needed to interpolate it between them
+    (:func:`sky_states`).
+
+    Attributes
+    ----------
+    zenith, moon : (n, 3) float64
+        ICRS unit vectors (``moon`` None without a Moon limit).
+    sun_alt_deg : (n,) float64
+    zenith_app, sun_app, pole_app : (n, 3) float64
+        The zenith, the Sun and the celestial intermediate pole (the axis of
+        the Earth's rotation) as apparent geocentric (GCRS) unit vectors.
+    """
+
+    zenith: npt.NDArray[np.float64]
+    sun_alt_deg: npt.NDArray[np.float64]
+    moon: npt.NDArray[np.float64] | None
+    zenith_app: npt.NDArray[np.float64]
+    sun_app: npt.NDArray[np.float64]
+    pole_app: npt.NDArray[np.float64]
+
+
+def sky_states(site: Site, times: Time) -> SkyStates:
+    """:func:`sky_vectors` with the apparent zenith, Sun and pole, for interpolation."""
+    _check_site(site)
+    sky = _sky(site, times.reshape(-1), site.min_moon_sep_deg is not None)
+    return SkyStates(sky.zenith, sky.sun_alt_deg, sky.moon, sky.zenith_app, sky.sun_app, sky.pole_app)
 
 
 def _lonlat(v: np.ndarray) -> tuple[float, float]:
@@ -818,6 +853,8 @@ __all__ = [
     "mask_runs",
     "observability",
     "observable_moc_at",
+    "SkyStates",
+    "sky_states",
     "sky_vectors",
     "target_observable",
     "target_windows",

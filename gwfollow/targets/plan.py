@@ -70,7 +70,7 @@ from gwfollow.regions.moc import credible_ranges
 from gwfollow.skymaps.skymap import SkyMap
 from gwfollow.targets.fields import Telescope, candidate_fields, field_footprints
 from gwfollow.targets.footprints import FootprintGrid
-from gwfollow.targets.observability import Site, sky_vectors
+from gwfollow.targets.observability import Site, sky_states
 from gwfollow.version import __version__
 
 STRATEGIES = ("coverage", "greedy")
@@ -296,6 +296,16 @@ def _visibility(vec: np.ndarray, site: Site, sky: _SkyGrid, begin_s: np.ndarray,
     return _Visibility(ok, airmass)
 
 
+def _may_rise(dec_deg: np.ndarray, site: Site, margin: float) -> np.ndarray:
+    """False where a declination never culminates above the altitude limit.
+
+    The culmination altitude is ``90 - |dec - lat|``; declinations of date
+    differ from ICRS ones by the precession since J2000 (0.36 deg in 2026),
+    so a degree of slack keeps every field that might rise (the exact test follows).
+    """
+    return 90.0 - np.abs(dec_deg - site.lat_deg) >= site.min_alt_deg + margin - 1.0
+
+
 def slot_starts(params: PlanParameters) -> npt.NDArray[np.float64]:
     """Start of every slot of the window, seconds from its start (one exposure plus overhead each)."""
     n_slots = int(math.floor((params.hours * 3600.0 - params.exposure_s) / params.slot_s)) + 1
@@ -339,16 +349,32 @@ def observable_exposures(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike, site: Si
     return offs, _visibility(vec, site, sky, offs, p.exposure_s, p.margin_deg).ok
 
 
-SKY_STEP_S = 300.0
-"""The site's sky (zenith, Sun, Moon) is computed every 5 minutes and interpolated:
-the normalised chord between two zeniths 1.25 deg apart (in hour angle) strays
-from the zenith's small circle by less than 0.002 deg, the Sun's altitude from
-its curve by less than 0.001 deg, both well inside ``margin_deg``."""
+SKY_STEP_S = 1800.0
+"""The site's sky is computed exactly every 30 minutes (:func:`~gwfollow.targets.observability.sky_states`)
+and interpolated between: the zenith turned about the celestial intermediate pole
+by the Earth's rotation from both neighbouring instants (blended), the Sun's and
+Moon's directions interpolated linearly (they move by 0.02 and 0.3 deg in 30
+minutes).  Against the exact computation the zenith differs by less than 0.1
+arcsec, the Sun's altitude by less than 0.001 deg and the Moon by less than 10
+arcsec (``tests/test_plan.py``), far inside ``margin_deg``."""
+
+EARTH_RATE_RAD_S = 2.0 * math.pi * 1.00273781191135448 / 86400.0
+"""The Earth's rotation angle rate (IERS Conventions 2010, eq. 5.15), per UT1 second."""
+
+
+def _turn(v: np.ndarray, axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Rotate vectors ``v`` (n, 3) about unit ``axis`` (n, 3) by ``angle`` (n,) radians (Rodrigues)."""
+    c, s = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    return v * c + np.cross(axis, v) * s + axis * np.einsum("ij,ij->i", axis, v)[:, None] * (1.0 - c)
+
+
+def _unit_rows(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
 class _SkyGrid:
-    """The site's sky (zenith, Sun altitude, Moon) every :data:`SKY_STEP_S` over
-    ``[lo_s, hi_s]`` from ``t0``, computed once and interpolated at any instant;
+    """The site's sky (zenith, Sun altitude, Moon) over ``[lo_s, hi_s]`` from ``t0``:
+    computed every :data:`SKY_STEP_S` once and interpolated at any instant;
     instants outside are computed on a grid of their own."""
 
     def __init__(self, site: Site, t0: Any, lo_s: float, hi_s: float) -> None:
@@ -356,22 +382,28 @@ class _SkyGrid:
         n = max(2, int(math.ceil((float(hi_s) - self.lo) / SKY_STEP_S)) + 1)
         self.n = n
         self.hi = self.lo + (n - 1) * SKY_STEP_S
-        self.zen, self.sun, self.moon = sky_vectors(site, t0 + TimeDelta(self.lo + np.arange(n) * SKY_STEP_S,
-                                                                          format="sec"))
+        self.s = sky_states(site, t0 + TimeDelta(self.lo + np.arange(n) * SKY_STEP_S, format="sec"))
 
     def at(self, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Zenith, Sun altitude and Moon at ``t0 + seconds``."""
+        """Zenith (ICRS), Sun altitude (deg) and Moon (ICRS) at ``t0 + seconds``."""
         if seconds.size and (float(seconds.min()) < self.lo or float(seconds.max()) > self.hi):
             return _SkyGrid(self.site, self.t0, float(seconds.min()), float(seconds.max())).at(seconds)
+        s = self.s
         k = np.clip(((seconds - self.lo) // SKY_STEP_S).astype(np.int64), 0, self.n - 2)
-        w = ((seconds - (self.lo + k * SKY_STEP_S)) / SKY_STEP_S)[:, None]
+        dt = seconds - (self.lo + k * SKY_STEP_S)
+        w = (dt / SKY_STEP_S)[:, None]
+        fwd, back = EARTH_RATE_RAD_S * dt, EARTH_RATE_RAD_S * (dt - SKY_STEP_S)
+
+        def turned(v: np.ndarray) -> np.ndarray:
+            return _unit_rows(_turn(v[k], s.pole_app[k], fwd) * (1.0 - w)
+                              + _turn(v[k + 1], s.pole_app[k + 1], back) * w)
 
         def lerp(v: np.ndarray) -> np.ndarray:
-            out = v[k] * (1.0 - w) + v[k + 1] * w
-            return out / np.linalg.norm(out, axis=1, keepdims=True)
+            return _unit_rows(v[k] * (1.0 - w) + v[k + 1] * w)
 
-        sun_i = self.sun[k] * (1.0 - w[:, 0]) + self.sun[k + 1] * w[:, 0]
-        return lerp(self.zen), sun_i, None if self.moon is None else lerp(self.moon)
+        zen_app = turned(s.zenith_app)
+        sun_alt = np.degrees(np.arcsin(np.clip(np.einsum("ij,ij->i", zen_app, lerp(s.sun_app)), -1.0, 1.0)))
+        return turned(s.zenith), sun_alt, None if s.moon is None else lerp(s.moon)
 
 
 class _Gains:
@@ -390,11 +422,15 @@ class _Gains:
         grid = FootprintGrid.from_footprints(list(feet) + [covered], 29)
         self.ia, self.ib, self.off = grid.ia, grid.ib, grid.offsets
         self.atom_prob = kfp.atom_probabilities(*grid.cumulative(skymap))
-        self.done = np.zeros(self.atom_prob.shape[0], dtype=np.bool_)
-        kfp.cover(self.done, self.ia, self.ib, int(self.off[self.n]), int(self.off[self.n + 1]))
-        self.version = 0
+        self.restart()
         self.bound = np.array([self._exact(i) for i in range(self.n)], dtype=np.float64)
         self.at = np.zeros(self.n, dtype=np.int64)
+
+    def restart(self) -> None:
+        """Forget the fields taken: only what was covered before counts as covered."""
+        self.done = np.zeros(self.atom_prob.shape[0], dtype=np.bool_)
+        kfp.cover(self.done, self.ia, self.ib, int(self.off[self.n]), int(self.off[self.n + 1]))
+        self.version = getattr(self, "version", 0) + 1
 
     def _exact(self, i: int) -> float:
         return float(kfp.uncovered_gain(self.atom_prob, self.done, self.ia, self.ib, int(self.off[i]),
@@ -557,6 +593,8 @@ def plan_observations(skymap: SkyMap, telescope: Telescope, site: Site, start: o
     n_slots = offs.shape[0]
     region = credible_ranges(skymap, [p.level], "include")[0]
     cand = candidate_fields(telescope, region)
+    n_near = int(cand.size)
+    cand = cand[_may_rise(telescope.dec[cand], site, p.margin_deg)]
     vec = _unit_vectors(telescope.ra[cand], telescope.dec[cand])
     # One sky for the whole window (and exposures a slew delays past its end).
     sky = _SkyGrid(site, t0, 0.0, float(offs[-1]) + p.exposure_s + p.slot_s)
@@ -574,11 +612,11 @@ def plan_observations(skymap: SkyMap, telescope: Telescope, site: Site, start: o
             "strategy": p.strategy, "start": _iso(t0.reshape(1))[0], "hours": p.hours, "exposure_s": p.exposure_s,
             "visits": p.visits, "max_airmass": site.max_airmass, "max_sun_alt_deg": site.max_sun_alt_deg,
             "gwfollow": __version__}
-    return _lay_out(skymap, telescope, site, sky, t0, p, rows, feet, vis, covered, job_field, job_visit, job_slot,
-                    n_candidates=int(cand.size), provenance=prov)
+    return _lay_out(gains, telescope, site, sky, t0, p, rows, feet, vis, covered, job_field, job_visit, job_slot,
+                    n_candidates=n_near, provenance=prov)
 
 
-def _lay_out(skymap: SkyMap, telescope: Telescope, site: Site, sky: _SkyGrid, t0: Any, p: PlanParameters,
+def _lay_out(gains: _Gains, telescope: Telescope, site: Site, sky: _SkyGrid, t0: Any, p: PlanParameters,
              rows: np.ndarray,
              feet: list[np.ndarray], vis: _Visibility, covered: np.ndarray, job_field: list[int],
              job_visit: list[int], job_slot: list[int], *, n_candidates: int, provenance: dict[str, Any]) -> Plan:
@@ -621,14 +659,13 @@ def _lay_out(skymap: SkyMap, telescope: Telescope, site: Site, sky: _SkyGrid, t0
     n_dropped = int((~keep).sum())
     jf, jv, begin, airmass, ra, dec = jf[keep], jv[keep], begin[keep], airmass[keep], ra[keep], dec[keep]
     # Probability in time order: each field counts once, at its first kept exposure.
-    kept = list(dict.fromkeys(jf.tolist()))  # fields in order of first exposure
-    order_gains = _Gains(skymap, [feet[i] for i in kept], covered)
+    gains.restart()
     prob = np.zeros(jf.shape[0])
     seen: set[int] = set()
     for k, i in enumerate(jf.tolist()):
         if i in seen:
             continue
-        prob[k] = order_gains.take(len(seen))
+        prob[k] = gains.take(i)
         seen.add(i)
     cov = covered
     if seen:
