@@ -343,10 +343,12 @@ def observable_exposures(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike, site: Si
     offs = slot_starts(p)
     vec = _unit_vectors(np.atleast_1d(np.asarray(ra_deg, dtype=np.float64)),
                         np.atleast_1d(np.asarray(dec_deg, dtype=np.float64)))
-    if vec.shape[0] == 0:
-        return offs, np.zeros((0, offs.shape[0]), dtype=bool)
-    sky = _SkyGrid(site, t0, 0.0, float(offs[-1]) + p.exposure_s)
-    return offs, _visibility(vec, site, sky, offs, p.exposure_s, p.margin_deg).ok
+    ok = np.zeros((vec.shape[0], offs.shape[0]), dtype=bool)
+    rise = np.flatnonzero(_may_rise(np.degrees(np.arcsin(np.clip(vec[:, 2], -1.0, 1.0))), site, p.margin_deg))
+    if rise.size:
+        sky = _SkyGrid(site, t0, 0.0, float(offs[-1]) + p.exposure_s)
+        ok[rise] = _visibility(vec[rise], site, sky, offs, p.exposure_s, p.margin_deg).ok
+    return offs, ok
 
 
 SKY_STEP_S = 1800.0
