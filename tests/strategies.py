@@ -51,11 +51,12 @@ def multiorder_fits_bytes(uniq: np.ndarray, dens: np.ndarray, mocorder: int | No
     for name, arr in (extra or {}).items():
         cols.append(fits.Column(name=name, format="D", array=arr))
     hdu = fits.BinTableHDU.from_columns(cols)
-    order = (np.floor(np.log2(uniq // 4) / 2)).astype(np.int64)
+    valid = np.asarray(uniq) >= 4  # invalid UNIQ (the tests of bad input write them) have no order
+    order = (np.floor(np.log2(np.asarray(uniq)[valid] // 4) / 2)).astype(np.int64)
     hdu.header["PIXTYPE"] = "HEALPIX"
     hdu.header["ORDERING"] = "NUNIQ"
     hdu.header["COORDSYS"] = "C"
-    hdu.header["MOCORDER"] = int(mocorder if mocorder is not None else order.max())
+    hdu.header["MOCORDER"] = int(mocorder if mocorder is not None else (order.max() if order.size else 0))
     hdu.header["INDXSCHM"] = "EXPLICIT"
     hdu.header["OBJECT"] = "MS000000gen"
     buf = io.BytesIO()
