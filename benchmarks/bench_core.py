@@ -14,6 +14,17 @@ Cases (issue: core sky map -> MOC):
 * intersection of a small (1e3 ranges) and a huge (2e6 ranges) MOC;
 * the cold first call of gwfollow in a fresh process (kernels from cache).
 
+The multi-order lines also print the minor page faults per call of each
+side.  glibc gives a freed heap top back to the kernel once it passes a
+trim threshold that starts low (256 kB) and grows only after a large block
+has been freed; a process that has not yet read a big map then maps its
+sky map's arrays (1.7 MB for 19,200 cells) afresh on every call, ~400
+page faults that cost ~1 ms on a loaded machine, while mocpy's smaller
+output reuses its heap.  A worker has a steady heap after its first flat
+map; ``--heap steady`` (the default) sets the same thresholds for this
+process with ``mallopt`` (both sides run in it), ``--heap default`` keeps
+glibc's start-up state.
+
 Usage: ``python benchmarks/bench_core.py [--repeat N] [--quick] [--only multiorder,flat,...]``
 """
 
@@ -22,6 +33,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -84,14 +96,50 @@ def measure_pair(ref_fn: Callable[[], object], ours_fn: Callable[[], object],
     loaded machine both medians see the same load, so their ratio holds."""
     pr, po = peak_of(ref_fn), peak_of(ours_fn)
     tr, to = [], []
+    cr, co = [], []
+    fr = fo = 0
     for _ in range(repeat):
-        t = time.perf_counter()
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t, c = time.perf_counter(), time.process_time()
         ref_fn()
         tr.append(time.perf_counter() - t)
-        t = time.perf_counter()
+        cr.append(time.process_time() - c)
+        f1 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t, c = time.perf_counter(), time.process_time()
         ours_fn()
         to.append(time.perf_counter() - t)
+        co.append(time.process_time() - c)
+        fr += f1 - f0
+        fo += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f1
+    FAULTS[:] = [fr / max(repeat, 1), fo / max(repeat, 1)]
+    CPU[:] = [statistics.median(cr), statistics.median(co)]
     return (statistics.median(tr), pr), (statistics.median(to), po)
+
+
+#: Minor page faults per call (reference, gwfollow) of the last measure_pair:
+#: fresh pages the allocator had to map (glibc gives freed heap tops back to
+#: the kernel past its trim threshold), which cost a loaded machine ~2-3 us each.
+FAULTS: list[float] = [0.0, 0.0]
+#: Median CPU seconds per call of all threads (reference, gwfollow) of the
+#: last measure_pair: less sensitive to the load than wall time (mocpy's
+#: reader spreads over threads, which a loaded machine makes wait).
+CPU: list[float] = [0.0, 0.0]
+
+
+def steady_heap() -> None:
+    """Fix glibc's trim (256 MiB) and mmap (64 MiB) thresholds for this
+    process, as they settle in a worker after its first large map
+    (``mallopt``, glibc only; elsewhere nothing changes)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    libc = ctypes.CDLL(name)
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    libc.mallopt(m_trim_threshold, 256 * 2**20)
+    libc.mallopt(m_mmap_threshold, 64 * 2**20)
 
 
 def row(name: str, ref: tuple[float, int], ours: tuple[float, int]) -> str:
@@ -104,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=30, help="timed calls per case (default 30)")
     ap.add_argument("--quick", action="store_true", help="skip the flat nside-2048 map")
+    ap.add_argument("--heap", choices=("steady", "default"), default="steady",
+                    help="glibc heap thresholds: as a worker's after its first big map (default), or at start-up")
     ap.add_argument("--only", default="",
                     help="comma-separated sections: multiorder, flat, probability, setops, gallop, cold")
     args = ap.parse_args(argv)
@@ -120,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     from gwfollow.regions.moc import moc_from_ranges, ranges_of
 
     warm_up()
+    if args.heap == "steady":
+        steady_heap()
 
     def want(section: str) -> bool:
         return not args.only or section in args.only.split(",")
@@ -127,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     p = SHARED / "skymaps" / "S190814bv_bayestar.multiorder.fits"
     sm = gwfollow.read_skymap(p)
     print(f"gwfollow {gwfollow.__version__}; reference: mocpy; times are medians of {args.repeat} calls, "
-          f"reference and gwfollow interleaved; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+          f"reference and gwfollow interleaved; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
+          f"heap {args.heap}")
     print(f"{'case':52s} {'ref ms':>10s} {'ours ms':>10s} {'ratio':>8s} {'ref MiB':>9s} {'ours MiB':>9s}")
 
     if want('multiorder'):
@@ -135,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         for mp in maps:
             ref, ours = measure_pair(lambda: MOC.from_multiordermap_fits_file(str(mp), cumul_to=0.9),
                                      lambda: gwfollow.credible_moc(gwfollow.read_skymap(mp), 0.9), args.repeat)
-            print(row(f"read + 90% MOC  {mp.name}", ref, ours), flush=True)
+            print(row(f"read + 90% MOC  {mp.name}", ref, ours)
+                  + f"  faults/call {FAULTS[0]:.0f} / {FAULTS[1]:.0f}; CPU ms {CPU[0] * 1e3:.2f} / {CPU[1] * 1e3:.2f} "
+                  f"({CPU[0] / CPU[1]:.2f}x)", flush=True)
 
     if not args.quick and want("flat"):
         slim = SHARED / "skymaps" / "MS181101ab_bayestar.slim.fits.gz"

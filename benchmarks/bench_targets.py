@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import sys
 import time
@@ -56,6 +57,37 @@ def timeit(fn, repeat: int = 5) -> float:
     return statistics.median(ts)
 
 
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def pair(ref, ours, repeat: int):
+    """Reference and gwfollow timed interleaved (same load for both); per
+    side the median wall time, the median CPU time of all threads, and the
+    peak resident memory one call adds (Linux VmHWM after clear_refs)."""
+    peaks = []
+    for fn in (ref, ours):
+        fn()
+        gc.collect()
+        base = _rss()
+        _reset()
+        fn()
+        peaks.append(max(0, _hwm() - base))
+    wall: tuple[list[float], list[float]] = ([], [])
+    cpu: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeat):
+        for j, fn in enumerate((ref, ours)):
+            t, c = time.perf_counter(), time.process_time()
+            fn()
+            wall[j].append(time.perf_counter() - t)
+            cpu[j].append(time.process_time() - c)
+    return [(statistics.median(wall[j]), statistics.median(cpu[j]), peaks[j]) for j in (0, 1)]
+
+
 def numpy_healpy_rank(sm, ra, dec, dist):
     """The straightforward vectorised implementation (the comparison baseline)."""
     import healpy as hp
@@ -75,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="*", type=float, default=[1e5, 1e6, 2e7],
                     help="catalogue sizes (none: fields only)")
+    ap.add_argument("--repeat", type=int, default=5, help="interleaved runs per ranking line (default 5)")
     args = ap.parse_args(argv)
     from astropy import units as u
     from astropy.coordinates import SkyCoord
@@ -122,12 +155,14 @@ def main(argv: list[str] | None = None) -> int:
             t_idx = timeit(lambda: rank_galaxies(sm, cat, level=0.999, limit=500))
             print(f"{f'rank with index, {label}':62s} {t_idx * 1e3:8.1f}ms", flush=True)
         sm = sms["S190814bv (38 deg2)"]
-        rep = 3 if n <= 1e6 else 1
-        t_full = timeit(lambda: rank_galaxies(sm, cat, level=None, limit=500), rep)
-        t_np = timeit(lambda: numpy_healpy_rank(sm, ra, dec, dist), rep)
-        print(f"{'rank without index (every galaxy), S190814bv':62s} {t_full * 1e3:8.1f}ms")
-        print(f"{'numpy/healpy implementation, same':62s} {t_np * 1e3:8.1f}ms   ratio {t_np / t_full:.2f}x",
-              flush=True)
+        rep = args.repeat if n <= 1e6 else max(1, args.repeat // 2)
+        uncat = Catalog.from_arrays(ra, dec, dist, name=f"gen{n:.0e}")  # never indexed
+        (t_np, c_np, m_np), (t_full, c_full, m_full) = pair(
+            lambda: numpy_healpy_rank(sm, ra, dec, dist), lambda: rank_galaxies(sm, uncat, level=None, limit=500), rep)
+        print(f"{f'rank without index, whole sky, top 500, {n:.0e} galaxies':62s} {t_full * 1e3:8.1f}ms "
+              f"{m_full / 2**20:9.0f}  (CPU {c_full * 1e3:.0f} ms, all threads; load {os.getloadavg()[0]:.1f})")
+        print(f"{'  numpy/healpy implementation, same (interleaved)':62s} {t_np * 1e3:8.1f}ms {m_np / 2**20:9.0f}  "
+              f"ratio {t_np / t_full:.2f}x (CPU {c_np * 1e3:.0f} ms)", flush=True)
     if args.sizes:
         # crossmatch on a subsample: its cost is dominated by the distance grid, not the galaxies.
         m = read_sky_map(str(maps["S190814bv (38 deg2)"]), moc=True)
@@ -145,10 +180,24 @@ def main(argv: list[str] | None = None) -> int:
         t_g = timeit(lambda: rank_galaxies(sm, small, level=None, distance_grid="crossmatch"))
         print(f"{f'gwfollow, same {sub} galaxies (crossmatch grid)':62s} {t_g * 1e3:8.1f}ms   ratio {t_cm / t_g:.0f}x")
     ztf = Telescope.from_file("ZTF", SHARED / "fields" / "ZTF_Fields.txt", ZTF_FOV)
-    t = time.perf_counter()
-    grid = footprint_grid(ztf, 10)
-    print(f"{'ZTF footprint grid (once per telescope and process)':62s} {time.perf_counter() - t:9.2f}s "
-          f"({len(grid.bounds)} atoms)")
+    import tempfile
+
+    from gwfollow.targets import fields as fields_mod
+
+    with tempfile.TemporaryDirectory() as cache:
+        fields_mod._GRIDS.clear()
+        t = time.perf_counter()
+        grid = footprint_grid(ztf, 10, cache)
+        print(f"{'ZTF footprint grid built and written to the disk cache':62s} {time.perf_counter() - t:9.2f}s "
+              f"({len(grid.bounds)} atoms)")
+        loads = []
+        for _ in range(5):
+            fields_mod._GRIDS.clear()  # as in a new process
+            t = time.perf_counter()
+            footprint_grid(ztf, 10, cache)
+            loads.append(time.perf_counter() - t)
+        print(f"{'ZTF footprint grid loaded from the disk cache (new process)':62s} "
+              f"{statistics.median(loads) * 1e3:8.1f}ms  (load {os.getloadavg()[0]:.1f})")
     feet = field_footprints(ztf.ra, ztf.dec, ztf.fov, 10)
     mocs = [moc_from_ranges(f, 10) for f in feet]
     for label, sm in sms.items():

@@ -202,6 +202,7 @@ class TargetsConfig:
     galaxy_limit: int
     galaxy_level: float
     weighting: str
+    footprint_cache: str
 
     def validate(self) -> None:
         if self.galaxy_limit < 0:

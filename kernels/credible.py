@@ -57,6 +57,18 @@ def rank_by_density(probdensity: np.ndarray) -> np.ndarray:
     return np.argsort(-probdensity, kind="mergesort")
 
 
+_NEG_ZERO = np.uint64(1) << np.uint64(63)
+
+
+@njit(cache=True, inline="always")
+def _desc_key(b: np.uint64) -> np.uint64:
+    """Sort key of a non-negative double with bits ``b``, ascending for
+    decreasing values (the complement of the bits); -0.0 counts as 0.0."""
+    if b == _NEG_ZERO:
+        return ~np.uint64(0)
+    return ~b
+
+
 @njit(cache=True)
 def rank_top(probdensity: np.ndarray, prob: np.ndarray, max_level: float) -> tuple[np.ndarray, np.ndarray]:
     """Rank only the cells needed to reach ``max_level``, and their cumulative sum.
@@ -77,15 +89,13 @@ def rank_top(probdensity: np.ndarray, prob: np.ndarray, max_level: float) -> tup
         Sequential cumulative probability along ``idx``.
     """
     n = probdensity.shape[0]
-    keys = np.empty(n, dtype=np.uint64)
-    bits = (probdensity + 0.0).view(np.uint64)
-    for i in range(n):
-        keys[i] = ~bits[i]
+    # Keys are formed on the fly (no array of n keys: fewer fresh pages per map).
+    bits = probdensity.view(np.uint64)
     nb = 1 << _HIST_BITS
     hist = np.zeros(nb, dtype=np.float64)
     sh = np.uint64(64 - _HIST_BITS)
     for i in range(n):
-        hist[np.int64(keys[i] >> sh)] += prob[i]
+        hist[np.int64(_desc_key(bits[i]) >> sh)] += prob[i]
     # Margin: the bucket sums are added in another order than the ranking.
     target = max_level + 1e-9
     acc = 0.0
@@ -96,20 +106,24 @@ def rank_top(probdensity: np.ndarray, prob: np.ndarray, max_level: float) -> tup
             last = b
             break
     if last == nb - 1:
+        keys = np.empty(n, dtype=np.uint64)
+        for i in range(n):
+            keys[i] = _desc_key(bits[i])
         idx = radix_argsort_u64(keys)
     else:
         lim = np.uint64(last)
         m = 0
         for i in range(n):
-            if (keys[i] >> sh) <= lim:
+            if (_desc_key(bits[i]) >> sh) <= lim:
                 m += 1
         cand = np.empty(m, dtype=np.int64)
         ck = np.empty(m, dtype=np.uint64)
         m = 0
         for i in range(n):
-            if (keys[i] >> sh) <= lim:
+            key = _desc_key(bits[i])
+            if (key >> sh) <= lim:
                 cand[m] = i
-                ck[m] = keys[i]
+                ck[m] = key
                 m += 1
         order = radix_argsort_u64(ck)
         idx = np.empty(m, dtype=np.int64)

@@ -62,19 +62,31 @@ def uniq_to_order_ipix(uniq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = uniq.shape[0]
     order = np.empty(n, dtype=np.int64)
     ipix = np.empty(n, dtype=np.int64)
+    # Cells of one order come in runs: while uniq stays in the last order's
+    # band [4**(o+1), 4**(o+2)) the order is known without computing it.
+    o = -1
+    lo = np.int64(0)
+    hi = np.int64(0)
     for i in range(n):
         u = np.int64(uniq[i])
+        if u >= lo and u < hi:
+            order[i] = o
+            ipix[i] = u - lo
+            continue
         if u < 4:
             order[i] = -1
             ipix[i] = -1
             continue
-        o = _order_of_uniq(u)
-        if o > MAX_ORDER:
+        oi = _order_of_uniq(u)
+        if oi > MAX_ORDER:
             order[i] = -1
             ipix[i] = -1
             continue
+        o = oi
+        lo = np.int64(4) << (2 * o)
+        hi = lo << 2  # at most 2**62 (order 29): no overflow
         order[i] = o
-        ipix[i] = u - (np.int64(4) << (2 * o))
+        ipix[i] = u - lo
     return order, ipix
 
 
@@ -170,9 +182,11 @@ def _ang2pix_nest_one(order: int, z: float, sth: float, have_sth: bool, phi: flo
     # Górski et al. 2005, section 4 (equatorial and polar zones), NESTED scheme.
     nside = np.int64(1) << order
     za = abs(z)
-    tt = (phi * _INV_HALFPI) % 4.0
-    if tt < 0.0:
-        tt += 4.0
+    tt = phi * _INV_HALFPI
+    if not (0.0 <= tt < 4.0):  # x % 4.0 is x itself in [0, 4): skip the costly modulo there
+        tt = tt % 4.0
+        if tt < 0.0:
+            tt += 4.0
     if za <= _TWOTHIRD:
         temp1 = nside * (0.5 + tt)
         temp2 = nside * (z * 0.75)
@@ -319,7 +333,7 @@ def prepare_cells(uniq: np.ndarray):
     nruns = 0
     for i in range(n):
         o = order[i]
-        if o < 0 or ipix[i] < 0 or ipix[i] >= 12 * (np.int64(1) << (2 * o)):
+        if o < 0:  # an order outside 0..29; within its band the pixel index is valid
             return 1, i, order, ipix, rng, empty
         s = 2 * (MAX_ORDER - o)
         rng[i, 0] = ipix[i] << s
@@ -331,7 +345,7 @@ def prepare_cells(uniq: np.ndarray):
             nruns += 1
     if increasing and n > 0 and nruns <= 12:
         runs[nruns] = n
-        by_start = merge_sorted_runs(rng[:, 0].copy(), runs[: nruns + 1])
+        by_start = merge_sorted_runs(rng[:, 0], runs[: nruns + 1])  # a strided view: no copy
     else:
         by_start = argsort_nonneg_i64(rng[:, 0].copy())
     for k in range(1, n):

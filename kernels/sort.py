@@ -99,7 +99,9 @@ def argsort_nonneg_i64(values: np.ndarray) -> np.ndarray:
 def merge_sorted_runs(keys: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     """Stable argsort of ``keys`` made of a few ascending runs ``keys[bounds[r]:bounds[r + 1]]``.
 
-    A k-way merge, O(n k) for k runs: for the handful of runs of a
+    A k-way merge that copies each stretch of one run with one comparison
+    per element and rescans the ``k`` heads only between stretches
+    (O(n + s k) for ``s`` stretches): for the handful of runs of a
     multi-order map written in NUNIQ order (one per HEALPix order, each
     ascending on the sky) it beats the radix sort's passes.  Equal keys keep
     their input order, as :func:`argsort_nonneg_i64` keeps it.
@@ -109,14 +111,41 @@ def merge_sorted_runs(keys: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     heads = bounds[:k].copy()
     ends = bounds[1:].copy()
     out = np.empty(n, dtype=np.int64)
-    for j in range(n):
+    j = 0
+    while j < n:
+        # The run with the smallest head and the runner-up: the best run
+        # keeps winning while its head stays below the runner-up's (on a
+        # tie, while its index is lower: stability), so stretches of one
+        # run are copied with one comparison per element.
         best = -1
-        bk = keys[0]
+        second = -1
         for r in range(k):
             h = heads[r]
-            if h < ends[r] and (best < 0 or keys[h] < bk):
+            if h >= ends[r]:
+                continue
+            if best < 0 or keys[h] < keys[heads[best]]:
+                second = best
                 best = r
-                bk = keys[h]
-        out[j] = heads[best]
-        heads[best] += 1
+            elif second < 0 or keys[h] < keys[heads[second]]:
+                second = r
+        h = heads[best]
+        e = ends[best]
+        if second < 0:
+            while h < e:
+                out[j] = h
+                j += 1
+                h += 1
+        else:
+            bound = keys[heads[second]]
+            if best < second:
+                while h < e and keys[h] <= bound:
+                    out[j] = h
+                    j += 1
+                    h += 1
+            else:
+                while h < e and keys[h] < bound:
+                    out[j] = h
+                    j += 1
+                    h += 1
+        heads[best] = h
     return out

@@ -111,3 +111,35 @@ def test_grid_is_cached_per_telescope_and_order() -> None:
     sm = read_skymap(simulated_skymap_bytes(seed=2))
     # Overlapping fields tiling the sky: together at least the whole map.
     assert field_probabilities(sm, tel, 6).sum() >= 1 - 1e-12
+
+
+def test_footprint_grid_disk_cache_round_trip_and_invalidation(tmp_path, caplog) -> None:
+    """A grid kept on disk is loaded by a new process (the in-process cache
+    emptied) with the same arrays; another field of view or order is another
+    file; a corrupt file is rebuilt and rewritten."""
+    from gwfollow.targets import fields as fl
+
+    tel = fl.Telescope.generated("g", fl.FieldOfView.square(20.0))
+    fl._GRIDS.clear()
+    built = fl.footprint_grid(tel, 6, tmp_path)
+    path = fl.footprint_cache_path(tel, 6, tmp_path)
+    assert path.is_file() and [p.name for p in tmp_path.iterdir()] == [path.name]
+    fl._GRIDS.clear()
+    loaded = fl.footprint_grid(tel, 6, tmp_path)
+    assert loaded is not built
+    for name in ("bounds", "ia", "ib", "offsets"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(built, name))
+        assert getattr(loaded, name).dtype == getattr(built, name).dtype
+    other_fov = fl.Telescope.generated("g", fl.FieldOfView.square(20.0, rotation_deg=10.0))
+    assert fl.footprint_cache_path(other_fov, 6, tmp_path) != path
+    assert fl.footprint_cache_path(tel, 7, tmp_path) != path
+    path.write_bytes(b"not a grid")
+    fl._GRIDS.clear()
+    with caplog.at_level("WARNING"):
+        again = fl.footprint_grid(tel, 6, tmp_path)
+    assert "unreadable" in caplog.text
+    np.testing.assert_array_equal(again.bounds, built.bounds)
+    fl._GRIDS.clear()
+    assert fl.FootprintGrid.load(path, len(tel), 6) is not None  # rewritten whole
+    assert fl.FootprintGrid.load(path, len(tel) + 1, 6) is None  # another grid's file: inconsistent
+    fl._GRIDS.clear()

@@ -43,14 +43,14 @@ class Receiver:
     as TOPCAT does for a table it cannot read.
     """
 
-    def __init__(self, hub, fail_on: str | None = None) -> None:
+    def __init__(self, hub, fail_on: str | None = None, name: str = "receiver", mtypes=MTYPES) -> None:
         from pyvo.samp import SAMPIntegratedClient
 
         self.got: list[tuple[str, dict, bytes]] = []
         self.fail_on = fail_on
-        self.client = SAMPIntegratedClient(name="receiver")
+        self.client = SAMPIntegratedClient(name=name)
         self.client.connect(hub=hub)
-        for mt in MTYPES:
+        for mt in mtypes:
             self.client.bind_receive_call(mt, self._receive)
 
     def _receive(self, private_key, sender_id, msg_id, mtype, params, extra) -> None:
@@ -95,11 +95,15 @@ def test_send_a_skymap_over_file_and_http_urls(hub, sim_path, tmp_path) -> None:
         assert all(rx.client.get_public_id() in m["recipients"] for m in sent)
         # Synchronous calls: every file has been loaded, and acknowledged, when the send returns.
         assert all(m["replies"] == {rx.client.get_public_id(): "ok"} for m in sent)
+        assert all(m["names"] == {rx.client.get_public_id(): "receiver"} for m in sent)
         _check(rx.got, 2)
+        first_ids = {m["samp.params"].get("table-id") for m in sent} - {None}
         rx.got.clear()
         sent = send_products(products, hub_params=hub.params, serve_seconds=0.1)
         assert all(m["samp.params"]["url"].startswith("http://127.0.0.1:") for m in sent)
         _check(rx.got, 2)
+        # TOPCAT refuses a table-id it has seen ("Duplicate table-id"): each send has its own.
+        assert first_ids.isdisjoint({m["samp.params"].get("table-id") for m in sent})
     finally:
         rx.close()
 
@@ -117,9 +121,12 @@ def test_cli_sends_a_stored_event(hub, tmp_path, capsys) -> None:
     rx = Receiver(hub)
     try:
         assert main(["samp", "--event", "S241102br", "--db", str(db), "--dir", str(tmp_path / "f")]) == 0
-        _check(rx.got, 2)  # OpenNGC galaxies and ZTF fields of the default configuration
+        _check(rx.got, 3)  # OpenNGC galaxies, ZTF fields and the ZTF@Palomar plan of the default configuration
+        plan = next(b for mt, p, b in rx.got if p["name"] == "S241102br plan (ZTF@Palomar)")
+        assert "s_region" in votable.parse(io.BytesIO(plan)).get_first_table().to_table().colnames
         out = capsys.readouterr().out
-        assert "coverage.load.moc.fits" in out and f"{rx.client.get_public_id()} (ok)" in out
+        # The client's id and its name from the hub's metadata, with its reply.
+        assert "coverage.load.moc.fits" in out and f"{rx.client.get_public_id()} receiver (ok)" in out
     finally:
         rx.close()
     store = Store(db)
@@ -151,3 +158,26 @@ def test_a_client_refusing_a_file_is_reported(hub, sim_path, tmp_path) -> None:
         assert by_type[TABLE_MTYPE] == "samp.error: cannot read this"
     finally:
         rx.close()
+
+
+def test_aladin_gets_the_moc_as_a_fits_image(hub, sim_path, tmp_path) -> None:
+    """Aladin Desktop 12.0 does not subscribe to coverage.load.moc.fits but draws a MOC sent as
+    image.load.fits: a client named Aladin with those subscriptions gets the MOC that way."""
+    aladin = Receiver(hub, name="Aladin", mtypes=(IMAGE_MTYPE, TABLE_MTYPE))
+    other = Receiver(hub, name="ds9", mtypes=(IMAGE_MTYPE,))  # not Aladin: no MOC for it
+    try:
+        products = products_from_skymap(sim_path, load_config(env={}), catalogs=[], telescopes=[])
+        sent = send_products(products, directory=tmp_path, hub_params=hub.params)
+        moc = next(m for m in sent if m["samp.mtype"] == MOC_MTYPE)
+        me = aladin.client.get_public_id()
+        assert moc["recipients"] == [me] and moc["as"] == {me: IMAGE_MTYPE} and moc["replies"] == {me: "ok"}
+        assert moc["names"] == {me: "Aladin"}
+        got = [(mt, p["name"]) for mt, p, _ in aladin.got]
+        assert (IMAGE_MTYPE, moc["samp.params"]["name"]) in got
+        assert fits.getheader(io.BytesIO(next(b for mt, p, b in aladin.got if p["name"] == moc["samp.params"]["name"])),
+                              1)["MOCDIM"] == "SPACE"
+        assert [p["name"] for _, p, _ in other.got] == [m["samp.params"]["name"] for m in sent
+                                                        if m["samp.mtype"] == IMAGE_MTYPE]
+    finally:
+        aladin.close()
+        other.close()

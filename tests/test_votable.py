@@ -152,7 +152,7 @@ async def client(filled_db, aiohttp_client):
 async def test_rest_tables_pass_votlint(client, stilts, tmp_path) -> None:
     base = "/api/v1/events/S241102br"
     for q in ("targets?kind=galaxies&format=votable", "targets?kind=fields&format=votable&limit=20",
-              "observability?format=votable"):
+              "observability?format=votable", "plan?format=votable"):
         r = await client.get(f"{base}/{q}")
         assert r.status == 200, q
         body = await r.read()
@@ -160,8 +160,10 @@ async def test_rest_tables_pass_votlint(client, stilts, tmp_path) -> None:
         vt = check_fair(body)
         params = {p.name: p.value for p in vt.resources[0].params}
         assert params["alert_id"] == "S241102br", q
-        if "targets" in q:
+        if "targets" in q or "plan" in q:
             assert params["alert_type"] == "PRELIMINARY", q
+        if "plan" in q:  # every exposure's footprint, as for the fields
+            assert vt.get_first_table().to_table()["s_region"].shape[1] == 8
     csv = await (await client.get(f"{base}/targets?kind=fields&format=csv")).text()
     assert "s_region" in csv.splitlines()[0]
 
@@ -188,3 +190,47 @@ async def test_moc_identical_from_cli_and_rest(client, filled_db, tmp_path) -> N
         h = fits.getheader(io.BytesIO(cli), 1)
         assert h["ORDERING"] == "NUNIQ" and h["CREDLEV"] == float(lv) and len(h["SKYMAPSH"]) == 64
         assert h["OBJECT"] and h["GWFVERS"] and h["CREDBND"]
+
+
+async def test_stmoc_identical_from_cli_and_rest_with_provenance(client, filled_db, tmp_path) -> None:
+    """``gwfollow moc --duration`` writes the very ST-MOC bytes ``GET /moc?duration=`` serves, with the
+    space MOC's provenance keywords and the time window; mocpy reads them."""
+    from astropy.io import fits
+    from astropy.time import Time, TimeDelta
+    from mocpy import MOC, STMOC, TimeMOC
+
+    store = Store(filled_db.store.path)
+    try:
+        data = store.skymap_bytes(store.skymaps_of("S241102br")[-1]["id"])
+    finally:
+        store.close()
+    sm = tmp_path / "map.fits"
+    sm.write_bytes(data)
+    out = tmp_path / "window.fits"
+    assert main(["moc", str(sm), "--level", "0.9", "--duration", "6h", "-o", str(out)]) == 0
+    cli = out.read_bytes()
+    rest = await (await client.get("/api/v1/events/S241102br/moc?level=0.9&duration=6h")).read()
+    assert cli == rest
+    space = fits.getheader(io.BytesIO(await (await client.get("/api/v1/events/S241102br/moc?level=0.9")).read()), 1)
+    h = fits.getheader(io.BytesIO(cli), 1)
+    assert h["MOCDIM"] == "TIME.SPACE" and h["MOCTOOL"] == "gwfollow"
+    for k in ("OBJECT", "CREDLEV", "CREDBND", "SKYMAPSH", "GWFVERS"):
+        assert h[k] == space[k], k
+    assert h["TWDUR"] == 21600.0
+    assert (Time(h["TWEND"], scale="utc") - Time(h["TWSTART"], scale="utc")).sec == pytest.approx(21600.0, abs=1e-6)
+    assert h["TWSTART"].startswith("2024-11-02T12:40:58.7")  # S241102br's event time
+    st = STMOC.load(str(out), format="fits")
+    assert (st.max_time - st.min_time).sec == pytest.approx(21600.0, abs=1e-5)
+    # mocpy returns its times as float JD (TCB), which resolves about 40 microseconds.
+    assert abs((st.min_time - Time(h["TWSTART"], scale="utc")).sec) < 1e-4
+    space_path = tmp_path / "region.fits"
+    space_path.write_bytes(await (await client.get("/api/v1/events/S241102br/moc?level=0.9")).read())
+    t = Time(h["TWSTART"], scale="utc")
+    inside = TimeMOC.from_time_ranges(Time([t.mjd + 0.01], format="mjd"), Time([t.mjd + 0.02], format="mjd"),
+                                      delta_t=TimeDelta(1, format="sec"))
+    assert st.query_by_time(inside) == MOC.load(str(space_path), format="fits")
+    # JSON has no header: the same cells, no provenance.
+    j = tmp_path / "window.json"
+    assert main(["moc", str(sm), "--level", "0.9", "--duration", "6h", "-o", str(j)]) == 0
+    assert j.read_bytes() == await (await client.get("/api/v1/events/S241102br/moc?level=0.9&duration=6h"
+                                                    "&format=json")).read()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 EXAMPLE = """examples:
   gwfollow moc bayestar.multiorder.fits --level 0.5 0.9 -o region.fits
@@ -30,14 +31,33 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="configuration file overriding config/default.toml")
 
 
+def _window_start(text: str | None, sm: Any) -> Any:
+    """The space-time MOC's start: ``--start`` (ISO UTC) or the sky map's event time."""
+    from astropy.time import Time
+
+    from gwfollow.errors import MocError
+
+    if text is None:
+        t0 = sm.event_t0
+        if t0 is None:
+            raise MocError(f"{sm.meta.source}: no event time (DATE-OBS / MJD-OBS) in the sky map",
+                           hint="give --start 2019-04-25T08:18:05")
+        return t0
+    try:
+        return Time(text, scale="utc")
+    except ValueError as exc:
+        raise MocError(f"cannot read --start {text!r} ({exc})", hint="use ISO 8601 UTC, e.g. 2019-04-25T08:18:05") \
+            from None
+
+
 def main(args: argparse.Namespace) -> int:
     from gwfollow.config import load_config
     from gwfollow.kernels import ranges as kr
     from gwfollow.regions.moc import (
-        credible_ranges, event_stmoc, moc_format_for, moc_from_ranges, path_for_level,
+        credible_ranges, moc_format_for, moc_from_ranges, path_for_level,
         probability_in_ranges, ranges_area_deg2, write_moc,
     )
-    from gwfollow.regions.mocio import credible_moc_fits_bytes
+    from gwfollow.regions.mocio import convert_space_moc, credible_moc_fits_bytes
     from gwfollow.skymaps.skymap import read_skymap
     from gwfollow.version import __version__
     from gwfollow.cli._common import emit_json
@@ -47,17 +67,21 @@ def main(args: argparse.Namespace) -> int:
     levels = args.level or list(cfg.skymap.levels)
     boundary = args.boundary or cfg.skymap.boundary
     sm = read_skymap(args.skymap, config=cfg.skymap)
+    start = None
+    if args.duration is not None:
+        start = _window_start(args.start, sm)
     rows = []
     for L, r in zip(levels, credible_ranges(sm, levels, boundary)):
         out = path_for_level(args.output, L, len(levels) > 1)
+        fits_bytes = credible_moc_fits_bytes(r, sm.meta.moc_order, object_id=sm.meta.object_id, level=L,
+                                             boundary=boundary, skymap_sha256=sm.sha256, version=__version__)
         if args.duration is not None:
-            write_moc(event_stmoc(sm, L, start=args.start, duration=args.duration, boundary=boundary,
-                                  time_order=cfg.moc.stmoc_time_order), out)
+            # The same bytes as GET /events/{id}/moc?duration=: provenance and the time window in the header.
+            out.write_bytes(convert_space_moc(fits_bytes, moc_format_for(out), start, args.duration,
+                                              cfg.moc.stmoc_time_order))
         elif moc_format_for(out) == "fits":
             # The same bytes as the pipeline's stored product (GET /events/{id}/moc).
-            out.write_bytes(credible_moc_fits_bytes(r, sm.meta.moc_order, object_id=sm.meta.object_id, level=L,
-                                                    boundary=boundary, skymap_sha256=sm.sha256,
-                                                    version=__version__))
+            out.write_bytes(fits_bytes)
         else:
             write_moc(moc_from_ranges(r, sm.meta.moc_order), out)
         cells = kr.to_uniq(r)

@@ -63,14 +63,12 @@ def main(args: argparse.Namespace) -> int:
     import dataclasses
     import sys
 
-    from astropy.table import vstack
-
     from gwfollow.config import load_config
     from gwfollow.errors import PlanError
     from gwfollow.products.report import format_for, table_bytes, write_table
     from gwfollow.skymaps.skymap import read_skymap
     from gwfollow.targets.fields import pointings_to_stmoc, telescope_from_config
-    from gwfollow.targets.plan import params_from_config, plan_joint, with_overrides
+    from gwfollow.targets.plan import params_from_config, plan_joint, plans_table, with_overrides
     from gwfollow.targets.sites import site_by_name
 
     cfg = load_config(args.config)
@@ -112,12 +110,7 @@ def main(args: argparse.Namespace) -> int:
         grid = {int(i): (float(r), float(d)) for i, r, d in zip(tel.ids, tel.ra, tel.dec)}
         covered = pointings_to_stmoc(args.executed, grid, tel.fov, order=params[0].order).space_ranges
     plans = plan_joint(sm, pairs, start, params, covered_before=covered)
-    table = vstack([p.table() for p in plans], metadata_conflicts="silent") if len(plans) > 1 else plans[0].table()
-    if len(plans) > 1 and len(table):
-        table.sort("start_utc")
-        import numpy as np
-
-        table["cumprob"] = np.cumsum(table["prob"])
+    table = plans_table(plans, [t.fov for t, _ in pairs])
     total = sum(p.probability for p in plans)
     what = ", ".join(f"{p.telescope}@{p.site} {len(p)} exposure(s) {p.probability:.4f}" for p in plans)
     if args.output:
@@ -129,6 +122,7 @@ def main(args: argparse.Namespace) -> int:
         for c in ("prob", "cumprob"):
             table[c].info.format = ".5f"
         table["airmass"].info.format = ".3f"
+        del table["s_region"]  # the footprints are for files, not for the terminal
         table.pprint(max_lines=-1, max_width=-1)
         print(f"{len(table)} exposure(s) cover {total:.4f} of the probability ({what})")
     return 0

@@ -64,7 +64,9 @@ def main(args: argparse.Namespace) -> int:
         emit_json(sent)
     else:
         for m in sent:
-            to = ", ".join(f"{rid} ({m['replies'][rid]})" for rid in m["recipients"]) or "no subscribed client"
+            to = ", ".join(f"{rid} {m['names'].get(rid) or '?'} ("
+                           + (f"as {m['as'][rid]}: " if rid in m["as"] else "") + f"{m['replies'][rid]})"
+                           for rid in m["recipients"]) or "no subscribed client"
             print(f"{m['samp.mtype']:<24} {m['samp.params']['name']} -> {to}")
         print(f"files in {sent[0]['file'].rsplit('/', 1)[0]}" if sent else "nothing sent")
     return 0

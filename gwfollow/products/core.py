@@ -173,7 +173,7 @@ def _skymap_products(data: bytes, decoded: SkyMap | None, role: str, name: str, 
     t3 = time.perf_counter()
     m = sm.meta
     meta = {
-        "object_id": m.object_id, "event_time": m.event_time, "instruments": list(m.instruments),
+        "object_id": m.object_id, "event_time": m.event_time, "event_mjd": m.event_mjd, "instruments": list(m.instruments),
         "creator": m.creator, "ordering": m.ordering, "cells": len(sm), "moc_order": m.moc_order,
         "distmean": m.distmean, "diststd": m.diststd, "has_distance": sm.has_distance,
         "prob_sum": m.prob_sum, "warnings": list(m.warnings),

@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from astropy.table import vstack
 
 from gwfollow.config import Config
 from gwfollow.errors import GwfollowError
 from gwfollow.kernels import ranges as kr
 from gwfollow.products.report import table_bytes
-from gwfollow.targets.plan import Plan, params_from_config, plan_joint, plan_observations
+from gwfollow.targets.plan import Plan, params_from_config, plan_joint, plan_observations, plans_table
 from gwfollow.targets.sites import site_from_config
 
 JOINT = "joint"
@@ -49,14 +48,9 @@ def plan_name(telescope: str, site: str) -> str:
     return f"{telescope}@{site}"
 
 
-def _document(name: str, plans: Sequence[Plan], sha256: str) -> PlanDocument:
-    if len(plans) == 1:
-        table = plans[0].table()
-    else:
-        table = vstack([p.table() for p in plans], metadata_conflicts="silent")
-        if len(table):
-            table.sort("start_utc")
-            table["cumprob"] = np.cumsum(table["prob"])
+def _document(name: str, plans: Sequence[Plan], fovs: Sequence[Any], sha256: str) -> PlanDocument:
+    table = plans_table(plans, fovs)
+    if len(plans) > 1:
         table.meta.update({"skymap_sha256": sha256, "pairs": ",".join(plan_name(p.telescope, p.site)
                                                                          for p in plans)})
     prob = float(sum(p.probability for p in plans))
@@ -101,11 +95,11 @@ def plan_documents(skymap: Any, config: Config, start: Any, telescope_of: Callab
                 continue
             pairs.append((tel, site))
             params.append(p)
-            out.append(_document(name, [plan], skymap.sha256))
+            out.append(_document(name, [plan], [tel.fov], skymap.sha256))
     if len(pairs) > 1:
         try:
             out.append(_document(JOINT, plan_joint(skymap, pairs, start, params, covered_before=covered_before),
-                                 skymap.sha256))
+                                 [t.fov for t, _ in pairs], skymap.sha256))
         except GwfollowError as exc:
             out.append(PlanDocument(JOINT, b"{}", None, 0, {"plan": JOINT, "error": str(exc)}, str(exc)))
     return out

@@ -89,7 +89,7 @@ class Resources:
         for tc in self.config.telescopes:
             try:
                 tel = self.telescope(tc)
-                footprint_grid(tel, tc.order)
+                footprint_grid(tel, tc.order, self.config.targets.footprint_cache or None)
             except (GwfollowError, OSError, ValueError) as exc:
                 log.warning("telescope %s not prepared: %s: %s", tc.name, type(exc).__name__, exc)
 

@@ -26,12 +26,14 @@ here as the pipeline computes them) or from a stored event
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import http.server
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,7 +115,7 @@ def products_from_skymap(path: str | Path, config: Config, *, level: float = 0.9
 
 def products_from_store(store: Store, superevent_id: str, *, level: float = 0.9) -> SampProducts:
     """The stored products of an event's latest sky map: MOC at ``level``, every
-    ranked table (galaxies, fields), and the sky map.
+    ranked table (galaxies, fields), each observation plan, and the sky map.
 
     Raises
     ------
@@ -142,6 +144,11 @@ def products_from_store(store: Store, superevent_id: str, *, level: float = 0.9)
             body = convert_table(store.product_data(p["id"]), "votable", None, None, prov)
             out.items.append(SampItem(TABLE_MTYPE, f"{superevent_id}-{p['kind']}-{p['name']}.xml",
                                       f"{superevent_id} {p['kind']} ({p['name']})", body))
+    for p in prods:  # observation plans (one row per exposure, with its footprint as s_region)
+        if p["kind"] == "plan" and not p["provenance"].get("error"):
+            body = convert_table(store.product_data(p["id"]), "votable", None, None, prov)
+            out.items.append(SampItem(TABLE_MTYPE, f"{superevent_id}-plan-{p['name'].replace('@', '-')}.xml",
+                                      f"{superevent_id} plan ({p['name']})", body))
     out.items.append(SampItem(IMAGE_MTYPE, f"{superevent_id}-skymap.fits", f"{superevent_id} sky map",
                               store.skymap_bytes(latest["id"])))
     return out
@@ -185,11 +192,21 @@ def _reply_text(answer: dict[str, Any]) -> str:
     return f"{status or 'no status'}: {err.get('samp.errortxt', 'no error text')}"
 
 
-def _message(it: SampItem, url: str) -> dict[str, Any]:
+def _client_name(client: Any, client_id: str) -> str:
+    """A client's ``samp.name`` from the hub's metadata ("" when it declared none or the hub cannot tell)."""
+    from pyvo.samp import SAMPClientError, SAMPHubError, SAMPProxyError  # as in send_products
+
+    try:
+        return str(client.get_metadata(client_id).get("samp.name", ""))
+    except (SAMPProxyError, SAMPClientError, SAMPHubError, OSError):
+        return ""
+
+
+def _message(it: SampItem, url: str, tag: str) -> dict[str, Any]:
     key = {MOC_MTYPE: None, TABLE_MTYPE: "table-id", IMAGE_MTYPE: "image-id"}[it.mtype]
     params = {"url": url, "name": it.name}
     if key:
-        params[key] = it.filename
+        params[key] = f"{it.filename}#{tag}"
     return {"samp.mtype": it.mtype, "samp.params": params}
 
 
@@ -219,8 +236,13 @@ def send_products(products: SampProducts, *, directory: str | Path | None = None
     -------
     list of dict
         The messages sent (``samp.mtype``, ``samp.params``), each with the
-        ids of the clients subscribed to it under ``recipients`` and each
-        client's answer under ``replies`` (``"ok"``, or what went wrong).
+        ids of the clients it went to under ``recipients``, their names
+        (``samp.name`` of the hub's metadata, e.g. ``"topcat"``) under
+        ``names``, each client's answer under ``replies`` (``"ok"``, or
+        what went wrong) and, under ``as``, the clients that got it as
+        another message type (a MOC as ``image.load.fits`` for Aladin, which
+        does not subscribe to ``coverage.load.moc.fits``).  ``table-id`` and
+        ``image-id`` are the file name and a tag unique to this send.
 
     Raises
     ------
@@ -238,23 +260,49 @@ def send_products(products: SampProducts, *, directory: str | Path | None = None
         raise SampError(f"no SAMP hub answered: {exc}", transient=True,
                         hint="start TOPCAT or Aladin (each runs a hub), or `python -m pyvo.samp.hub`") from exc
     sent = []
+    names: dict[str, str] = {}
+    wait = str(max(1, round(reply_seconds)))
+    tag = uuid.uuid4().hex[:8]  # TOPCAT 4.8 refuses an id it already holds twice ("Duplicate table-id")
+
+    def ask(rid: str, msg: dict[str, Any]) -> str:
+        try:
+            return _reply_text(client.call_and_wait(rid, msg, wait))
+        except (SAMPProxyError, SAMPClientError, OSError) as exc:
+            text = str(exc)
+            return f"no reply within {wait} s" if "timeout" in text.lower() else f"no reply: {text}"
+
     try:
         with contextlib.ExitStack() as stack:
             base = stack.enter_context(serve_directory(d)) if serve_seconds > 0 else None
+            calls = []
             for it in products.items:
                 path = d / it.filename
                 url = base + it.filename if base else path.resolve().as_uri()
-                msg = _message(it, url)
+                msg = _message(it, url, tag)
                 recipients = sorted(client.get_subscribed_clients(it.mtype))
-                replies = {}
-                for rid in recipients:
-                    try:
-                        answer = client.call_and_wait(rid, msg, str(max(1, round(reply_seconds))))
-                    except (SAMPProxyError, SAMPClientError, OSError) as exc:
-                        replies[rid] = f"no reply: {exc}"
-                    else:
-                        replies[rid] = _reply_text(answer)
-                sent.append({**msg, "recipients": recipients, "replies": replies, "file": str(path)})
+                as_image = []
+                if it.mtype == MOC_MTYPE:
+                    as_image = sorted(set(client.get_subscribed_clients(IMAGE_MTYPE)) - set(recipients))
+                for rid in recipients + as_image:
+                    if rid not in names:
+                        names[rid] = _client_name(client, rid)
+                # Aladin Desktop 12.0 does not subscribe to coverage.load.moc.fits, yet draws a MOC FITS
+                # file it is sent as image.load.fits (seen with TOPCAT 4.8 and Aladin 12.001).
+                as_image = [rid for rid in as_image if names[rid].lower() == "aladin"]
+                record = {**msg, "recipients": sorted(recipients + as_image), "file": str(path),
+                          "as": {rid: IMAGE_MTYPE for rid in as_image}}
+                sent.append(record)
+                calls += [(record, rid, msg) for rid in recipients]
+                calls += [(record, rid, {**msg, "samp.mtype": IMAGE_MTYPE}) for rid in as_image]
+            # One synchronous call per (message, client), all at once: a client that never replies
+            # (Aladin to image.load.fits) costs one wait, not one per message.
+            with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(8, len(calls)))) as pool:
+                answers = list(pool.map(lambda c: ask(c[1], c[2]), calls))
+            for record in sent:
+                record["names"] = {r: names[r] for r in record["recipients"]}
+                record["replies"] = {}
+            for (record, rid, _), answer in zip(calls, answers):
+                record["replies"][rid] = answer
             if base:
                 time.sleep(serve_seconds)
     finally:

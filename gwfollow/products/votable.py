@@ -232,6 +232,8 @@ def votable_bytes(table: Any, *, columns: Mapping[str, ColumnMeta] | None = None
         f.ucd = m.ucd
         f.unit = m.unit or None
         f.description = m.description
+        if f.datatype == "char" and f.arraysize == "1":  # one-letter values (filter "r"): still text
+            f.arraysize = "*"  # arraysize="1" is deprecated (VOTable 1.3 Erratum 3)
         if m.xtype:
             f.xtype = m.xtype
         if m.position:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from astropy import units as u
 from astropy.io import fits
 from astropy.time import Time
 from mocpy import MOC, STMOC, TimeMOC
@@ -101,6 +102,25 @@ def credible_moc_fits_bytes(ranges: npt.NDArray[np.int64], max_order: int, *, ob
     })
 
 
+#: Provenance keywords of a credible-region MOC (:func:`credible_moc_fits_bytes`), carried over
+#: to the space-time MOCs made from it.
+PROVENANCE_KEYWORDS = ("OBJECT", "CREDLEV", "CREDBND", "SKYMAPSH", "GWFVERS")
+
+
+def spacetime_moc_fits_bytes(stmoc: Any, extra: dict[str, object] | None = None) -> bytes:
+    """A mocpy STMOC as MOC 2.0 FITS bytes (mocpy's RANGE coding, TCB), with more header cards
+    and ``MOCTOOL = 'gwfollow'`` as in :func:`space_moc_fits_bytes`."""
+    hdul = stmoc.serialize(format="fits")
+    h = hdul[1].header
+    h["MOCTOOL"] = ("gwfollow", "Name of the MOC generator")
+    h["EXTNAME"] = ("MOC", "MOC name")
+    for k, v in (extra or {}).items():
+        h[k] = v
+    buf = io.BytesIO()
+    hdul.writeto(buf)
+    return buf.getvalue()
+
+
 def moc_bytes(moc: Any, fmt: str) -> bytes:
     """A mocpy MOC, TimeMOC or STMOC serialised as MOC 2.0 ``fits``, ``json`` or ``ascii`` bytes, in memory."""
     if fmt == "fits":
@@ -121,18 +141,42 @@ def read_space_moc_fits(data: bytes, source: str = "<MOC>") -> tuple[IntRanges, 
     return d.ranges, int(d.max_order if d.max_order is not None else 29)
 
 
-def convert_space_moc(fits_bytes: bytes, fmt: str, start_mjd: float | None = None,
+def convert_space_moc(fits_bytes: bytes, fmt: str, start_mjd: float | Time | None = None,
                       duration_s: float | None = None, time_order: int = 61) -> bytes:
     """A stored space MOC (MOC 2.0 FITS) in another format, or paired with the time
-    window ``[start, start + duration_s)`` as a space-time MOC (``start_mjd`` UTC)."""
+    window ``[start, start + duration_s)`` as a space-time MOC (``start_mjd``: an MJD, UTC, or a Time).
+
+    The one writer of credible-region space-time MOCs, whichever channel asks
+    (``gwfollow moc --duration``, REST ``moc?duration=``): in FITS they carry
+    the space MOC's provenance keywords (:data:`PROVENANCE_KEYWORDS`) and the
+    window, ``TWSTART``/``TWEND`` (ISO 8601 UTC, to the microsecond) and
+    ``TWDUR`` (seconds).  JSON and ASCII MOCs have no place for them.
+    """
     if fmt == "fits" and duration_s is None:
         return fits_bytes
     ranges, order = read_space_moc_fits(fits_bytes)
     if duration_s is None:
         return moc_bytes(moc_from_ranges(ranges, order), fmt)
 
-    t0 = Time(start_mjd, format="mjd", scale="utc")
-    return moc_bytes(stmoc_from_ranges(ranges, order, t0, duration_s, time_order), fmt)
+    t0 = start_mjd if isinstance(start_mjd, Time) else Time(start_mjd, format="mjd", scale="utc")
+    t0 = t0.utc
+    st = stmoc_from_ranges(ranges, order, t0, duration_s, time_order)
+    if fmt != "fits":
+        return moc_bytes(st, fmt)
+    h = fits.getheader(io.BytesIO(fits_bytes), 1)
+    extra: dict[str, object] = {k: (h[k], h.comments[k]) for k in PROVENANCE_KEYWORDS if k in h}
+    end = t0 + duration_s * u.s
+    extra["TWSTART"] = (_iso_us(t0), "Time window start, UTC")
+    extra["TWEND"] = (_iso_us(end), "Time window end, UTC")
+    extra["TWDUR"] = (float(duration_s), "[s] Time window length")
+    return spacetime_moc_fits_bytes(st, extra)
+
+
+def _iso_us(t: Time) -> str:
+    """ISO 8601 UTC to the microsecond (a MOC's time order 61 resolves one microsecond)."""
+    c = t.copy()
+    c.precision = 6
+    return str(c.isot)
 
 
 # --------------------------------------------------------------------------- reading

@@ -1,10 +1,19 @@
-"""Bearer tokens: kept in configuration only as SHA-256 digests."""
+"""Bearer tokens: kept in configuration only as SHA-256 digests.
+
+A browser user signs in once on the web pages with a read token; the token
+is then kept in the :data:`READ_COOKIE` cookie (``HttpOnly``: no script can
+read it; ``SameSite=Strict``: no other site's page can make the browser send
+it), which grants reading only, never writing.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+
+#: The cookie that carries a browser's read token (see the module docstring).
+READ_COOKIE = "gwfollow_read"
 
 
 def new_token() -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gwfollow.service.auth import token_matches
+from gwfollow.service.auth import READ_COOKIE, token_matches
 from gwfollow.service.keys import CONFIG
 
 log = logging.getLogger("gwfollow.service")
@@ -99,11 +99,17 @@ def require_write(request: web.Request) -> None:
 
 
 def require_read(request: web.Request) -> None:
-    """Nothing when ``read_open``; else 401 without a token or with an unknown one."""
+    """Nothing when ``read_open``; else 401 without a token or with an unknown one.
+
+    The token is the ``Authorization: Bearer`` one or, from a browser that
+    signed in on the web pages, the ``HttpOnly`` read cookie.
+    """
     cfg = request.app[CONFIG].service
     if cfg.read_open:
         return
     tok = _bearer(request)
+    if tok is None:
+        tok = request.cookies.get(READ_COOKIE)
     if tok is None:
         raise _unauthorized("a bearer token is required")
     if not (token_matches(tok, cfg.read_tokens_sha256) or token_matches(tok, cfg.write_tokens_sha256)):

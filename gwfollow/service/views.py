@@ -207,10 +207,12 @@ async def get_moc(request: web.Request) -> web.Response:
     event_mjd = None
     if duration is not None:
         latest = await _latest_map(request, ev)  # the event time of the map of the role asked for
-        et = latest["meta"].get("event_time")
-        if not et:
+        meta = latest["meta"]
+        et = meta.get("event_time")
+        if meta.get("event_mjd") is None and not et:
             raise Problem(409, "no-event-time", "the sky map has no event time for a space-time MOC")
-        event_mjd = Time(et, scale="utc").mjd
+        # The sky map's own event MJD (as `gwfollow moc --duration` uses): the same window to the microsecond.
+        event_mjd = meta["event_mjd"] if meta.get("event_mjd") is not None else Time(et, scale="utc").mjd
     body = await asyncio.to_thread(_moc_bytes, data, fmt, duration, event_mjd,
                                    request.app[CONFIG].moc.stmoc_time_order)
     return conditional(request, body, MOC_FORMATS[fmt], last_modified=created,
@@ -230,6 +232,13 @@ async def _moc_on_request(request: web.Request, ev: EventRecord, level: float) -
 def _table_bytes(json_bytes: bytes, fmt: str, limit: int | None, site: str | None = None,
                  provenance: tuple[tuple[str, str], ...] = ()) -> bytes:
     return convert_table(json_bytes, fmt, limit, site, dict(provenance))
+
+
+async def _alert_provenance(request: web.Request, ev: EventRecord, skymap_id: int) -> tuple[tuple[str, str], ...]:
+    """``alert_id`` and the ``alert_type`` of the sky map a table was made from (a table's provenance)."""
+    maps = await _db(request, request.app[STORE].skymaps_of, ev.superevent_id)
+    alert_type = next((m["alert_type"] for m in maps if m["id"] == skymap_id), None)
+    return (("alert_id", ev.superevent_id),) + ((("alert_type", alert_type),) if alert_type else ())
 
 
 @cached
@@ -256,9 +265,7 @@ async def get_targets(request: web.Request) -> web.Response:
     site = request.query.get("site")
     if site is not None and f'"windows_{site}"'.encode() not in data[:4096]:
         raise Problem(404, "unknown-site", f"no observing windows for site {site!r}", parameter="site")
-    maps = await _db(request, request.app[STORE].skymaps_of, ev.superevent_id)
-    alert_type = next((m["alert_type"] for m in maps if m["id"] == match["skymap_id"]), None)
-    prov = (("alert_id", ev.superevent_id),) + ((("alert_type", alert_type),) if alert_type else ())
+    prov = await _alert_provenance(request, ev, match["skymap_id"])
     body = await asyncio.to_thread(_table_bytes, data, fmt, limit, site, prov)
     return conditional(request, body, TABLE_FORMATS[fmt], last_modified=match["created_at"])
 
@@ -295,7 +302,8 @@ async def get_plan(request: web.Request) -> web.Response:
     if match["provenance"].get("error"):
         raise Problem(409, "plan-failed", f"the plan {match['name']} could not be made: {match['provenance']['error']}")
     data = await _db(request, request.app[STORE].product_data, match["id"])
-    body = await asyncio.to_thread(_table_bytes, data, fmt, limit, None)
+    prov = await _alert_provenance(request, ev, match["skymap_id"])
+    body = await asyncio.to_thread(_table_bytes, data, fmt, limit, None, prov)
     return conditional(request, body, TABLE_FORMATS[fmt], last_modified=match["created_at"])
 
 

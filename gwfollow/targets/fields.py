@@ -19,7 +19,10 @@ reached (the classic greedy algorithm for maximum coverage, Nemhauser et al.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import importlib.util
+import logging
 import math
 import os
 from collections.abc import Iterable, Mapping
@@ -47,8 +50,10 @@ from gwfollow.regions.timeaxis import (
     times_to_us,
 )
 from gwfollow.skymaps.skymap import SkyMap
-from gwfollow.targets.footprints import FootprintGrid
+from gwfollow.targets.footprints import CACHE_FORMAT, FootprintGrid
 from gwfollow.version import __version__
+
+log = logging.getLogger(__name__)
 
 FOV_SHAPES = ("square", "circle", "rectangle")
 
@@ -168,12 +173,15 @@ def footprint_outline(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike, fov: FieldO
     return np.degrees(ra), np.degrees(dec)
 
 
-def footprint_polygons(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike, fov: FieldOfView) -> npt.NDArray[np.float64]:
+def footprint_polygons(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike, fov: FieldOfView,
+                       samples_per_side: int = 1) -> npt.NDArray[np.float64]:
     """Field footprints as DALI polygons: rows ``ra1 dec1 ra2 dec2 ...`` in degrees, RA in [0, 360).
 
-    The value of an ObsCore / DALI ``s_region`` column of ``xtype="polygon"``.
+    The value of an ObsCore / DALI ``s_region`` column of ``xtype="polygon"``;
+    ``samples_per_side`` as in :func:`footprint_outline` (more vertices on the
+    same great-circle sides, so that boxes and circles can share one column).
     """
-    ra, dec = footprint_outline(ra_deg, dec_deg, fov)
+    ra, dec = footprint_outline(ra_deg, dec_deg, fov, samples_per_side)
     out = np.empty((ra.shape[0], 2 * ra.shape[1]), dtype=np.float64)
     out[:, 0::2] = np.round(ra % 360.0, 7) % 360.0
     out[:, 1::2] = np.round(dec, 7)
@@ -590,23 +598,47 @@ _GRIDS: dict[tuple[Any, ...], FootprintGrid] = {}
 _GRIDS_MAX = 8  # telescopes x orders kept per process (ZTF at order 10: ~20 MB)
 
 
-def footprint_grid(telescope: Telescope, order: int = 10) -> FootprintGrid:
+def footprint_grid(telescope: Telescope, order: int = 10,
+                   cache_dir: str | os.PathLike[str] | None = None) -> FootprintGrid:
     """The footprints of all of a telescope's fields on one atom grid, cached per process.
 
     Built on first use (the footprints of every field, then one sort of
     their bounds); a worker builds it before its first alert
-    (:func:`gwfollow.products.core.warm_worker`).
+    (:meth:`gwfollow.products.resources.Resources.warm`).  With ``cache_dir`` the
+    grid is also kept on disk there, in a file named by the SHA-256 of the
+    field centres, the field of view and the order
+    (:func:`footprint_cache_path`), so a new process loads it instead of
+    building it.
     """
     global _GRIDS
     key = (telescope.name, telescope.fov, int(order), telescope.ra.tobytes(), telescope.dec.tobytes())
     grid = _GRIDS.get(key)
     if grid is None:
-        feet = field_footprints(telescope.ra, telescope.dec, telescope.fov, order) if len(telescope) else []
-        grid = FootprintGrid.from_footprints(feet, int(order))
+        path = footprint_cache_path(telescope, order, cache_dir) if cache_dir else None
+        grid = FootprintGrid.load(path, len(telescope), int(order)) if path is not None else None
+        if grid is None:
+            feet = field_footprints(telescope.ra, telescope.dec, telescope.fov, order) if len(telescope) else []
+            grid = FootprintGrid.from_footprints(feet, int(order))
+            if path is not None:
+                try:
+                    grid.save(path)
+                except OSError as exc:  # a read-only or full disk costs the next process a rebuild, no more
+                    log.warning("footprint cache %s not written: %s", path, exc)
         if len(_GRIDS) >= _GRIDS_MAX:
             _GRIDS = {}  # rebound, not cleared: a concurrent reader keeps its snapshot
         _GRIDS[key] = grid
     return grid
+
+
+def footprint_cache_path(telescope: Telescope, order: int, cache_dir: str | os.PathLike[str]) -> Path:
+    """File of a telescope's footprint grid in ``cache_dir``: named by the
+    SHA-256 of the grid's content (field centres), field of view and order,
+    so an edited grid or FOV never meets a stale file."""
+    h = hashlib.sha256()
+    h.update(f"{CACHE_FORMAT}|{int(order)}|{dataclasses.astuple(telescope.fov)!r}|{len(telescope)}|".encode())
+    h.update(np.ascontiguousarray(telescope.ra, dtype="<f8").tobytes())
+    h.update(np.ascontiguousarray(telescope.dec, dtype="<f8").tobytes())
+    return Path(os.path.expanduser(os.fspath(cache_dir))) / f"footprints-{h.hexdigest()[:32]}.npz"
 
 
 def field_probabilities(skymap: SkyMap, telescope: Telescope, order: int = 10) -> npt.NDArray[np.float64]:

@@ -12,14 +12,23 @@ atom by atom (:meth:`FootprintGrid.greedy`), with no set algebra.
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from gwfollow.kernels import footprints as kfp
 from gwfollow.skymaps.skymap import SkyMap
+
+log = logging.getLogger(__name__)
+
+#: Bumped whenever the grid's arrays change meaning: older cache files are then ignored.
+CACHE_FORMAT = "gwfollow-footprint-grid-1"
 
 Cumulative = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
 """``F`` at the grid's bounds as a double-double ``(hi, lo)``."""
@@ -87,3 +96,46 @@ class FootprintGrid:
         return kfp.greedy_cover(kfp.atom_probabilities(*cum), self.ia, self.ib, self.offsets,
                                 np.ascontiguousarray(rows, dtype=np.int64),
                                 np.ascontiguousarray(prob, dtype=np.float64), int(limit))
+
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the grid to ``path`` (``.npz``), atomically: a reader sees
+        the old file or the whole new one."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, format=np.array(CACHE_FORMAT), order=np.array(self.order, dtype=np.int64),
+                         bounds=self.bounds, ia=self.ia, ib=self.ib, offsets=self.offsets)
+            os.replace(tmp, p)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], n_fields: int, order: int) -> FootprintGrid | None:
+        """The grid saved at ``path`` for ``n_fields`` fields at ``order``;
+        None when the file is missing, of another format, or inconsistent
+        (the caller builds the grid again)."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["format"]) != CACHE_FORMAT or int(z["order"]) != order:
+                    return None
+                grid = cls(order, z["bounds"], z["ia"], z["ib"], z["offsets"])
+        except FileNotFoundError:
+            return None
+        except (OSError, KeyError, ValueError) as exc:
+            log.warning("footprint cache %s unreadable (%s): building the grid again", path, exc)
+            return None
+        nb, na = grid.bounds.shape[0], grid.ia.shape[0]
+        ok = (grid.bounds.dtype == np.int64 and grid.ia.dtype == np.int32 and grid.ib.dtype == np.int32
+              and grid.offsets.dtype == np.int64 and grid.offsets.shape == (n_fields + 1,)
+              and grid.ib.shape == (na,) and int(grid.offsets[0]) == 0 and int(grid.offsets[-1]) == na
+              and bool(np.all(np.diff(grid.offsets) >= 0)) and bool(np.all(np.diff(grid.bounds) > 0))
+              and (na == 0 or (int(grid.ia.min()) >= 0 and int(grid.ib.max()) < max(nb, 1)
+                               and bool(np.all(grid.ia <= grid.ib)))))
+        if not ok:
+            log.warning("footprint cache %s is inconsistent: building the grid again", path)
+            return None
+        return grid

@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from astropy import units as u
-from astropy.table import Table
+from astropy.table import Table, vstack
 from astropy.time import Time, TimeDelta
 from scipy.optimize import linear_sum_assignment
 
@@ -68,7 +68,7 @@ from gwfollow.kernels import ranges as kr
 from gwfollow.kernels.schedule import edf_assign, longest_run
 from gwfollow.regions.moc import credible_ranges
 from gwfollow.skymaps.skymap import SkyMap
-from gwfollow.targets.fields import Telescope, candidate_fields, field_footprints
+from gwfollow.targets.fields import FieldOfView, Telescope, candidate_fields, field_footprints, footprint_polygons
 from gwfollow.targets.footprints import FootprintGrid
 from gwfollow.targets.observability import Site, sky_states
 from gwfollow.version import __version__
@@ -734,5 +734,39 @@ def with_overrides(params: PlanParameters, **kw: Any) -> PlanParameters:
     return replace(params, **{k: v for k, v in kw.items() if v is not None}).validate()
 
 
+def plans_table(plans: Sequence[Plan], fovs: Sequence[FieldOfView] | None = None) -> Table:
+    """One time-ordered table of one or more plans (a joint plan: ``cumprob`` over all of them).
+
+    Parameters
+    ----------
+    plans : sequence of Plan
+        At least one.
+    fovs : sequence of FieldOfView, optional
+        Each plan's telescope's field of view: adds an ``s_region`` column,
+        the exposure's footprint as a DALI polygon (see
+        :func:`~gwfollow.targets.fields.footprint_polygons`).  When circles
+        and boxes are mixed, boxes get 6 vertices per side so that every
+        footprint has 24.
+    """
+    if not plans:
+        raise PlanError("no plan to tabulate")
+    tables = [p.table() for p in plans]
+    if fovs is not None:
+        mixed = len({f.shape == "circle" for f in fovs}) > 1
+        for t, fov in zip(tables, fovs, strict=True):
+            k = 6 if mixed and fov.shape != "circle" else 1
+            width = 2 * (24 if fov.shape == "circle" or mixed else 4)
+            poly = (footprint_polygons(t["ra"].value, t["dec"].value, fov, k) if len(t)
+                    else np.zeros((0, width)))
+            t["s_region"] = poly * u.deg
+    if len(tables) == 1:
+        return tables[0]
+    table = vstack(tables, metadata_conflicts="silent")
+    if len(table):
+        table.sort("start_utc")
+        table["cumprob"] = np.cumsum(table["prob"])
+    return table
+
+
 __all__ = ["STRATEGIES", "Plan", "PlanParameters", "observable_exposures", "params_from_config", "plan_joint",
-           "plan_observations", "slot_starts", "with_overrides"]
+           "plan_observations", "plans_table", "slot_starts", "with_overrides"]

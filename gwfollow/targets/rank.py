@@ -187,10 +187,22 @@ def rank_galaxies(
         dist = catalog.dist
         if distance_grid == "crossmatch" and has_d:
             dist = crossmatch_distance_grid(skymap, dist)
-        reg = region if region is not None else np.empty((0, 2), dtype=np.int64)
         # An order-5 cell lookup (12,288 entries, 48 kB: it stays in cache)
         # narrows each galaxy's cell search; finer ones miss the cache.
         lut = krank.cell_lookup(ends, 5)
+        if region is None and weighting is None and limit is not None:
+            # The whole sky, best `limit`: one pass keeps the best per slice
+            # and the exact sum; no array the size of the catalogue.
+            n = len(catalog)
+            k = min(limit, n)
+            nchunks = min(64, max(1, n // max(1, 8 * k)))
+            table = krank.density_table(bs, skymap.probdensity, mu, sg, nm, has_d)
+            pos, p2k, p3k, limbs = krank.scan_top_sky(catalog.ra, catalog.dec, dist, starts, ends, table, has_d,
+                                                      lut, 5, k, nchunks)
+            score, cum = scores_and_cumulative(p3k if has_d else p2k, limbs_to_float(limbs))
+            prov = ranking_provenance(skymap, catalog.name, catalog.version, None, None, "3d" if has_d else "2d")
+            return RankedGalaxies(catalog, pos, p2k, p3k, score, cum, "3d" if has_d else "2d", n, prov)
+        reg = region if region is not None else np.empty((0, 2), dtype=np.int64)
         inside, p2, p3 = krank.evaluate_positions(
             catalog.ra, catalog.dec, dist, reg, starts, ends, bs, skymap.probdensity, mu, sg, nm, has_d, lut, 5)
         if region is None:  # the whole sky: every galaxy is a candidate
@@ -303,8 +315,17 @@ def order_ranking(raw: npt.NDArray[np.float64], p2: npt.NDArray[np.float64], tot
         keys = (sky(top),) + keys
     order = np.lexsort(keys)[:n]
     idx = top[order]
-    score = np.where(valid[order], r[order] / total if total > 0 else 0.0, np.nan)
+    score, cum = scores_and_cumulative(r[order], total)
+    return idx, score, cum
+
+
+def scores_and_cumulative(raw: npt.NDArray[np.float64], total: float,
+                          ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Scores (``raw / total``; NaN without a raw score) and their running
+    sum, for raw scores already in ranking order."""
+    valid = np.isfinite(raw)
+    score = np.where(valid, raw / total if total > 0 else 0.0, np.nan)
     # The kept galaxies are a prefix of the full ranking: their running sum is
     # the cumulative score of the full ranking.
     cum = np.where(np.isfinite(score), np.cumsum(np.nan_to_num(score)), np.nan)
-    return idx, score, cum
+    return score, cum

@@ -11,8 +11,14 @@ const MOC_COLOURS = ["#e67e22", "#2980b9", "#8e44ad"];
 
 async function json(url) {
   const r = await fetch(url, { headers: { Accept: "application/json" } });
+  if (r.status === 401) throw new Error("not signed in any more: reload the page and sign in with a read token");
   if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
   return r.json();
+}
+
+/** A plan exposure's colour from its place in time (0 first .. 1 last): the ramp shown in the legend. */
+function timeColour(f) {
+  return `hsl(${Math.round(60 + 240 * f)}, 85%, 50%)`;
 }
 
 function showDetails(data) {
@@ -36,7 +42,7 @@ async function main() {
     showFrame: true, cooFrame: "ICRS",
   });
   window.aladin = aladin;
-  const added = { mocs: [], catalogs: [], overlays: [] };
+  const added = { mocs: [], catalogs: [], overlays: [], plans: [] };
   window.gwfollowLayers = added;
   const bigFirst = [...layers.mocs].sort((a, b) => b.level - a.level);
   for (const [i, m] of bigFirst.entries()) {
@@ -72,7 +78,7 @@ async function main() {
   for (const url of layers.fields) {
     const doc = await json(url);
     const name = `fields ${doc.provenance.telescope || ""}`.trim();
-    const overlay = A.graphicOverlay({ name, color: "#2ecc71", lineWidth: 2 });
+    const overlay = A.graphicOverlay({ name, color: "#e74c3c", lineWidth: 2 });  // red: outside the plans' time ramp
     aladin.addOverlay(overlay);
     let n = 0;
     for (const r of doc.rows) {
@@ -84,9 +90,26 @@ async function main() {
     }
     added.overlays.push({ name, count: n });
   }
+  for (const p of layers.plans) {
+    const doc = await json(p.url);
+    const overlay = A.graphicOverlay({ name: `plan ${p.name}`, color: "#e84393", lineWidth: 2 });
+    aladin.addOverlay(overlay);
+    const n = doc.rows.length;
+    let drawn = 0;
+    for (const [k, r] of doc.rows.entries()) {
+      if (!Array.isArray(r.s_region)) continue;  // a plan stored before footprints were kept
+      const verts = [];
+      for (let j = 0; j < r.s_region.length; j += 2) verts.push([r.s_region[j], r.s_region[j + 1]]);
+      overlay.add(A.polygon(verts, { name: `#${k + 1} field ${r.field_id} ${r.start_utc}`,
+                                     color: timeColour(n > 1 ? k / (n - 1) : 0), lineWidth: 2 }));
+      drawn += 1;
+    }
+    added.overlays.push({ name: overlay.name, count: drawn });
+    added.plans.push({ name: p.name, exposures: n, footprints: drawn });
+  }
   aladin.on("objectClicked", (obj) => { if (obj && obj.data) showDetails(obj.data); });
   status.textContent = `${added.mocs.length} MOC(s), ${added.catalogs.length} catalogue(s), `
-    + `${added.overlays.length} field layer(s). The survey background loads from CDS when reachable.`;
+    + `${added.overlays.length - added.plans.length} field layer(s), ${added.plans.length} plan(s). The survey background loads from CDS when reachable.`;
   document.body.dataset.ready = "true";
 }
 

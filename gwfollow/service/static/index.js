@@ -18,6 +18,7 @@ function cell(text, href) {
 async function refresh() {
   try {
     const r = await fetch("/api/v1/events?limit=1000", { headers: { Accept: "application/json" } });
+    if (r.status === 401) throw new Error("not signed in any more: reload the page and sign in with a read token");
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     const doc = await r.json();
     const events = doc.events.slice().sort((a, b) =>

@@ -1,7 +1,8 @@
 // A minimal SAMP Web Profile client (IVOA SAMP 1.3, section 5): XML-RPC over HTTP to the
 // hub on localhost:21012. Registers, sends each product to each subscribed client with
 // callAndWait (the reply says whether the client loaded the file; a notification could be
-// dropped by the hub once the sender has unregistered), unregisters.
+// dropped by the hub once the sender has unregistered), unregisters. A MOC goes to Aladin as
+// image.load.fits (Aladin 12.0 does not subscribe to coverage.load.moc.fits).
 const HUB = "http://localhost:21012/";
 
 function esc(s) {
@@ -54,10 +55,22 @@ export async function sendAll(items, timeoutSeconds = 30) {
       const url = new URL(it.url, window.location.href).href;
       const msg = { "samp.mtype": it.mtype, "samp.params": { url, name: it.name } };
       const clients = Object.keys(await call("samp.webhub.getSubscribedClients", [key, it.mtype]));
+      const calls = clients.map((id) => [id, msg]);
+      if (it.mtype === "coverage.load.moc.fits") {
+        // Aladin Desktop 12.0 does not subscribe to coverage.load.moc.fits, yet draws a MOC FITS
+        // file sent as image.load.fits.
+        for (const id of Object.keys(await call("samp.webhub.getSubscribedClients", [key, "image.load.fits"]))) {
+          if (clients.includes(id)) continue;
+          const meta = await call("samp.webhub.getMetadata", [key, id]);
+          if (String(meta["samp.name"] || "").toLowerCase() === "aladin") {
+            calls.push([id, { ...msg, "samp.mtype": "image.load.fits" }]);
+          }
+        }
+      }
       out.sent += 1;
-      for (const id of clients) {
+      for (const [id, m] of calls) {
         try {
-          const r = await call("samp.webhub.callAndWait", [key, id, msg, String(timeoutSeconds)]);
+          const r = await call("samp.webhub.callAndWait", [key, id, m, String(timeoutSeconds)]);
           if (r["samp.status"] === "samp.ok") out.loaded += 1;
           else out.failed.push(`${id}: ${(r["samp.error"] || {})["samp.errortxt"] || r["samp.status"]}`);
         } catch (err) {
