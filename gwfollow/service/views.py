@@ -206,8 +206,8 @@ async def get_moc(request: web.Request) -> web.Response:
         data, created = await _moc_on_request(request, ev, level)
     event_mjd = None
     if duration is not None:
-        latest = await _db(request, request.app[STORE].latest_skymap, ev.superevent_id)
-        meta = latest["meta"] if latest else {}
+        latest = await _latest_map(request, ev)  # the event time of the map of the role asked for
+        meta = latest["meta"]
         et = meta.get("event_time")
         if meta.get("event_mjd") is None and not et:
             raise Problem(409, "no-event-time", "the sky map has no event time for a space-time MOC")
