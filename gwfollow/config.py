@@ -108,8 +108,19 @@ class ServiceConfig:
     webhook_retries: int
     webhook_backoff_s: float
     webhook_timeout_s: float
+    response_cache_mib: float
+    report_cache_mib: float
+    requeue_poll_s: float
+    degraded_intake_errors: int
+    degraded_window_s: float
 
     def validate(self) -> None:
+        if self.response_cache_mib < 0 or self.report_cache_mib < 0:
+            raise ConfigError("service.response_cache_mib and service.report_cache_mib must be >= 0")
+        if self.requeue_poll_s < 0:
+            raise ConfigError("service.requeue_poll_s must be >= 0 (0 turns the poll off)")
+        if self.degraded_intake_errors < 1 or self.degraded_window_s <= 0:
+            raise ConfigError("service.degraded_intake_errors must be >= 1 and service.degraded_window_s > 0")
         if self.webhook_urls and not self.webhook_secret:
             raise ConfigError("service.webhook_urls need service.webhook_secret to sign deliveries",
                               hint="set GWFOLLOW_SERVICE_WEBHOOK_SECRET")

@@ -284,6 +284,7 @@ class Store:
             raise StoreError(f"{self.path}: cannot open the database ({exc})",
                              hint="check the path and its permissions") from None
         self._lock = threading.RLock()
+        self._depth = 0  # transactions open on the connection (see transaction)
         self.migrate()
 
     # ----------------------------------------------------------------- basics
@@ -294,9 +295,31 @@ class Store:
 
     @contextmanager
     def transaction(self, derived: bool = False) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error); ``derived``: only data
-        that a durable raw message can give again, committed without a sync (see the class notes)."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error).
+
+        Nested in another transaction (on the same thread), it is a ``SAVEPOINT``
+        of the outer one: its writes commit (or roll back) with the outer
+        transaction, and an error inside it undoes only its own writes.
+        ``derived`` (outermost transaction only): it holds only data that a
+        durable raw message can give again, committed without a sync (see the
+        class notes).
+        """
         with self._lock:
+            if self._depth:
+                name = f"gwfollow_sp{self._depth}"
+                self._db.execute(f"SAVEPOINT {name}")
+                self._depth += 1
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute(f"ROLLBACK TO {name}")
+                    self._db.execute(f"RELEASE {name}")
+                    raise
+                else:
+                    self._db.execute(f"RELEASE {name}")
+                finally:
+                    self._depth -= 1
+                return
             if derived:
                 self._db.execute("PRAGMA synchronous=NORMAL")
             try:
@@ -304,6 +327,7 @@ class Store:
                     self._db.execute("BEGIN IMMEDIATE")
                 except sqlite3.Error as exc:
                     raise StoreError(f"{self.path}: cannot start a transaction ({exc})") from None
+                self._depth = 1
                 try:
                     yield self._db
                 except BaseException:
@@ -311,6 +335,8 @@ class Store:
                     raise
                 else:
                     self._db.execute("COMMIT")
+                finally:
+                    self._depth = 0
             finally:
                 if derived:
                     self._db.execute("PRAGMA synchronous=FULL")
@@ -350,19 +376,29 @@ class Store:
 
         Returns once the row is committed: only then may the message be
         acknowledged to its sender (Kafka offset commit, HTTP 202).
+
+        Raises
+        ------
+        StoreError
+            The message could not be stored (disk full, database locked...):
+            the sender must not be acknowledged.
         """
-        with self.transaction() as db:
-            row = db.execute("SELECT id, status FROM raw_messages WHERE content_hash = ?",
-                             (content_hash,)).fetchone()
-            if row is not None:
-                db.execute("UPDATE raw_messages SET deliveries = deliveries + 1 WHERE id = ?", (row[0],))
-                return Accepted(int(row[0]), False, row[1])
-            cur = db.execute(
-                "INSERT INTO raw_messages (received_at, source, kind, content_hash, size, body) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (utcnow(), source, kind, content_hash, len(body), bytes(body)),
-            )
-            return Accepted(int(cur.lastrowid), True, "pending")
+        try:
+            with self.transaction() as db:
+                row = db.execute("SELECT id, status FROM raw_messages WHERE content_hash = ?",
+                                 (content_hash,)).fetchone()
+                if row is not None:
+                    db.execute("UPDATE raw_messages SET deliveries = deliveries + 1 WHERE id = ?", (row[0],))
+                    return Accepted(int(row[0]), False, row[1])
+                cur = db.execute(
+                    "INSERT INTO raw_messages (received_at, source, kind, content_hash, size, body) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (utcnow(), source, kind, content_hash, len(body), bytes(body)),
+                )
+                return Accepted(int(cur.lastrowid), True, "pending")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot store a message from {source} ({exc})",
+                             hint="check the disk and the database; the sender should retry") from exc
 
     def raw(self, raw_id: int) -> RawMessage:
         rows = self.query("SELECT * FROM raw_messages WHERE id = ?", (raw_id,))
@@ -375,6 +411,11 @@ class Store:
     def pending_raw_ids(self) -> list[int]:
         """Messages accepted but not yet processed (to resume after a crash)."""
         return [r[0] for r in self.query("SELECT id FROM raw_messages WHERE status = 'pending' ORDER BY id")]
+
+    def requeued_raw_ids(self) -> list[int]:
+        """Messages made pending again by :meth:`requeue` and not processed since (oldest first)."""
+        return [int(r[0]) for r in self.query(
+            "SELECT id FROM raw_messages WHERE status = 'pending' AND status_reason = 'requeued' ORDER BY id")]
 
     def set_raw_status(self, raw_id: int, status: str, reason: str | None = None) -> None:
         with self.transaction() as db:

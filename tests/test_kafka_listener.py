@@ -83,7 +83,10 @@ async def test_alerts_through_kafka_equal_replay(kafka_broker, tmp_path, aiohttp
     dead = store.dead_letters()
     assert len(dead) == len(malformed)  # the retraction of the never-seen S241126dm is recorded (issue 13)
     health = await (await client.get("/api/v1/health")).json()
-    assert health["status"] == "ok" and health["store"]["raw_messages"] == len(stream)
+    # three dead letters within service.degraded_window_s reach service.degraded_intake_errors (3)
+    assert health["status"] == "degraded" and health["store"]["raw_messages"] == len(stream)
+    (k,) = health["listeners"]
+    assert k["state"] == "degraded" and k["intake_errors"] == len(malformed) and k["connected"]
 
     # The same files replayed give the same products.
     rstore = Store(tmp_path / "replay.sqlite")

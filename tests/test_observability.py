@@ -388,3 +388,20 @@ def test_no_iers_download_or_global_state(monkeypatch: pytest.MonkeyPatch, skyma
             observability(skymap, site, when, hours=2, step_minutes=60, order=6)
             target_windows([10.0], [-40.0], site, when, hours=2, step_minutes=60)
     assert before == {k: getattr(iers.conf, k) for k in before}
+
+
+def test_ut1_utc_read_directly_equals_astropys_iers_a() -> None:
+    """The fixed-width reader of the bundled finals2000A table gives astropy's IERS_A
+    values (same rows, same interpolation, leap seconds included), 0 outside the table."""
+    from gwfollow.targets.observability import ut1_minus_utc_s, bundled_ut1_utc
+
+    mjd, _ = bundled_ut1_utc()
+    table = iers.IERS_A.open(iers.IERS_A_FILE)
+    assert mjd.shape[0] == len(table)
+    t = Time(np.linspace(mjd[0] - 30, mjd[-1] + 30, 100_001), format="mjd", scale="utc")
+    ref, status = table.ut1_utc(t, return_status=True)
+    ref = np.where(np.asarray(status) < 0, 0.0, ref.to_value(u.s))
+    np.testing.assert_allclose(ut1_minus_utc_s(t), ref, rtol=0, atol=1e-9)
+    # Across the leap second of 2016-12-31 UT1-UTC jumps by +1 s and stays continuous otherwise.
+    leap = Time(["2016-12-31T12:00:00", "2017-01-01T12:00:00"], scale="utc")
+    assert np.diff(ut1_minus_utc_s(leap))[0] == pytest.approx(1.0, abs=0.01)

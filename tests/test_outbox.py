@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sqlite3
 import time
 
 from aiohttp import web
@@ -64,3 +65,41 @@ async def test_undelivered_webhooks_survive_a_restart(tmp_path, aiohttp_client, 
     assert [g[1] for g in got] == ["new", "new", "retracted"] and all(g[2] for g in got)
     await asyncio.sleep(0.2)
     assert all(r["state"] == "delivered" for r in client2.app[STORE].outbox())
+
+
+async def test_the_announcement_commits_with_the_alert_or_not_at_all(tmp_path, aiohttp_client) -> None:
+    """A failure between the alert's rows and its outbox row (here the outbox refuses the
+    insert, as a crash would leave it) must not leave an alert that is never announced."""
+    with socket.socket() as s:  # no receiver: rows stay pending, in view
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/hook"
+    client = await aiohttp_client(make_app(_cfg(tmp_path, url)))
+    store = client.app[STORE]
+    store.query("CREATE TRIGGER outbox_down BEFORE INSERT ON webhook_outbox "
+                "BEGIN SELECT RAISE(ABORT, 'outbox unavailable'); END")
+    auth = {"Authorization": f"Bearer {WRITE}"}
+    body = shared_path("alerts", "MS181101ab-retraction.json").read_bytes()
+    r = await client.post("/api/v1/alerts", data=body, headers=auth)
+    assert r.status == 202
+    raw_id = (await r.json())["raw_id"]
+    t0 = time.monotonic()
+    while store.raw(raw_id).status == "pending":
+        assert time.monotonic() - t0 < 60
+        await asyncio.sleep(0.05)
+    # Rolled back together: no alert, no event, no announcement; the message is a dead letter.
+    assert store.alerts_of("MS181101ab") == [] and store.event("MS181101ab") is None
+    assert store.outbox() == []
+    assert store.raw(raw_id).status == "dead" and "outbox unavailable" in store.dead_letters()[-1]["reason"]
+
+    store.query("DROP TRIGGER outbox_down")
+    r = await client.post("/api/v1/deadletters/requeue", json={}, headers=auth)
+    assert (await r.json())["requeued_raw_ids"] == [raw_id]
+    t0 = time.monotonic()
+    while store.raw(raw_id).status == "pending":
+        assert time.monotonic() - t0 < 60
+        await asyncio.sleep(0.05)
+    con = sqlite3.connect(tmp_path / "o.sqlite")  # what another reader sees: both rows, committed
+    alerts = con.execute("SELECT id FROM alerts WHERE superevent_id = 'MS181101ab'").fetchall()
+    outbox = con.execute("SELECT change FROM webhook_outbox WHERE superevent_id = 'MS181101ab'").fetchall()
+    con.close()
+    assert len(alerts) == 1 and outbox == [("retracted",)]

@@ -292,3 +292,29 @@ def test_plan_command_writes_every_format(sim_path, tmp_path, capsys) -> None:
     assert err.count("\n") == 1 and "unknown site 'Atlantis'" in err
     assert main(["plan", str(sim_path), "--start", "yesterday"]) == 2
     assert "cannot read --start" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name,when", [("Palomar", "2025-07-20T02:15:08.461"), ("ctio", "2026-01-03T20:00"),
+                                       ("siding_spring", "2024-03-01T07:00")])
+def test_interpolated_sky_equals_the_exact_one(name: str, when: str) -> None:
+    """The plan's sky, computed every 30 min and turned with the Earth in between,
+    against the exact zenith, Sun altitude and Moon at 2,000 random instants of a day."""
+    import dataclasses
+
+    from astropy.time import Time, TimeDelta
+
+    from gwfollow.targets.observability import sky_vectors
+    from gwfollow.targets.plan import _SkyGrid
+
+    site = dataclasses.replace(site_by_name(name), min_moon_sep_deg=30.0)
+    t0 = Time(when, scale="utc")
+    sec = np.sort(np.random.default_rng(0).uniform(0, 86400, 2000))
+    zen, sun, moon = _SkyGrid(site, t0, 0.0, 86400.0).at(sec)
+    zen_x, sun_x, moon_x = sky_vectors(site, t0 + TimeDelta(sec, format="sec"))
+
+    def arcsec(a, b):
+        return np.degrees(np.arctan2(np.linalg.norm(np.cross(a, b), axis=1), np.einsum("ij,ij->i", a, b))) * 3600
+
+    assert arcsec(zen, zen_x).max() < 0.1
+    assert np.abs(sun - sun_x).max() < 1e-3
+    assert arcsec(moon, moon_x).max() < 10.0

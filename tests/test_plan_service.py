@@ -142,3 +142,49 @@ async def test_any_credible_level_on_request(client, filled, tmp_path) -> None:
     assert again.status == 200
     for bad in ("0", "1.5", "x"):
         assert (await client.get(f"/api/v1/events/S241102br/moc?level={bad}")).status == 400
+
+
+def _shifted_combined_alert(hours: float) -> bytes:
+    """S250720j with its combined sky map's event time (DATE-OBS, MJD-OBS) moved by ``hours``."""
+    import base64
+
+    from astropy.io import fits
+    from astropy.time import Time, TimeDelta
+
+    doc = json.loads(shared_path("alerts", "S250720j-preliminary.json").read_bytes())
+    ext = doc["external_coinc"]
+    with fits.open(io.BytesIO(base64.b64decode(ext["combined_skymap"]))) as h:
+        hdr = h[1].header
+        t = Time(hdr["DATE-OBS"], scale="utc") + TimeDelta(hours * 3600.0, format="sec")
+        hdr["DATE-OBS"] = t.isot
+        hdr["MJD-OBS"] = t.mjd
+        buf = io.BytesIO()
+        h.writeto(buf)
+    ext["combined_skymap"] = base64.b64encode(buf.getvalue()).decode()
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.shared_data
+async def test_space_time_moc_takes_the_event_time_of_the_role(tmp_path, aiohttp_client) -> None:
+    from astropy.time import Time
+    from mocpy import STMOC
+
+    cfg = dataclasses.replace(load_config(env={}), store=StoreConfig(path=str(tmp_path / "st.sqlite")))
+    cfg = dataclasses.replace(cfg, service=dataclasses.replace(cfg.service, workers=1),
+                              plan=dataclasses.replace(cfg.plan, enabled=False), telescopes=(), sites=(),
+                              targets=dataclasses.replace(cfg.targets, catalogs=()))
+    store = Store(cfg.store.path)
+    try:
+        await replay_messages(order_messages([(_shifted_combined_alert(2.0), "S250720j-shifted.json")]), cfg, store)
+    finally:
+        store.close()
+    client = await aiohttp_client(make_app(cfg))
+    starts = {}
+    for role in ("gw", "combined"):
+        r = await client.get(f"/api/v1/events/S250720j/moc?level=0.9&duration=1h&role={role}")
+        assert r.status == 200, role
+        p = tmp_path / f"{role}.fits"
+        p.write_bytes(await r.read())
+        starts[role] = STMOC.load(str(p), format="fits").min_time
+    assert (starts["combined"] - starts["gw"]).sec == pytest.approx(7200.0, abs=1.0)
+    assert abs((starts["gw"] - Time("2025-07-20T02:15:08.461", scale="utc")).sec) < 1.0

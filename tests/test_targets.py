@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import numpy as np
@@ -60,6 +62,10 @@ def test_observe_and_fields_commands(sim_path, tmp_path, capsys) -> None:
     assert "unknown site" in capsys.readouterr().err
     assert main(["fields", str(sim_path), "--limit", "4"]) == 0
     assert "selected" in capsys.readouterr().out
+    # With --site, only fields observable from it, with their windows.
+    assert main(["fields", str(sim_path), "--site", "ctio", "--start", "2026-03-01T00:00", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert rows and all(r["site"] == "ctio" and r["windows_ctio"] for r in rows)
     assert main(["fields", str(sim_path), "--grid", str(tmp_path / "none.txt")]) == 2
     assert "--fov" in capsys.readouterr().err
 

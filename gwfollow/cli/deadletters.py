@@ -9,8 +9,8 @@ EXAMPLE = """examples:
       id, raw message, transient or not, source and reason of each open dead letter
   gwfollow deadletters requeue --db gwfollow.sqlite --transient
       makes the messages of transient dead letters (worker crash, fetch time-out)
-      pending; `gwfollow serve` processes them at its next start (a running
-      service: POST /api/v1/deadletters/requeue instead)
+      pending; a running `gwfollow serve` picks them up within
+      service.requeue_poll_s seconds, a stopped one at its next start
   gwfollow deadletters requeue --db gwfollow.sqlite 12 15"""
 
 
@@ -48,7 +48,8 @@ def main(args: argparse.Namespace) -> int:
         else:
             raw_ids = store.requeue(args.ids or None, args.transient)
             print(f"requeued {len(raw_ids)} message(s)" + (f": raw {', '.join(map(str, raw_ids))}" if raw_ids else "")
-                  + "; they are processed when `gwfollow serve` next starts")
+                  + "; a running `gwfollow serve` processes them within service.requeue_poll_s s,"
+                  " a stopped one when it next starts")
     finally:
         store.close()
     return 0

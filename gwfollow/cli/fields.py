@@ -8,7 +8,10 @@ EXAMPLE = """examples:
   gwfollow fields bayestar.multiorder.fits --telescope ZTF
       (the telescope from the configuration: [telescopes.ZTF])
   gwfollow fields map.fits --grid ZTF_Fields.txt --fov square:6.86 --target 0.9 -o fields.xml
-  gwfollow fields map.fits --grid ULTRASAT_grid.csv --fov circle:7 --format csv"""
+  gwfollow fields map.fits --grid ULTRASAT_grid.csv --fov circle:7 --format csv
+  gwfollow fields S250720j.multiorder.fits --telescope ZTF --site Palomar
+      (only fields Palomar can observe in the [plan] window from the event time,
+       with their observable windows; --start now to plan from now)"""
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -19,6 +22,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="field of view with --grid: square:SIDE, rectangle:W:H or circle:RADIUS (degrees)")
     p.add_argument("--target", type=float, default=None, help="cumulative probability to reach (default 0.9)")
     p.add_argument("--limit", type=int, default=30, help="fields to list (default 30; 0 = all candidates)")
+    p.add_argument("--site", action="append", default=None,
+                   help="rank only fields observable from this site (repeatable; configured or built in)")
+    p.add_argument("--start", default=None,
+                   help="with --site: start of the window, ISO 8601 UTC or 'now' (default: the map's event time)")
     p.add_argument("--format", choices=("json", "csv", "votable"), default=None, help="output format")
     p.add_argument("-o", "--output", default=None, help="output file (default: print a table)")
     p.add_argument("--config", help="configuration file overriding config/default.toml")
@@ -69,9 +76,20 @@ def main(args: argparse.Namespace) -> int:
         target = target if target is not None else tcs[name].target
         order = tcs[name].order
     sm = read_skymap(args.skymap, config=cfg.skymap)
-    r = rank_fields(sm, tel, target=target if target is not None else 0.9, order=order,
-                    max_fields=args.limit or None)
-    t = r.table()
+    if args.site:
+        from gwfollow.cli.plan import window_start
+        from gwfollow.targets.observable_fields import rank_observable_fields
+        from gwfollow.targets.plan import params_from_config
+        from gwfollow.targets.sites import site_by_name
+
+        sites = [site_by_name(s, cfg.sites) for s in args.site]
+        o = rank_observable_fields(sm, tel, sites, window_start(args.start, sm), params_from_config(cfg.plan, order),
+                                   target=target if target is not None else 0.9, max_fields=args.limit or None)
+        r, t = o.ranked, o.table()
+    else:
+        r = rank_fields(sm, tel, target=target if target is not None else 0.9, order=order,
+                        max_fields=args.limit or None)
+        t = r.table()
     if sm.meta.object_id:
         t.meta.setdefault("alert_id", sm.meta.object_id)  # provenance in the VOTable
     if args.output:

@@ -40,7 +40,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="configuration file overriding config/default.toml")
 
 
-def _start(text: str | None, skymap):  # type: ignore[no-untyped-def]
+def window_start(text: str | None, skymap):  # type: ignore[no-untyped-def]
+    """The start of a window: ``text`` (ISO 8601 UTC or ``now``), else the map's event time."""
     from astropy.time import Time
 
     from gwfollow.errors import PlanError
@@ -102,7 +103,7 @@ def main(args: argparse.Namespace) -> int:
                                      exposure_s=args.exposure_s, visits=args.visits, visit_gap_s=gap,
                                      filters=filters, strategy=args.strategy))
     sm = read_skymap(args.skymap, config=cfg.skymap)
-    start = _start(args.start, sm)
+    start = window_start(args.start, sm)
     covered = None
     if args.executed:
         tel = pairs[0][0]

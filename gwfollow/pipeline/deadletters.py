@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 
 from gwfollow.pipeline.runner import Pipeline
 from gwfollow.store import Accepted
+
+log = logging.getLogger("gwfollow.pipeline.deadletters")
 
 
 async def requeue_dead(pipe: Pipeline, dead_letter_ids: Sequence[int] | None = None,
@@ -25,3 +29,19 @@ async def requeue_dead(pipe: Pipeline, dead_letter_ids: Sequence[int] | None = N
     for raw_id in raw_ids:
         await pipe.enqueue(Accepted(raw_id, True, "pending"))
     return raw_ids
+
+
+async def watch_requeued(pipe: Pipeline, interval_s: float) -> None:
+    """Every ``interval_s`` s, queue what was requeued on the database from outside the service
+    (``gwfollow deadletters requeue``), so a running service needs no restart.  Runs until cancelled."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            ids = await pipe.enqueue_requeued()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 -- a failed look (database busy) is tried again next time
+            log.exception("cannot look for requeued messages")
+            continue
+        if ids:
+            log.info("processing %d requeued message(s): raw %s", len(ids), ", ".join(map(str, ids)))

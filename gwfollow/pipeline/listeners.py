@@ -28,10 +28,48 @@ from aiokafka.helpers import create_ssl_context
 from gwfollow.config import KafkaConfig, SpoolConfig
 from gwfollow.errors import FetchError, GwfollowError
 from gwfollow.pipeline.intake import RejectedAlert, submit_checked
+from gwfollow.pipeline.intakeerrors import IntakeErrors
 from gwfollow.pipeline.replay import read_input
 from gwfollow.pipeline.runner import Pipeline
+from gwfollow.records import Outcome
 
 log = logging.getLogger("gwfollow.listeners")
+
+#: Messages a Kafka listener remembers while they are processed (to count their failures).
+MAX_TRACKED = 10_000
+
+
+class _Health:
+    """The state a listener shows in ``/api/v1/health`` (see :mod:`gwfollow.service.health`).
+
+    ``link`` is ``starting``, ``ok`` or ``failing`` (can it reach its source);
+    :attr:`state` is ``degraded`` instead of ``ok`` while intake errors keep
+    happening (:class:`IntakeErrors`).
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        svc = pipeline.config.service
+        self.link = "starting"
+        self.errors = IntakeErrors(svc.degraded_intake_errors, svc.degraded_window_s)
+        self.last_error: str | None = None
+
+    @property
+    def state(self) -> str:
+        if self.link == "ok" and self.errors.degraded:
+            return "degraded"
+        return self.link
+
+    @property
+    def intake_errors(self) -> int:
+        return self.errors.total
+
+    @property
+    def recent_intake_errors(self) -> int:
+        return self.errors.recent()
+
+    def intake_error(self, reason: str) -> None:
+        self.errors.add(reason)
+        self.last_error = reason
 
 
 class OAuthTokenProvider:
@@ -107,17 +145,27 @@ def kafka_consumer_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
     return kw
 
 
-class KafkaListener:
-    """Consume Kafka topics into the pipeline (at-least-once)."""
+class KafkaListener(_Health):
+    """Consume Kafka topics into the pipeline (at-least-once).
+
+    Intake errors: a message the store refuses (it is consumed again after a
+    reconnection, its offset not committed) and a message that ends as a dead
+    letter (unparsable, wrong schema, unusable sky map).
+    """
 
     def __init__(self, cfg: KafkaConfig, pipeline: Pipeline) -> None:
+        super().__init__(pipeline)
         self.cfg = cfg
         self.pipeline = pipeline
         self.consumed = 0
         self.connected = False
-        self.state = "starting"  # starting, ok, failing (see gwfollow.service.health)
-        self.last_error: str | None = None
-        self.intake_errors = 0
+        self._mine: dict[int, str] = {}  # raw id -> source, while processed
+        pipeline.add_hook(self._on_outcome)
+
+    async def _on_outcome(self, o: Outcome) -> None:
+        source = self._mine.pop(o.raw_id, None)
+        if source is not None and o.status == "dead":
+            self.intake_error(f"{source}: {o.reason}")
 
     async def run(self) -> None:
         """Consume until cancelled; reconnect with backoff on broker failures."""
@@ -128,22 +176,30 @@ class KafkaListener:
             try:
                 await consumer.start()
                 self.connected = True
-                self.state = "ok"
+                self.link = "ok"
                 backoff = 1.0
                 log.info("kafka: consuming %s from %s", ",".join(self.cfg.topics), self.cfg.bootstrap)
                 async for msg in consumer:
                     if msg.value is None:
                         continue
                     source = f"kafka:{msg.topic}[{msg.partition}]@{msg.offset}"
-                    acc = await self.pipeline.accept(msg.value, source)
+                    try:
+                        acc = await self.pipeline.accept(msg.value, source)
+                    except GwfollowError as exc:
+                        # Not stored, offset not committed: consumed again after the reconnection.
+                        self.intake_error(f"{source}: {exc}")
+                        log.warning("kafka: %s not stored (%s); reconnecting in %.0f s", source, exc, backoff)
+                        break
                     # The raw message is durable: now the offset may be committed.
                     await consumer.commit()
                     self.consumed += 1
+                    if acc.new and len(self._mine) < MAX_TRACKED:
+                        self._mine[acc.raw_id] = source
                     await self.pipeline.enqueue(acc)
             except asyncio.CancelledError:
                 raise
             except (KafkaError, OSError, FetchError) as exc:
-                self.state = "failing"
+                self.link = "failing"
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("kafka: %s; reconnecting in %.0f s", exc, backoff)
             finally:
@@ -156,7 +212,7 @@ class KafkaListener:
             backoff = min(backoff * 2, 60.0)
 
 
-class SpoolListener:
+class SpoolListener(_Health):
     """Ingest files dropped in a directory (polling; no extra dependency).
 
     Files whose name starts with ``.`` or ends with ``.part`` / ``.tmp``
@@ -173,9 +229,7 @@ class SpoolListener:
         self.pipeline = pipeline
         self.max_mib = max_mib
         self.ingested = 0
-        self.intake_errors = 0
-        self.state = "starting"  # starting, ok, failing (see gwfollow.service.health)
-        self.last_error: str | None = None
+        super().__init__(pipeline)
 
     def _ready(self) -> list[Path]:
         files = [p for p in self.dir.iterdir() if p.is_file() and not p.name.startswith(".")
@@ -188,9 +242,9 @@ class SpoolListener:
                 for sub in ("done", "failed"):
                     await asyncio.to_thread((self.dir / sub).mkdir, parents=True, exist_ok=True)
                 files = await asyncio.to_thread(self._ready)
-                self.state = "ok"
+                self.link = "ok"
             except OSError as exc:
-                self.state = "failing"
+                self.link = "failing"
                 self.last_error = f"cannot list {self.dir}: {exc.strerror or exc}"
                 log.warning("spool: %s", self.last_error)
                 files = []
@@ -222,8 +276,7 @@ class SpoolListener:
         self.ingested += 1
 
     def _failed(self, f: Path, reason: str) -> None:
-        self.intake_errors += 1
-        self.last_error = f"{display_name(f)}: {reason}"
+        self.intake_error(f"{display_name(f)}: {reason}")
         log.warning("spool: %s moved to failed/ (%s)", display_name(f), reason)
 
     def _move(self, f: Path, sub: str) -> None:

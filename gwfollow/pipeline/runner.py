@@ -188,6 +188,8 @@ class Pipeline:
         self._resume_task: asyncio.Task[None] | None = None
         self._hooks: list[ProductHook] = []
         self._commit_listeners: list[Callable[[Outcome], None]] = []
+        self._record_hooks: list[Callable[[Outcome], None]] = []
+        self._owned: set[int] = set()  # raw ids queued or being processed here
         self.stats: Counter[str] = Counter()
         self.stage_seconds: Counter[str] = Counter()
         self.started = False
@@ -237,9 +239,8 @@ class Pipeline:
                 self._resume_task = asyncio.create_task(self._enqueue_all(pending), name="gwfollow-resume")
 
     async def _enqueue_all(self, raw_ids: list[int]) -> None:
-        assert self._queue is not None
         for raw_id in raw_ids:
-            await self._queue.put(raw_id)
+            await self.enqueue(Accepted(raw_id, True, "pending"))
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Finish queued work (up to ``timeout`` s), then stop.
@@ -289,9 +290,19 @@ class Pipeline:
         must never outlive the data they were computed from."""
         self._commit_listeners.append(fn)
 
+    def add_record_hook(self, fn: Callable[[Outcome], None]) -> None:
+        """Call ``fn(outcome)`` on the database thread *inside* the transaction that
+        records each message's outcome: what ``fn`` writes to the store commits
+        with the alert or not at all (the webhook outbox).  An error in ``fn``
+        rolls the alert back; the message becomes a dead letter to requeue."""
+        self._record_hooks.append(fn)
+
     def _record(self, raw_id: int, source: str, result: ProcessedAlert | BaseException,
                 seconds: float = 0.0, error_type: str | None = None, transient: bool | None = None) -> Outcome:
-        o = record_result(self.store, raw_id, source, result, seconds, error_type, transient)
+        with self.store.transaction(derived=True):  # the raw message is durable; see Store's notes
+            o = record_result(self.store, raw_id, source, result, seconds, error_type, transient)
+            for hook in self._record_hooks:
+                hook(o)
         for fn in self._commit_listeners:
             try:
                 fn(o)
@@ -338,8 +349,21 @@ class Pipeline:
         """Queue an accepted message for processing (waits when the queue is full)."""
         if self._queue is None:
             raise RuntimeError("pipeline not started")
-        if acc.new:
-            await self._queue.put(acc.raw_id)
+        if acc.new and acc.raw_id not in self._owned:  # never twice at once (see enqueue_requeued)
+            self._owned.add(acc.raw_id)
+            try:
+                await self._queue.put(acc.raw_id)
+            except BaseException:  # cancelled while the queue was full: not held here after all
+                self._owned.discard(acc.raw_id)
+                raise
+
+    async def enqueue_requeued(self) -> list[int]:
+        """Queue the messages requeued from outside (``gwfollow deadletters requeue`` on the
+        database while the service runs) that this pipeline does not hold yet."""
+        ids = [i for i in await self.db(self.store.requeued_raw_ids) if i not in self._owned]
+        for raw_id in ids:
+            await self.enqueue(Accepted(raw_id, True, "pending"))
+        return ids
 
     async def submit(self, body: bytes, source: str) -> Accepted:
         """:meth:`accept` then :meth:`enqueue`."""
@@ -390,6 +414,7 @@ class Pipeline:
             except asyncio.CancelledError:
                 raise
             finally:
+                self._owned.discard(raw_id)
                 self._queue.task_done()
 
     async def _deferred_worker(self) -> None:

@@ -51,6 +51,9 @@ from gwfollow.regions.moc import (
 from gwfollow.regions.mocio import credible_moc_fits_bytes
 from gwfollow.skymaps.skymap import SkyMap, read_skymap
 from gwfollow.targets.fields import rank_fields
+from gwfollow.targets.observable_fields import rank_observable_fields
+from gwfollow.targets.plan import params_from_config
+from gwfollow.targets.sites import site_from_config
 from gwfollow.targets.windows import add_windows, site_summary
 from gwfollow.version import __version__
 
@@ -293,14 +296,21 @@ def _galaxy_products(sm: SkyMap, regions: CredibleRegions, config: Config, res: 
 
 def _field_products(sm: SkyMap, regions: CredibleRegions, config: Config, res: Resources,
                     start: Time) -> list[Product]:
+    """One ranked list per telescope: with sites configured, only the fields observable
+    from them in the plan window (with ``site`` and ``windows_<site>`` columns)."""
     out = []
+    sites = [site_from_config(sc) for sc in config.sites]
     for tc in config.telescopes:
-        r = rank_fields(sm, res.telescope(tc), target=tc.target, order=tc.order, level=FIELDS_LEVEL,
-                        region=regions.ranges(FIELDS_LEVEL, "include"))
+        region = regions.ranges(FIELDS_LEVEL, "include")
+        if sites:
+            o = rank_observable_fields(sm, res.telescope(tc), sites, start, params_from_config(config.plan, tc.order),
+                                       target=tc.target, level=FIELDS_LEVEL, region=region)
+            r, table = o.ranked, o.table()
+        else:
+            r = rank_fields(sm, res.telescope(tc), target=tc.target, order=tc.order, level=FIELDS_LEVEL,
+                            region=region)
+            table = r.table()
         sel = r.cumprob[r.selected]
-        table = r.table()
-        if config.sites:
-            add_windows(table, config.sites, start)
         out.append(Product(kind=ProductKind.FIELDS, name=tc.name, level=tc.target, boundary=None, format="json",
                            data=table_bytes(table, "json"), area_deg2=None,
                            probability=float(sel[-1]) if sel.size else 0.0, n_cells=int(r.selected.sum()),

@@ -9,6 +9,7 @@ cross RA = 0 h on the all-sky panel) and the top galaxies as stars.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
@@ -85,16 +86,25 @@ def region_frame(prob: npt.NDArray[np.float64], level: float = 0.9) -> tuple[flo
     return ra, dec, radius
 
 
-def sky_plot(skymap: Any, path: str | os.PathLike[str], *, levels: tuple[float, ...] = (0.5, 0.9),
-             targets: Any = None, fields: Any = None, coverages: dict[str, Any] | None = None,
-             title: str | None = None, zoom: bool = True, fov: Any = None) -> Path:
-    """A PNG of the sky map.
+def sky_plot(skymap: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
+    """Write :func:`sky_plot_png` of ``skymap`` to ``path`` (its directory is made); returns the path."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(sky_plot_png(skymap, **kwargs))
+    return p
+
+
+def sky_plot_png(skymap: Any, *, levels: tuple[float, ...] = (0.5, 0.9),
+                 targets: Any = None, fields: Any = None, coverages: dict[str, Any] | None = None,
+                 title: str | None = None, zoom: bool = True, fov: Any = None) -> bytes:
+    """A PNG of the sky map, rendered in memory.
+
+    Drawn on a :class:`matplotlib.figure.Figure` of its own (not through
+    ``pyplot``'s global state), so renders in several threads do not mix.
 
     Parameters
     ----------
     skymap : SkyMap
-    path : path-like
-        The PNG to write.
     levels : tuple of float
         Credible levels drawn as labelled contours.
     targets : table, optional
@@ -119,7 +129,7 @@ def sky_plot(skymap: Any, path: str | os.PathLike[str], *, levels: tuple[float, 
     import ligo.skymap.plot  # noqa: F401  (registers the projections)
     from ligo.skymap.bayestar import rasterize
     from ligo.skymap.postprocess import find_greedy_credible_levels
-    from matplotlib import pyplot as plt
+    from matplotlib.figure import Figure
 
     order = min(max(int(skymap.max_order), 6), 9)
     t = Table({"UNIQ": skymap.uniq, "PROBDENSITY": skymap.probdensity})
@@ -128,7 +138,7 @@ def sky_plot(skymap: Any, path: str | os.PathLike[str], *, levels: tuple[float, 
     cls = find_greedy_credible_levels(prob)
     ra_c, dec_c, radius = region_frame(prob, 0.9)
     do_zoom = zoom and radius <= MAX_ZOOM_RADIUS_DEG
-    fig = plt.figure(figsize=(15 if do_zoom else 10, 6.6), dpi=100)
+    fig = Figure(figsize=(15 if do_zoom else 10, 6.6), dpi=100)
     sky = fig.add_axes([0.03, 0.22, 0.56 if do_zoom else 0.94, 0.72], projection="astro hours mollweide")
     axes = [sky]
     if do_zoom:
@@ -178,8 +188,6 @@ def sky_plot(skymap: Any, path: str | os.PathLike[str], *, levels: tuple[float, 
         sky.set_title(title)
     if (targets is not None and len(targets)) or (fields is not None and len(fields)) or coverages:
         axes[-1].legend(loc="lower left", fontsize=8, framealpha=0.85)
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, bbox_inches="tight")
-    plt.close(fig)
-    return p
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()

@@ -7,6 +7,7 @@ Used by ``gwfollow replay --out/--report`` and by the HTTP API alike.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from astropy.table import Table
 from gwfollow.config import Config
 from gwfollow.products.facts import event_facts, revision_changes, summary_text
 from gwfollow.products.report import event_report_html
-from gwfollow.products.skyplot import sky_plot
+from gwfollow.products.skyplot import sky_plot_png
 from gwfollow.skymaps.skymap import read_skymap
 from gwfollow.store import Store
 from gwfollow.targets.fields import telescope_from_config
@@ -84,39 +85,85 @@ def _facts_and_revisions(store: Store, alerts: list[dict[str, Any]], maps: list[
             "changes": revision_changes(revisions, top=10)}
 
 
+@dataclass(frozen=True)
+class ReportInputs:
+    """What an event report is made from, read from the store (see :func:`report_inputs`).
+
+    Attributes
+    ----------
+    summary : dict
+        :func:`event_summary` of the event.
+    galaxies : dict of str -> list of dict
+        Ranked galaxies of the latest sky map, by catalogue.
+    fields : list of dict
+        Selected fields of the first telescope for the latest sky map.
+    skymap_fits : bytes or None
+        The latest sky map (None: none yet, so no plot).
+    alert_type : str or None
+        The type of the alert that brought it.
+    """
+
+    summary: dict[str, Any]
+    galaxies: dict[str, list[dict[str, Any]]]
+    fields: list[dict[str, Any]]
+    skymap_fits: bytes | None
+    alert_type: str | None
+
+
+def report_inputs(store: Store, sid: str, config: Config) -> ReportInputs:
+    """Read what the report of ``sid`` needs (store reads only: run it where the store is used)."""
+    summary = event_summary(store, sid, config)
+    latest = store.latest_skymap(sid)
+    galaxies: dict[str, list[dict[str, Any]]] = {}
+    fields: list[dict[str, Any]] = []
+    if latest is None:
+        return ReportInputs(summary, galaxies, fields, None, None)
+    for p in store.products_of(sid):
+        if p["skymap_id"] != latest["id"]:
+            continue
+        if p["kind"] == "galaxies":
+            galaxies[p["name"]] = json.loads(store.product_data(p["id"])).get("rows", [])
+        elif p["kind"] == "fields" and not fields:
+            fields = [r for r in json.loads(store.product_data(p["id"]))["rows"] if r.get("selected")]
+    return ReportInputs(summary, galaxies, fields, store.skymap_bytes(latest["id"]), latest["alert_type"])
+
+
+def render_report(inputs: ReportInputs, config: Config, image_src: str = "sky.png") -> tuple[bytes, bytes | None]:
+    """The report page (UTF-8 HTML) and its sky plot (PNG, None without a sky map), in memory.
+
+    CPU-heavy (decodes the sky map, draws it): never on the event loop.
+    ``image_src`` is where the page finds the plot.
+    """
+    sid = inputs.summary["superevent_id"]
+    png = None
+    if inputs.skymap_fits is not None:
+        sm = read_skymap(inputs.skymap_fits, name=f"{sid} sky map", config=config.skymap)
+        first = next(iter(inputs.galaxies.values()), [])[:20]
+        targets = Table(rows=[(r["ra"], r["dec"]) for r in first], names=("ra", "dec")) if first else None
+        ftab = Table(rows=[(r["ra"], r["dec"]) for r in inputs.fields], names=("ra", "dec")) if inputs.fields else None
+        fov = None
+        if inputs.fields and config.telescopes:
+            fov = telescope_from_config(config.telescopes[0]).fov
+        png = sky_plot_png(sm, levels=tuple(config.skymap.levels), targets=targets, fields=ftab, fov=fov,
+                           title=f"{sid} ({inputs.alert_type})" + (" RETRACTED" if inputs.summary["retracted"] else ""))
+    html = event_report_html(inputs.summary, inputs.galaxies, image_src if png is not None else None)
+    return html.encode(), png
+
+
 def write_event_report(store: Store, sid: str, d: Path, config: Config,
                        image_src: str | None = None) -> list[Path]:
     """``report.html`` and ``sky.png`` of an event's latest sky map.
 
     ``image_src`` is where the page finds the plot (default: ``sky.png`` beside it).
     """
-    summary = event_summary(store, sid, config)
-    latest = store.latest_skymap(sid)
-    galaxies: dict[str, list[dict[str, Any]]] = {}
-    fields: list[dict[str, Any]] = []
+    html, png = render_report(report_inputs(store, sid, config), config, image_src or "sky.png")
     written = []
-    image = None
-    if latest is not None:
-        for p in store.products_of(sid):
-            if p["skymap_id"] != latest["id"]:
-                continue
-            if p["kind"] == "galaxies":
-                galaxies[p["name"]] = json.loads(store.product_data(p["id"])).get("rows", [])
-            elif p["kind"] == "fields" and not fields:
-                fields = [r for r in json.loads(store.product_data(p["id"]))["rows"] if r.get("selected")]
-        sm = read_skymap(store.skymap_bytes(latest["id"]), name=f"{sid} sky map", config=config.skymap)
-        first = next(iter(galaxies.values()), [])[:20]
-        targets = Table(rows=[(r["ra"], r["dec"]) for r in first], names=("ra", "dec")) if first else None
-        ftab = Table(rows=[(r["ra"], r["dec"]) for r in fields], names=("ra", "dec")) if fields else None
-        fov = None
-        if fields and config.telescopes:
-            fov = telescope_from_config(config.telescopes[0]).fov
-        img = sky_plot(sm, d / "sky.png", levels=tuple(config.skymap.levels), targets=targets, fields=ftab, fov=fov,
-                       title=f"{sid} ({latest['alert_type']})" + (" RETRACTED" if summary["retracted"] else ""))
-        written.append(img)
-        image = image_src or img.name
+    d.mkdir(parents=True, exist_ok=True)
+    if png is not None:
+        (d / "sky.png").write_bytes(png)
+        written.append(d / "sky.png")
     f = d / "report.html"
-    f.write_text(event_report_html(summary, galaxies, image))
+    f.write_bytes(html)
     written.append(f)
     return written
 

@@ -112,7 +112,9 @@ COLUMNS: dict[str, ColumnMeta] = {
     "visit": ColumnMeta("meta.number;obs", "", "Visit number of the field (1 = first visit)"),
     "airmass": ColumnMeta("obs.airMass", "", "Airmass of the field at the middle of the exposure"),
     "telescope": ColumnMeta("meta.id;instr.tel", "", "Telescope that takes the exposure"),
-    "site": ColumnMeta("meta.id;instr.obsty", "", "Site (observatory) of the telescope"),
+    "site": ColumnMeta("meta.id;instr.obsty", "",
+                       "Site (observatory) of the telescope; in a field list, the sites that can observe the "
+                       "field in the window, joined by ';'"),
 }
 
 _WINDOWS = re.compile(r"^windows_(.+)$")

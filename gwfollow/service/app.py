@@ -16,12 +16,14 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gwfollow.config import Config
+from gwfollow.pipeline.deadletters import watch_requeued
 from gwfollow.pipeline.listeners import KafkaListener, SpoolListener
 from gwfollow.pipeline.runner import Pipeline
 from gwfollow.service.caching import install_cache
 from gwfollow.service.fastpath import cached_get
-from gwfollow.service.keys import CONFIG, LISTENERS, PIPELINE, RESPONSE_CACHE, STORE
+from gwfollow.service.keys import CONFIG, LISTENERS, PIPELINE, REPORTS, RESPONSE_CACHE, STORE
 from gwfollow.service.middleware import cors_middleware, error_middleware
+from gwfollow.service.reports import ReportCache
 from gwfollow.service.responsecache import ResponseCache
 from gwfollow.service.routes import add_routes
 from gwfollow.service.safety import security_headers
@@ -45,7 +47,8 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
                           middlewares=[cached_get, security_headers, cors_middleware, error_middleware])
     app[CONFIG] = config
     app[LISTENERS] = []
-    app[RESPONSE_CACHE] = ResponseCache()
+    app[RESPONSE_CACHE] = ResponseCache(int(config.service.response_cache_mib * 2**20))
+    app[REPORTS] = ReportCache(int(config.service.report_cache_mib * 2**20))
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         own = store is None
@@ -54,22 +57,33 @@ def make_app(config: Config, *, store: Store | None = None) -> web.Application:
         if own:
             app[STORE].close()
 
+    dispatcher: list[WebhookDispatcher] = []
+
     async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         pipe = Pipeline(config, app[STORE])
+        if config.service.webhook_urls:  # announcements are written with the alerts, resumed ones too
+            dispatcher.append(WebhookDispatcher(config.service, pipe))
+            dispatcher[0].attach()
         await pipe.start()
         app[PIPELINE] = pipe
         install_cache(app)
+        watch = None
+        if config.service.requeue_poll_s > 0:
+            watch = asyncio.create_task(watch_requeued(pipe, config.service.requeue_poll_s),
+                                        name="gwfollow-requeued")
         yield
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
         await pipe.stop()
 
     async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
-        if not config.service.webhook_urls:
+        if not dispatcher:
             yield
             return
-        d = WebhookDispatcher(config.service, app[PIPELINE])
-        await d.start()
+        await dispatcher[0].start()
         yield
-        await d.stop()
+        await dispatcher[0].stop()
 
     async def listeners_ctx(app: web.Application) -> AsyncIterator[None]:
         tasks = []

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from gwfollow.config import Config
 from gwfollow.pipeline.runner import Pipeline
+from gwfollow.service.reports import ReportCache
 from gwfollow.service.responsecache import ResponseCache
 from gwfollow.store import Store
 
@@ -18,3 +19,4 @@ STORE = web.AppKey("store", Store)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 LISTENERS = web.AppKey("listeners", list)
 RESPONSE_CACHE = web.AppKey("response_cache", ResponseCache)
+REPORTS = web.AppKey("reports", ReportCache)

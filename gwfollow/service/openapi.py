@@ -41,7 +41,8 @@ def spec() -> dict[str, Any]:
         },
         "paths": {
             "/api/v1/health": {"get": {"summary": "Service health", "responses": {"200": {
-                "description": "OK", "content": json_any}}}},
+                "description": "ok or degraded: each listener's state and intake errors", "content": json_any},
+                "503": {"description": "failing: a listener cannot reach its source", "content": json_any}}}},
             "/api/v1/alerts": {"post": {
                 "summary": "Push an alert (IGWN JSON, VOEvent XML or FITS)", "security": [{"bearer": []}],
                 "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {

@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import tempfile
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -23,12 +21,14 @@ from astropy.time import Time
 
 from gwfollow.products.ondemand import moc_fits_at_level
 from gwfollow.products.report import convert_observability, convert_table
-from gwfollow.products.summary import event_summary, write_event_report
+from gwfollow.products.summary import event_summary, render_report, report_inputs
 from gwfollow.records import EventRecord
 from gwfollow.regions.mocio import convert_space_moc
 from gwfollow.service.caching import cached, conditional
-from gwfollow.service.keys import CONFIG, PIPELINE, STORE
+from gwfollow.service.health import listener_metrics
+from gwfollow.service.keys import CONFIG, LISTENERS, PIPELINE, REPORTS, STORE
 from gwfollow.service.middleware import Problem, require_read, require_write
+from gwfollow.service.reports import revision_key
 from gwfollow.service.openapi import spec
 from gwfollow.pipeline.intake import RejectedAlert, submit_checked
 from gwfollow.service.safety import content_disposition
@@ -237,8 +237,8 @@ async def get_moc(request: web.Request) -> web.Response:
         data, created = await _moc_on_request(request, ev, level)
     event_mjd = None
     if duration is not None:
-        latest = await _db(request, request.app[STORE].latest_skymap, ev.superevent_id)
-        meta = latest["meta"] if latest else {}
+        latest = await _latest_map(request, ev)  # the event time of the map of the role asked for
+        meta = latest["meta"]
         et = meta.get("event_time")
         if meta.get("event_mjd") is None and not et:
             raise Problem(409, "no-event-time", "the sky map has no event time for a space-time MOC")
@@ -388,20 +388,29 @@ async def get_observability(request: web.Request) -> web.Response:
 
 
 async def get_report(request: web.Request) -> web.Response:
-    """``GET /api/v1/events/{id}/report`` (HTML) and ``/report.png``."""
+    """``GET /api/v1/events/{id}/report`` (HTML) and ``/report.png``: rendered once per sky-map
+    revision of the event (see :mod:`gwfollow.service.reports`), 410 once it is retracted."""
 
     require_read(request)
     ev = await _event_or_404(request)
-    png = request.path.endswith(".png")
-    with tempfile.TemporaryDirectory() as d:
-        await asyncio.to_thread(write_event_report, request.app[STORE], ev.superevent_id, Path(d),
-                                request.app[CONFIG], f"/api/v1/events/{quote(ev.superevent_id)}/report.png")
-        name = "sky.png" if png else "report.html"
-        p = Path(d) / name
-        if not p.exists():
+    reports = request.app[REPORTS]
+    if ev.retracted:
+        reports.drop_event(ev.superevent_id)
+        _gone_if_retracted(ev)
+    store, config = request.app[STORE], request.app[CONFIG]
+    key = await _db(request, revision_key, store, ev)
+
+    async def render() -> tuple[bytes, bytes | None]:
+        inputs = await _db(request, report_inputs, store, ev.superevent_id, config)
+        return await asyncio.to_thread(render_report, inputs, config,
+                                       f"/api/v1/events/{quote(ev.superevent_id)}/report.png")
+
+    html, png = await reports.get(key, render)
+    if request.path.endswith(".png"):
+        if png is None:
             raise Problem(404, "no-report", f"no sky map for {ev.superevent_id} yet")
-        body = p.read_bytes()
-    return conditional(request, body, "image/png" if png else "text/html", last_modified=ev.updated_at)
+        return conditional(request, png, "image/png", last_modified=ev.updated_at)
+    return conditional(request, html, "text/html", last_modified=ev.updated_at)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -427,6 +436,7 @@ async def metrics(request: web.Request) -> web.Response:
               "# HELP gwfollow_store_rows Rows per table.", "# TYPE gwfollow_store_rows gauge"]
     for k, v in sorted(counts.items()):
         lines.append(f'gwfollow_store_rows{{table="{k}"}} {v}')
+    lines += listener_metrics(request.app[LISTENERS])
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 

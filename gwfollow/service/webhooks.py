@@ -10,7 +10,8 @@ own task delivering in order (a receiver sees ``new`` before ``retracted``),
 and a slow receiver never holds up the pipeline or the other receivers.
 
 Announcements go through a durable outbox in SQLite (``webhook_outbox``):
-one row per URL is committed before any delivery is tried, and a row stays
+one row per URL is written in the very transaction that records the alert
+(an alert is never stored without its announcement), before any delivery is tried, and a row stays
 pending until delivered or out of retries, so a restart (even after
 ``kill -9``) delivers what was not delivered, with the same delivery id.
 """
@@ -54,11 +55,17 @@ class WebhookDispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
 
+    def attach(self) -> None:
+        """Write announcements in the transaction of each alert (call before the pipeline starts,
+        so that messages resumed at start-up are announced too)."""
+        self.pipeline.add_record_hook(self.announce)
+        self.pipeline.add_hook(self.on_outcome)
+
     async def start(self) -> None:
+        """Start delivering (one task per URL)."""
         self._session = aiohttp.ClientSession()
         self._tasks = [asyncio.create_task(self._run(url, ev), name=f"gwfollow-webhook-{i}")
                        for i, (url, ev) in enumerate(self.wake.items())]
-        self.pipeline.add_hook(self.on_outcome)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Give pending deliveries ``timeout`` s; what is left stays in the outbox for the next start."""
@@ -76,19 +83,20 @@ class WebhookDispatcher:
         if self._session:
             await self._session.close()
 
-    async def on_outcome(self, o: Outcome) -> None:
+    def announce(self, o: Outcome) -> None:
+        """Queue the announcement of ``o`` in the outbox: runs on the database thread inside the
+        transaction that records the alert, so the two commit together (see :meth:`attach`)."""
         if o.status not in ("processed",) or o.superevent_id is None:
             return
         store = self.pipeline.store
-        alerts = await self.pipeline.db(store.alerts_of, o.superevent_id)
-        acted = [a for a in alerts if a["acted"]]
+        acted = [a for a in store.alerts_of(o.superevent_id) if a["acted"]]
         if o.alert_type == "RETRACTION":
             change = "retracted"
         elif len(acted) <= 1:
             change = "new"
         else:
             change = "updated"
-        products = await self.pipeline.db(store.products_of, o.superevent_id)
+        products = store.products_of(o.superevent_id)
         base = f"/api/v1/events/{o.superevent_id}"
         payload = {
             "superevent_id": o.superevent_id,
@@ -99,10 +107,13 @@ class WebhookDispatcher:
                          for p in products if p["skymap_id"] == max(q["skymap_id"] for q in products)]
             if products else [],
         }
-        body = json.dumps(payload, sort_keys=True).encode()
-        await self.pipeline.db(store.outbox_add, tuple(self.wake), o.superevent_id, change, body)
-        for ev in self.wake.values():
-            ev.set()
+        store.outbox_add(tuple(self.wake), o.superevent_id, change, json.dumps(payload, sort_keys=True).encode())
+
+    async def on_outcome(self, o: Outcome) -> None:
+        """Wake the deliveries once an announced outcome is committed."""
+        if o.status == "processed" and o.superevent_id is not None:
+            for ev in self.wake.values():
+                ev.set()
 
     async def _run(self, url: str, wake: asyncio.Event) -> None:
         store = self.pipeline.store

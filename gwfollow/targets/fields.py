@@ -663,7 +663,8 @@ def field_probabilities(skymap: SkyMap, telescope: Telescope, order: int = 10) -
 
 def rank_fields(skymap: SkyMap, telescope: Telescope, *, target: float = 0.9, level: float = 0.999,
                 order: int = 10, max_fields: int | None = None,
-                region: npt.NDArray[np.int64] | None = None) -> RankedFields:
+                region: npt.NDArray[np.int64] | None = None,
+                candidates: npt.NDArray[np.int64] | None = None) -> RankedFields:
     """Rank a telescope's fields for a sky map.
 
     Parameters
@@ -681,6 +682,10 @@ def rank_fields(skymap: SkyMap, telescope: Telescope, *, target: float = 0.9, le
         List at most this many fields.
     region : (n, 2) int64, optional
         The credible region at ``level`` (``include`` boundary) when the caller has it already.
+    candidates : (k,) int64, optional
+        Grid rows allowed at all (for instance those observable from a site,
+        :func:`gwfollow.targets.observable_fields.rank_observable_fields`); the
+        others are neither listed nor selected.
 
     Returns
     -------
@@ -700,6 +705,8 @@ def rank_fields(skymap: SkyMap, telescope: Telescope, *, target: float = 0.9, le
         region = credible_ranges(skymap, [level], "include")[0]
     grid = footprint_grid(telescope, order)
     cand = grid.touching(region).astype(np.int64)
+    if candidates is not None:
+        cand = cand[np.isin(cand, np.asarray(candidates, dtype=np.int64))]
     cumulative = grid.cumulative(skymap)
     prob = grid.probabilities(skymap, cumulative)[cand]
     limit = len(cand) if max_fields is None else min(max_fields, len(cand))

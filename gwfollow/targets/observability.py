@@ -60,6 +60,7 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 import erfa
@@ -229,12 +230,52 @@ KNOWN_SITES: dict[str, Site] = {
 # ------------------------------------------------------------------- astropy edge
 
 
-@functools.lru_cache(maxsize=1)
-def _bundled_iers_a() -> Any:
-    # The IERS-A table shipped in astropy-iers-data, read as a plain table:
-    # IERS_Auto (astropy's default) would download, or refuse stale data.
+_LINE = 188  # bytes per line of finals2000A.all, newline included
 
-    return iers.IERS_A.open(iers.IERS_A_FILE)
+
+@functools.lru_cache(maxsize=1)
+def bundled_ut1_utc() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``(mjd, ut1_utc_s)`` of the IERS-A table shipped in ``astropy-iers-data`` (``finals2000A.all``).
+
+    Read directly as the fixed-width records of the IERS ``readme.finals2000A``
+    (MJD in columns 8-15, Bulletin A UT1-UTC in 59-68, Bulletin B UT1-UTC in
+    155-165), Bulletin B where it is given, as astropy's ``IERS_A`` combines
+    them, and only the rows that hold a value.  This takes milliseconds where
+    astropy's generic table reader takes about a second, and astropy's
+    ``IERS_Auto`` (its default) would download, or refuse a stale table.
+    """
+    raw = np.frombuffer(Path(iers.IERS_A_FILE).read_bytes(), dtype=np.uint8)
+    if raw.size % _LINE or raw.size == 0 or np.any(raw[_LINE - 1 :: _LINE] != ord("\n")):
+        raise ObservabilityError(f"{iers.IERS_A_FILE} is not in the finals2000A format",
+                                 hint="reinstall astropy-iers-data")
+    rec = raw.reshape(-1, _LINE)
+
+    def column(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        field = np.ascontiguousarray(rec[:, a - 1 : b]).view(f"S{b - a + 1}").ravel()
+        blank = np.all(rec[:, a - 1 : b] == ord(" "), axis=1)
+        out = np.full(field.shape[0], np.nan)
+        out[~blank] = field[~blank].astype(np.float64)
+        return out, ~blank
+
+    mjd, _ = column(8, 15)
+    ut1_a, has_a = column(59, 68)
+    ut1_b, has_b = column(155, 165)
+    keep = has_a | has_b
+    return mjd[keep], np.where(has_b, ut1_b, ut1_a)[keep]
+
+
+def ut1_minus_utc_s(t: Time) -> npt.NDArray[np.float64]:
+    """UT1 - UTC at UTC times ``t``, seconds: linear between the table's days, a
+    leap second's jump taken out of the step (as astropy interpolates it), 0 outside the table."""
+    mjd_tab, dut_tab = bundled_ut1_utc()
+    mjd = (t.jd1 - 2400000.5) + t.jd2
+    i = np.searchsorted(mjd_tab, mjd, side="right")
+    i1 = np.clip(i, 1, mjd_tab.shape[0] - 1)
+    i0 = i1 - 1
+    step = dut_tab[i1] - dut_tab[i0]
+    step -= np.round(step)
+    out = dut_tab[i0] + (mjd - mjd_tab[i0]) / (mjd_tab[i1] - mjd_tab[i0]) * step
+    return np.where((i == 0) | (i == mjd_tab.shape[0]), 0.0, out)
 
 
 def _utc_with_ut1(times: Time) -> Time:
@@ -242,19 +283,22 @@ def _utc_with_ut1(times: Time) -> Time:
 
     utc = times.utc
     t = Time(utc.jd1, utc.jd2, format="jd", scale="utc")
-    dut, status = _bundled_iers_a().ut1_utc(t, return_status=True)
-    dut_s = np.where(np.asarray(status) < 0, 0.0, np.asarray(dut.to_value(u.s), dtype=np.float64))
-    t.delta_ut1_utc = dut_s
+    t.delta_ut1_utc = ut1_minus_utc_s(t)
     return t
 
 
 @dataclass(frozen=True)
 class _Sky:
-    """Per instant: directions as ICRS unit vectors (n, 3), Sun altitude in degrees."""
+    """Per instant: directions as ICRS unit vectors (n, 3), Sun altitude in degrees;
+    and in the apparent (GCRS) frame the zenith, the Sun and the celestial
+    intermediate pole, about which the zenith turns."""
 
     zenith: npt.NDArray[np.float64]
     sun_alt_deg: npt.NDArray[np.float64]
     moon: npt.NDArray[np.float64] | None
+    zenith_app: npt.NDArray[np.float64]
+    sun_app: npt.NDArray[np.float64]
+    pole_app: npt.NDArray[np.float64]
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -294,7 +338,7 @@ def _sky(site: Site, times: Time, moon: bool) -> _Sky:
         obs = itrs_to_gcrs @ np.array([q.to_value(u.m) for q in loc.geocentric])
         m = np.asarray(get_body("moon", t).cartesian.xyz.to_value(u.m), dtype=np.float64).T
         moon_icrs = _apparent_to_icrs(_unit(m - obs), t)
-    return _Sky(_apparent_to_icrs(zen_app, t), sun_alt, moon_icrs)
+    return _Sky(_apparent_to_icrs(zen_app, t), sun_alt, moon_icrs, zen_app, sun, itrs_to_gcrs[:, :, 2].copy())
 
 
 def sky_vectors(site: Site, times: Time) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64],
@@ -320,6 +364,36 @@ def sky_vectors(site: Site, times: Time) -> tuple[npt.NDArray[np.float64], npt.N
     _check_site(site)
     sky = _sky(site, times.reshape(-1), site.min_moon_sep_deg is not None)
     return sky.zenith, sky.sun_alt_deg, sky.moon
+
+
+@dataclass(frozen=True)
+class SkyStates:
+    """The site's sky at instants, with what is needed to interpolate it between them
+    (:func:`sky_states`).
+
+    Attributes
+    ----------
+    zenith, moon : (n, 3) float64
+        ICRS unit vectors (``moon`` None without a Moon limit).
+    sun_alt_deg : (n,) float64
+    zenith_app, sun_app, pole_app : (n, 3) float64
+        The zenith, the Sun and the celestial intermediate pole (the axis of
+        the Earth's rotation) as apparent geocentric (GCRS) unit vectors.
+    """
+
+    zenith: npt.NDArray[np.float64]
+    sun_alt_deg: npt.NDArray[np.float64]
+    moon: npt.NDArray[np.float64] | None
+    zenith_app: npt.NDArray[np.float64]
+    sun_app: npt.NDArray[np.float64]
+    pole_app: npt.NDArray[np.float64]
+
+
+def sky_states(site: Site, times: Time) -> SkyStates:
+    """:func:`sky_vectors` with the apparent zenith, Sun and pole, for interpolation."""
+    _check_site(site)
+    sky = _sky(site, times.reshape(-1), site.min_moon_sep_deg is not None)
+    return SkyStates(sky.zenith, sky.sun_alt_deg, sky.moon, sky.zenith_app, sky.sun_app, sky.pole_app)
 
 
 def _lonlat(v: np.ndarray) -> tuple[float, float]:
@@ -720,10 +794,13 @@ def target_observable(
     return sl.edges, out
 
 
-def observable_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Maximal runs of True per row of ``mask`` (m, n): ``(row, first, end)``, end exclusive, row-major.
+def mask_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maximal runs of True in each row of a 2-D mask: ``(row, first, end)``, ``end`` exclusive, row-major.
 
-    With :func:`target_observable`, the windows of each target as slice-edge indices.
+    Examples
+    --------
+    >>> [a.tolist() for a in mask_runs(np.array([[1, 1, 0, 1], [0, 0, 0, 0]], dtype=bool))]
+    [[0, 0], [0, 3], [2, 4]]
     """
     m, n = mask.shape
     pad = np.zeros((m, n + 2), dtype=np.int8)
@@ -775,7 +852,7 @@ def target_windows(
     (True, [])
     """
     edges, mask = target_observable(ra_deg, dec_deg, site, start, hours, step_minutes)
-    rows, first, end = observable_runs(mask)
+    rows, first, end = mask_runs(mask)
     edge = [edges[i] for i in range(len(edges))]
     out: list[list[tuple[Time, Time]]] = [[] for _ in range(mask.shape[0])]
     for r, a, b in zip(rows.tolist(), first.tolist(), end.tolist()):
@@ -789,10 +866,14 @@ __all__ = [
     "ObservabilityError",
     "ObservabilityResult",
     "Site",
+    "bundled_ut1_utc",
+    "mask_runs",
     "observability",
     "observable_moc_at",
-    "observable_runs",
+    "SkyStates",
+    "sky_states",
     "sky_vectors",
     "target_observable",
     "target_windows",
+    "ut1_minus_utc_s",
 ]

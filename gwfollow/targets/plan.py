@@ -63,12 +63,14 @@ from scipy.optimize import linear_sum_assignment
 
 from gwfollow.config import PlanConfig, packaged_defaults
 from gwfollow.errors import PlanError
+from gwfollow.kernels import footprints as kfp
 from gwfollow.kernels import ranges as kr
 from gwfollow.kernels.schedule import edf_assign, longest_run
-from gwfollow.regions.moc import credible_ranges, probability_in_ranges
+from gwfollow.regions.moc import credible_ranges
 from gwfollow.skymaps.skymap import SkyMap
 from gwfollow.targets.fields import FieldOfView, Telescope, candidate_fields, field_footprints, footprint_polygons
-from gwfollow.targets.observability import Site, sky_vectors
+from gwfollow.targets.footprints import FootprintGrid
+from gwfollow.targets.observability import Site, sky_states
 from gwfollow.version import __version__
 
 STRATEGIES = ("coverage", "greedy")
@@ -272,11 +274,11 @@ class _Visibility:
     airmass: npt.NDArray[np.float64]  # (n, J)
 
 
-def _visibility(vec: np.ndarray, site: Site, t0: Any, begin_s: np.ndarray, exposure_s: float,
+def _visibility(vec: np.ndarray, site: Site, sky: _SkyGrid, begin_s: np.ndarray, exposure_s: float,
                 margin: float) -> _Visibility:
     """Observability of unit vectors ``vec`` over exposures [t0 + begin_s[j], + exposure_s]."""
     n = begin_s.shape[0]
-    zen, sun, moon = _sky_at(site, t0, np.concatenate([begin_s, begin_s + exposure_s]))
+    zen, sun, moon = sky.at(np.concatenate([begin_s, begin_s + exposure_s]))
     sin_lim = math.sin(math.radians(site.min_alt_deg + margin))
     dark = np.flatnonzero((sun[:n] <= site.max_sun_alt_deg - margin) & (sun[n:] <= site.max_sun_alt_deg - margin))
     ok = np.zeros((vec.shape[0], n), dtype=bool)
@@ -294,45 +296,147 @@ def _visibility(vec: np.ndarray, site: Site, t0: Any, begin_s: np.ndarray, expos
     return _Visibility(ok, airmass)
 
 
-SKY_STEP_S = 300.0
-"""The site's sky (zenith, Sun, Moon) is computed every 5 minutes and interpolated:
-the normalised chord between two zeniths 1.25 deg apart (in hour angle) strays
-from the zenith's small circle by less than 0.002 deg, the Sun's altitude from
-its curve by less than 0.001 deg, both well inside ``margin_deg``."""
+def _may_rise(dec_deg: np.ndarray, site: Site, margin: float) -> np.ndarray:
+    """False where a declination never culminates above the altitude limit.
+
+    The culmination altitude is ``90 - |dec - lat|``; declinations of date
+    differ from ICRS ones by the precession since J2000 (0.36 deg in 2026),
+    so a degree of slack keeps every field that might rise (the exact test follows).
+    """
+    return 90.0 - np.abs(dec_deg - site.lat_deg) >= site.min_alt_deg + margin - 1.0
 
 
-def _sky_at(site: Site, t0: Any, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Zenith, Sun altitude and Moon at ``t0 + seconds``, interpolated from a grid every :data:`SKY_STEP_S`."""
-    lo, hi = float(seconds.min()), float(seconds.max())
-    n = max(2, int(math.ceil((hi - lo) / SKY_STEP_S)) + 1)
-    grid = lo + np.arange(n) * SKY_STEP_S
-    zen, sun, moon = sky_vectors(site, t0 + TimeDelta(grid, format="sec"))
-    k = np.clip(((seconds - lo) // SKY_STEP_S).astype(np.int64), 0, n - 2)
-    w = ((seconds - grid[k]) / SKY_STEP_S)[:, None]
+def slot_starts(params: PlanParameters) -> npt.NDArray[np.float64]:
+    """Start of every slot of the window, seconds from its start (one exposure plus overhead each)."""
+    n_slots = int(math.floor((params.hours * 3600.0 - params.exposure_s) / params.slot_s)) + 1
+    return np.arange(n_slots, dtype=np.float64) * params.slot_s
 
-    def lerp(v: np.ndarray) -> np.ndarray:
-        out = v[k] * (1.0 - w) + v[k + 1] * w
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
-    sun_i = sun[k] * (1.0 - w[:, 0]) + sun[k + 1] * w[:, 0]
-    return lerp(zen), sun_i, None if moon is None else lerp(moon)
+def observable_exposures(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike, site: Site, start: object,
+                         params: PlanParameters) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """When fields can be observed for a whole exposure: the plan's notion of observability.
+
+    Parameters
+    ----------
+    ra_deg, dec_deg : array_like, shape (n,)
+        Field centres (ICRS), degrees.
+    site : Site
+    start : astropy.time.Time or str
+        Start of the window (UTC when a string).
+    params : PlanParameters
+        The window (``hours``), ``exposure_s``, the slot length and ``margin_deg``.
+
+    Returns
+    -------
+    begin_s : (J,) float64
+        Start of each slot's exposure, seconds from ``start`` (:func:`slot_starts`).
+    ok : (n, J) bool
+        Field ``i`` observable over the whole exposure of slot ``j``: at its
+        start and end the airmass is ``<= site.max_airmass``, the Sun at or
+        below ``site.max_sun_alt_deg`` and (when set) the Moon farther than
+        ``site.min_moon_sep_deg``, each limit tightened by ``margin_deg``.
+        :func:`plan_observations` places exposures only in such slots.
+    """
+    p = params.validate()
+    site.validate()
+    t0 = _as_time(start)
+    offs = slot_starts(p)
+    vec = _unit_vectors(np.atleast_1d(np.asarray(ra_deg, dtype=np.float64)),
+                        np.atleast_1d(np.asarray(dec_deg, dtype=np.float64)))
+    ok = np.zeros((vec.shape[0], offs.shape[0]), dtype=bool)
+    rise = np.flatnonzero(_may_rise(np.degrees(np.arcsin(np.clip(vec[:, 2], -1.0, 1.0))), site, p.margin_deg))
+    if rise.size:
+        sky = _SkyGrid(site, t0, 0.0, float(offs[-1]) + p.exposure_s)
+        ok[rise] = _visibility(vec[rise], site, sky, offs, p.exposure_s, p.margin_deg).ok
+    return offs, ok
+
+
+SKY_STEP_S = 1800.0
+"""The site's sky is computed exactly every 30 minutes (:func:`~gwfollow.targets.observability.sky_states`)
+and interpolated between: the zenith turned about the celestial intermediate pole
+by the Earth's rotation from both neighbouring instants (blended), the Sun's and
+Moon's directions interpolated linearly (they move by 0.02 and 0.3 deg in 30
+minutes).  Against the exact computation the zenith differs by less than 0.1
+arcsec, the Sun's altitude by less than 0.001 deg and the Moon by less than 10
+arcsec (``tests/test_plan.py``), far inside ``margin_deg``."""
+
+EARTH_RATE_RAD_S = 2.0 * math.pi * 1.00273781191135448 / 86400.0
+"""The Earth's rotation angle rate (IERS Conventions 2010, eq. 5.15), per UT1 second."""
+
+
+def _turn(v: np.ndarray, axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Rotate vectors ``v`` (n, 3) about unit ``axis`` (n, 3) by ``angle`` (n,) radians (Rodrigues)."""
+    c, s = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    return v * c + np.cross(axis, v) * s + axis * np.einsum("ij,ij->i", axis, v)[:, None] * (1.0 - c)
+
+
+def _unit_rows(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+class _SkyGrid:
+    """The site's sky (zenith, Sun altitude, Moon) over ``[lo_s, hi_s]`` from ``t0``:
+    computed every :data:`SKY_STEP_S` once and interpolated at any instant;
+    instants outside are computed on a grid of their own."""
+
+    def __init__(self, site: Site, t0: Any, lo_s: float, hi_s: float) -> None:
+        self.site, self.t0, self.lo = site, t0, float(lo_s)
+        n = max(2, int(math.ceil((float(hi_s) - self.lo) / SKY_STEP_S)) + 1)
+        self.n = n
+        self.hi = self.lo + (n - 1) * SKY_STEP_S
+        self.s = sky_states(site, t0 + TimeDelta(self.lo + np.arange(n) * SKY_STEP_S, format="sec"))
+
+    def at(self, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Zenith (ICRS), Sun altitude (deg) and Moon (ICRS) at ``t0 + seconds``."""
+        if seconds.size and (float(seconds.min()) < self.lo or float(seconds.max()) > self.hi):
+            return _SkyGrid(self.site, self.t0, float(seconds.min()), float(seconds.max())).at(seconds)
+        s = self.s
+        k = np.clip(((seconds - self.lo) // SKY_STEP_S).astype(np.int64), 0, self.n - 2)
+        dt = seconds - (self.lo + k * SKY_STEP_S)
+        w = (dt / SKY_STEP_S)[:, None]
+        fwd, back = EARTH_RATE_RAD_S * dt, EARTH_RATE_RAD_S * (dt - SKY_STEP_S)
+
+        def turned(v: np.ndarray) -> np.ndarray:
+            return _unit_rows(_turn(v[k], s.pole_app[k], fwd) * (1.0 - w)
+                              + _turn(v[k + 1], s.pole_app[k + 1], back) * w)
+
+        def lerp(v: np.ndarray) -> np.ndarray:
+            return _unit_rows(v[k] * (1.0 - w) + v[k + 1] * w)
+
+        zen_app = turned(s.zenith_app)
+        sun_alt = np.degrees(np.arcsin(np.clip(np.einsum("ij,ij->i", zen_app, lerp(s.sun_app)), -1.0, 1.0)))
+        return turned(s.zenith), sun_alt, None if s.moon is None else lerp(s.moon)
 
 
 class _Gains:
-    """Marginal probability of footprints against a growing covered region (lazy)."""
+    """Marginal probability of footprints against a growing covered region (lazy).
+
+    The footprints and what was covered before are laid on one atom grid
+    (:class:`~gwfollow.targets.footprints.FootprintGrid`: the intervals
+    between consecutive boundaries), so what a field adds is a sum over its
+    atoms not yet covered, with no set algebra; each atom's probability
+    comes from one merge with the map (pro rata of depth-29 pixels for cells
+    it cuts, as :func:`~gwfollow.regions.moc.probability_in_ranges`).
+    """
 
     def __init__(self, skymap: SkyMap, feet: list[npt.NDArray[np.int64]], covered: npt.NDArray[np.int64]) -> None:
-        self.skymap = skymap
-        self.feet = feet
-        self.covered = covered
-        self.version = 0
-        self.bound = np.array([self._exact(i) for i in range(len(feet))], dtype=np.float64)
-        self.at = np.zeros(len(feet), dtype=np.int64)
+        self.n = len(feet)
+        grid = FootprintGrid.from_footprints(list(feet) + [covered], 29)
+        self.ia, self.ib, self.off = grid.ia, grid.ib, grid.offsets
+        self.atom_prob = kfp.atom_probabilities(*grid.cumulative(skymap))
+        self.restart()
+        self.bound = np.array([self._exact(i) for i in range(self.n)], dtype=np.float64)
+        self.at = np.zeros(self.n, dtype=np.int64)
+
+    def restart(self) -> None:
+        """Forget the fields taken: only what was covered before counts as covered."""
+        self.done = np.zeros(self.atom_prob.shape[0], dtype=np.bool_)
+        kfp.cover(self.done, self.ia, self.ib, int(self.off[self.n]), int(self.off[self.n + 1]))
+        self.version = getattr(self, "version", 0) + 1
 
     def _exact(self, i: int) -> float:
-        f = self.feet[i]
-        new = kr.difference(f, self.covered) if self.covered.shape[0] else f
-        return probability_in_ranges(self.skymap, new) if new.shape[0] else 0.0
+        return float(kfp.uncovered_gain(self.atom_prob, self.done, self.ia, self.ib, int(self.off[i]),
+                                        int(self.off[i + 1])))
 
     def fresh(self, i: int) -> bool:
         """Make ``bound[i]`` exact; True if it already was."""
@@ -343,8 +447,9 @@ class _Gains:
         return False
 
     def take(self, i: int) -> float:
-        gain = float(self.bound[i])
-        self.covered = kr.union(self.covered, self.feet[i]) if self.covered.shape[0] else self.feet[i]
+        """Cover field ``i``; the probability it added."""
+        gain = self._exact(i)
+        kfp.cover(self.done, self.ia, self.ib, int(self.off[i]), int(self.off[i + 1]))
         self.version += 1
         return gain
 
@@ -486,12 +591,16 @@ def plan_observations(skymap: SkyMap, telescope: Telescope, site: Site, start: o
     covered = (np.empty((0, 2), dtype=np.int64) if covered_before is None
                else np.ascontiguousarray(covered_before, dtype=np.int64))
     slot = p.slot_s
-    n_slots = int(math.floor((p.hours * 3600.0 - p.exposure_s) / slot)) + 1
-    offs = np.arange(n_slots, dtype=np.float64) * slot
+    offs = slot_starts(p)
+    n_slots = offs.shape[0]
     region = credible_ranges(skymap, [p.level], "include")[0]
     cand = candidate_fields(telescope, region)
+    n_near = int(cand.size)
+    cand = cand[_may_rise(telescope.dec[cand], site, p.margin_deg)]
     vec = _unit_vectors(telescope.ra[cand], telescope.dec[cand])
-    vis = _visibility(vec, site, t0, offs, p.exposure_s, p.margin_deg) if cand.size else _Visibility(
+    # One sky for the whole window (and exposures a slew delays past its end).
+    sky = _SkyGrid(site, t0, 0.0, float(offs[-1]) + p.exposure_s + p.slot_s)
+    vis = _visibility(vec, site, sky, offs, p.exposure_s, p.margin_deg) if cand.size else _Visibility(
         np.zeros((0, n_slots), bool), np.zeros((0, n_slots)))
     keep = vis.ok.any(axis=1)
     rows = cand[keep]
@@ -505,11 +614,12 @@ def plan_observations(skymap: SkyMap, telescope: Telescope, site: Site, start: o
             "strategy": p.strategy, "start": _iso(t0.reshape(1))[0], "hours": p.hours, "exposure_s": p.exposure_s,
             "visits": p.visits, "max_airmass": site.max_airmass, "max_sun_alt_deg": site.max_sun_alt_deg,
             "gwfollow": __version__}
-    return _lay_out(skymap, telescope, site, t0, p, rows, feet, vis, covered, job_field, job_visit, job_slot,
-                    n_candidates=int(cand.size), provenance=prov)
+    return _lay_out(gains, telescope, site, sky, t0, p, rows, feet, vis, covered, job_field, job_visit, job_slot,
+                    n_candidates=n_near, provenance=prov)
 
 
-def _lay_out(skymap: SkyMap, telescope: Telescope, site: Site, t0: Any, p: PlanParameters, rows: np.ndarray,
+def _lay_out(gains: _Gains, telescope: Telescope, site: Site, sky: _SkyGrid, t0: Any, p: PlanParameters,
+             rows: np.ndarray,
              feet: list[np.ndarray], vis: _Visibility, covered: np.ndarray, job_field: list[int],
              job_visit: list[int], job_slot: list[int], *, n_candidates: int, provenance: dict[str, Any]) -> Plan:
     """Exposures in time order with slews; recheck delayed ones; probability in time order."""
@@ -533,7 +643,7 @@ def _lay_out(skymap: SkyMap, telescope: Telescope, site: Site, t0: Any, p: PlanP
     keep = np.ones(jf.shape[0], dtype=bool)
     late = np.flatnonzero(begin > start_s + 1e-9)
     if late.size:
-        v = _visibility(vec[late], site, t0, begin[late], p.exposure_s, p.margin_deg)
+        v = _visibility(vec[late], site, sky, begin[late], p.exposure_s, p.margin_deg)
         idx = np.arange(late.size)
         keep[late] = v.ok[idx, idx]
         airmass = airmass.copy()
@@ -551,17 +661,18 @@ def _lay_out(skymap: SkyMap, telescope: Telescope, site: Site, t0: Any, p: PlanP
     n_dropped = int((~keep).sum())
     jf, jv, begin, airmass, ra, dec = jf[keep], jv[keep], begin[keep], airmass[keep], ra[keep], dec[keep]
     # Probability in time order: each field counts once, at its first kept exposure.
-    cov = covered
+    gains.restart()
     prob = np.zeros(jf.shape[0])
     seen: set[int] = set()
     for k, i in enumerate(jf.tolist()):
         if i in seen:
             continue
+        prob[k] = gains.take(i)
         seen.add(i)
-        f = feet[i]
-        new = kr.difference(f, cov) if cov.shape[0] else f
-        prob[k] = probability_in_ranges(skymap, new) if new.shape[0] else 0.0
-        cov = kr.union(cov, f) if cov.shape[0] else f
+    cov = covered
+    if seen:
+        parts = [feet[i] for i in sorted(seen)] + ([covered] if covered.shape[0] else [])
+        cov = kr.normalize(np.concatenate(parts))
     filters = np.array([p.filters[(v - 1) % len(p.filters)] for v in jv.tolist()], dtype=str)
     return Plan(
         telescope=telescope.name, site=site.name, strategy=p.strategy, start=t0, params=p,
@@ -657,5 +768,5 @@ def plans_table(plans: Sequence[Plan], fovs: Sequence[FieldOfView] | None = None
     return table
 
 
-__all__ = ["STRATEGIES", "Plan", "PlanParameters", "plan_joint", "params_from_config", "plan_observations",
-           "plans_table", "with_overrides"]
+__all__ = ["STRATEGIES", "Plan", "PlanParameters", "observable_exposures", "params_from_config", "plan_joint",
+           "plan_observations", "plans_table", "slot_starts", "with_overrides"]

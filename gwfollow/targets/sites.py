@@ -10,7 +10,13 @@ downloads it: it is used only when astropy already has it in its cache
 :class:`~gwfollow.errors.ConfigError` that names the sites known and how
 to configure another.  astropy 8 ships no copy of the registry inside the
 package, so on a fresh installation only the configured sites and
-:data:`~gwfollow.targets.observability.KNOWN_SITES` are available.
+:data:`~gwfollow.targets.observability.KNOWN_SITES` are available.  No
+package of the registries gwfollow installs from ships it either (checked
+for issue 12: Debian's ``python3-astropy`` 5.2.1 carries only astropy's
+built-in ``sites.json``, the Greenwich example; ``python3-astroplan``,
+``astropy-utils`` and ``python3-pytest-astropy`` carry none; on PyPI
+``astropy-iers-data`` holds the IERS tables only), so gwfollow does not
+bundle a copy of its own.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from gwfollow.config import SiteConfig
-from gwfollow.targets.observability import Site, observability, observable_runs, target_observable
+from gwfollow.targets.observability import Site, observability, mask_runs, target_observable
 
 
 def site_of(sc: SiteConfig) -> Site:
@@ -55,7 +55,7 @@ def add_windows(table: Any, sites: tuple[SiteConfig, ...], start: Any) -> Any:
         edges, mask = target_observable(ra, dec, site_of(sc), start, hours=sc.hours, step_minutes=sc.step_minutes)
         iso = _isos(edges)
         text: list[list[str]] = [[] for _ in range(mask.shape[0])]
-        for r, a, b in zip(*(x.tolist() for x in observable_runs(mask))):
+        for r, a, b in zip(*(x.tolist() for x in mask_runs(mask))):
             text[r].append(f"{iso[a]}/{iso[b]}")
         table[f"windows_{sc.name}"] = [";".join(t) for t in text]
     return table
