@@ -470,7 +470,9 @@ class Store:
         rows = self.query(
             "SELECT s.id, s.alert_id, s.role, s.sha256, s.meta, s.stored_at, a.time_created, a.alert_type "
             "FROM skymaps s JOIN alerts a ON a.id = s.alert_id WHERE s.superevent_id = ? "
-            "ORDER BY a.time_created, s.id", (superevent_id,))
+            # Ties in time_created (mock alerts share one) are broken by the alert, then the GW map
+            # first: a combined map is stored by the second step, so its row id depends on timing.
+            "ORDER BY a.time_created, s.alert_id, s.role != 'gw', s.id", (superevent_id,))
         out = []
         for r in rows:
             d = dict(r)

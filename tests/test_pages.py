@@ -288,7 +288,7 @@ async def test_send_to_samp_from_the_page(page_db, aiohttp_server, chromium, ala
                 page = await browser.new_page()
                 await page.goto(f"{base}/events/S241102br", wait_until="load")
                 await page.click("#samp-send")
-                await page.locator("#samp-status", has_text=re.compile("sent|no SAMP hub")).wait_for(timeout=30_000)
+                await page.locator("#samp-status", has_text=re.compile("sent|no SAMP hub")).wait_for(timeout=120_000)  # a hang guard: loaded CI is slow
                 status = await page.locator("#samp-status").text_content()
                 # Two MOCs, two tables and the plan went to each receiver, which loaded them before replying.
                 assert status.startswith("5 product(s) sent to the SAMP hub's clients, 10 loaded"), status

@@ -22,7 +22,10 @@ async def _post_and_wait(client, name: str, sid: str, n_alerts: int) -> None:
     assert r.status == 202, await r.text()
     store = client.app[STORE]
     t0 = time.monotonic()
-    while len(store.alerts_of(sid)) < n_alerts:
+    # Both steps: the report shows the second step's products (coverages, plans) too,
+    # so a revision is complete, and its report final, only when no second step is pending.
+    while (len(store.alerts_of(sid)) < n_alerts
+           or store.query("SELECT COUNT(*) FROM deferred_work WHERE state = 'pending'")[0][0]):
         assert time.monotonic() - t0 < 120, f"{name} was not processed"
         await asyncio.sleep(0.1)
 
