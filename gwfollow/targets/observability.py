@@ -288,10 +288,19 @@ def _utc_with_ut1(times: Time) -> Time:
 
 
 @dataclass(frozen=True)
-class _Sky:
-    """Per instant: directions as ICRS unit vectors (n, 3), Sun altitude in degrees;
-    and in the apparent (GCRS) frame the zenith, the Sun and the celestial
-    intermediate pole, about which the zenith turns."""
+class SkyStates:
+    """The site's sky at instants, with what is needed to interpolate it between them
+    (:func:`sky_states`).
+
+    Attributes
+    ----------
+    zenith, moon : (n, 3) float64
+        ICRS unit vectors (``moon`` None without a Moon limit).
+    sun_alt_deg : (n,) float64
+    zenith_app, sun_app, pole_app : (n, 3) float64
+        The zenith, the Sun and the celestial intermediate pole (the axis of
+        the Earth's rotation) as apparent geocentric (GCRS) unit vectors.
+    """
 
     zenith: npt.NDArray[np.float64]
     sun_alt_deg: npt.NDArray[np.float64]
@@ -313,7 +322,7 @@ def _apparent_to_icrs(vec: np.ndarray, t: Time) -> np.ndarray:
     return _unit(np.asarray(icrs.cartesian.xyz.value, dtype=np.float64).T)
 
 
-def _sky(site: Site, times: Time, moon: bool) -> _Sky:
+def _sky(site: Site, times: Time, moon: bool) -> SkyStates:
     """Zenith, Sun altitude and (optionally) Moon of ``site`` at ``times`` (1-D), vectorised."""
 
     t = _utc_with_ut1(times)
@@ -338,7 +347,7 @@ def _sky(site: Site, times: Time, moon: bool) -> _Sky:
         obs = itrs_to_gcrs @ np.array([q.to_value(u.m) for q in loc.geocentric])
         m = np.asarray(get_body("moon", t).cartesian.xyz.to_value(u.m), dtype=np.float64).T
         moon_icrs = _apparent_to_icrs(_unit(m - obs), t)
-    return _Sky(_apparent_to_icrs(zen_app, t), sun_alt, moon_icrs, zen_app, sun, itrs_to_gcrs[:, :, 2].copy())
+    return SkyStates(_apparent_to_icrs(zen_app, t), sun_alt, moon_icrs, zen_app, sun, itrs_to_gcrs[:, :, 2].copy())
 
 
 def sky_vectors(site: Site, times: Time) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64],
@@ -366,34 +375,10 @@ def sky_vectors(site: Site, times: Time) -> tuple[npt.NDArray[np.float64], npt.N
     return sky.zenith, sky.sun_alt_deg, sky.moon
 
 
-@dataclass(frozen=True)
-class SkyStates:
-    """The site's sky at instants, with what is needed to interpolate it between them
-    (:func:`sky_states`).
-
-    Attributes
-    ----------
-    zenith, moon : (n, 3) float64
-        ICRS unit vectors (``moon`` None without a Moon limit).
-    sun_alt_deg : (n,) float64
-    zenith_app, sun_app, pole_app : (n, 3) float64
-        The zenith, the Sun and the celestial intermediate pole (the axis of
-        the Earth's rotation) as apparent geocentric (GCRS) unit vectors.
-    """
-
-    zenith: npt.NDArray[np.float64]
-    sun_alt_deg: npt.NDArray[np.float64]
-    moon: npt.NDArray[np.float64] | None
-    zenith_app: npt.NDArray[np.float64]
-    sun_app: npt.NDArray[np.float64]
-    pole_app: npt.NDArray[np.float64]
-
-
 def sky_states(site: Site, times: Time) -> SkyStates:
     """:func:`sky_vectors` with the apparent zenith, Sun and pole, for interpolation."""
     _check_site(site)
-    sky = _sky(site, times.reshape(-1), site.min_moon_sep_deg is not None)
-    return SkyStates(sky.zenith, sky.sun_alt_deg, sky.moon, sky.zenith_app, sky.sun_app, sky.pole_app)
+    return _sky(site, times.reshape(-1), site.min_moon_sep_deg is not None)
 
 
 def _lonlat(v: np.ndarray) -> tuple[float, float]:
@@ -467,7 +452,7 @@ def _slices(start: object, hours: object, step_minutes: object) -> _Slices:
     return _Slices(start=edges[:-1], end=edges[1:], mid=mid, edges=edges)
 
 
-def _slices_and_sky(site: Site, start: object, hours: object, step_minutes: object) -> tuple[_Slices, _Sky]:
+def _slices_and_sky(site: Site, start: object, hours: object, step_minutes: object) -> tuple[_Slices, SkyStates]:
     """:func:`_slices` and the site's sky at their midpoints, remembered for the last few windows:
     an alert's galaxies, fields, observability and plan all ask for the same one."""
     t0 = _as_time(start, "start")
@@ -477,7 +462,7 @@ def _slices_and_sky(site: Site, start: object, hours: object, step_minutes: obje
 
 @functools.lru_cache(maxsize=8)
 def _cached_slices_and_sky(site: Site, jd1: float, jd2: float, hours: float,
-                           step_minutes: float) -> tuple[_Slices, _Sky]:
+                           step_minutes: float) -> tuple[_Slices, SkyStates]:
     sl = _slices(Time(jd1, jd2, format="jd", scale="utc"), hours, step_minutes)
     sky = _sky(site, sl.mid, site.min_moon_sep_deg is not None)
     for a in (sky.zenith, sky.sun_alt_deg, sky.moon):
@@ -506,7 +491,7 @@ def _cells(skymap_or_cells: CellsInput) -> tuple[np.ndarray, np.ndarray]:
     return rng, prob
 
 
-def _observable_ranges(site: Site, sky: _Sky, k: int, order: int) -> npt.NDArray[np.int64]:
+def _observable_ranges(site: Site, sky: SkyStates, k: int, order: int) -> npt.NDArray[np.int64]:
     if not sky.sun_alt_deg[k] <= site.max_sun_alt_deg:
         return _empty_ranges()
     lon, lat = _lonlat(sky.zenith[k])
